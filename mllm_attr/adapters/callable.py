@@ -1,0 +1,110 @@
+"""An adapter around plain Python callables: closed/API models, or anything custom.
+
+``score_fn(images, generation, positions) -> float[B, K]`` returns the probability of
+each target token (teacher-forced on ``generation``) for a batch of ``uint8[B, H, W, 3]``
+RGB images. ``generate_fn(image, prompt) -> str | Generation`` produces the answer
+(optional: without it, pass a :class:`~mllm_attr.types.Generation` or use
+:meth:`CallableAdapter.from_text`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..image import ImageLike, load_image
+from ..mask import make_baseline
+from ..types import Generation
+from .base import ModelAdapter, Scorer
+
+ScoreFn = Callable[[np.ndarray, Generation, Sequence[int]], np.ndarray]
+GenerateFn = Callable[[np.ndarray, str], "str | Generation"]
+
+
+def generation_from_text(prompt: str, text: str, probs: Sequence[float] | None = None, **extra: Any) -> Generation:
+    """A word-level :class:`Generation`: each token is a word with its leading whitespace."""
+    pieces = re.findall(r"\s*\S+", text)
+    spans, pos = [], 0
+    for piece in pieces:
+        spans.append((pos, pos + len(piece)))
+        pos += len(piece)
+    probs = list(probs) if probs is not None else [float("nan")] * len(pieces)
+    return Generation(
+        prompt=prompt,
+        token_ids=tuple(range(len(pieces))),
+        tokens=tuple(pieces),
+        spans=tuple(spans),
+        text=text,
+        probs=tuple(float(p) for p in probs),
+        special=tuple(False for _ in pieces),
+        **extra,
+    )
+
+
+class CallableScorer(Scorer):
+    def __init__(self, fn: ScoreFn, image, baseline, generation, positions, batch_size):
+        super().__init__(image, baseline, positions, batch_size)
+        self.fn = fn
+        self.generation = generation
+
+    def _score_batch(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(images, self.generation, self.positions), dtype=np.float64)
+
+
+class CallableAdapter(ModelAdapter):
+    """Adapter for a model reachable only through functions (see module docstring).
+
+    Example:
+        >>> adapter = CallableAdapter(my_score_fn, my_generate_fn, name="my-api-model")  # doctest: +SKIP
+    """
+
+    family = "callable"
+
+    def __init__(
+        self, score_fn: ScoreFn, generate_fn: GenerateFn | None = None, *, name: str = "callable", batch_size: int = 16
+    ):
+        if not callable(score_fn):
+            raise TypeError(f"score_fn must be callable; got {type(score_fn).__name__}")
+        if generate_fn is not None and not callable(generate_fn):
+            raise TypeError(f"generate_fn must be callable or None; got {type(generate_fn).__name__}")
+        self.score_fn = score_fn
+        self.generate_fn = generate_fn
+        self.name = name
+        self._batch_size = int(batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.family, "adapter": type(self).__name__, "model": self.name}
+
+    def default_batch_size(self) -> int:
+        return self._batch_size
+
+    def _full_probs(self, image: np.ndarray, gen: Generation) -> list[float]:
+        return np.asarray(self.score_fn(image[None], gen, list(range(len(gen)))), dtype=np.float64)[0].tolist()
+
+    def from_text(self, image: ImageLike, prompt: str, text: str, **extra: Any) -> Generation:
+        """A Generation for ``text`` (word tokens) with probabilities scored on the full image."""
+        arr = load_image(image).array
+        gen = generation_from_text(prompt, text, **extra)
+        return generation_from_text(prompt, text, self._full_probs(arr, gen), **extra)
+
+    def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any) -> Generation:
+        if self.generate_fn is None:
+            raise ValueError("this CallableAdapter has no generate_fn; pass a Generation (see CallableAdapter.from_text)")
+        arr = load_image(image).array
+        out = self.generate_fn(arr, prompt)
+        if isinstance(out, Generation):
+            return out
+        if not isinstance(out, str):
+            raise TypeError(f"generate_fn must return a str or a Generation; got {type(out).__name__}")
+        return self.from_text(arr, prompt, out)
+
+    def teacher_force(self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None) -> Generation:
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"expected a non-empty counterfactual answer; got {answer!r}")
+        return self.from_text(image, prompt, answer, counterfactual=True, generated_text=generated_text)
+
+    def scorer(self, image, generation, positions, *, baseline=None, batch_size=None) -> CallableScorer:
+        base = make_baseline(image) if baseline is None else baseline
+        return CallableScorer(self.score_fn, image, base, generation, positions, batch_size or self._batch_size)

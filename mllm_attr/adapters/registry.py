@@ -1,0 +1,118 @@
+"""Adapter registry and the :func:`load_adapter` factory."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .base import ModelAdapter
+from .families import LlavaAdapter, Qwen25VLAdapter, Qwen2VLAdapter
+from .hf import HFAdapter
+
+#: family name -> adapter class.
+ADAPTERS: dict[str, type[HFAdapter]] = {}
+
+
+def register(cls: type[HFAdapter]) -> type[HFAdapter]:
+    """Register an adapter class under its ``family`` (usable as a decorator)."""
+    ADAPTERS[cls.family] = cls
+    return cls
+
+
+for _cls in (LlavaAdapter, Qwen2VLAdapter, Qwen25VLAdapter, HFAdapter):
+    register(_cls)
+
+
+def supported_families() -> list[str]:
+    return sorted(ADAPTERS)
+
+
+def family_for_model_type(model_type: str) -> str | None:
+    for fam, cls in ADAPTERS.items():
+        if model_type in cls.model_types:
+            return fam
+    return None
+
+
+def _model_type_of(source: str | os.PathLike, trust_remote_code: bool) -> str:
+    path = Path(source)
+    if path.is_dir():
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is a directory but has no config.json; expected a model directory")
+        try:
+            model_type = json.loads(cfg.read_text()).get("model_type")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{str(cfg)!r} is not valid JSON: {exc}") from None
+        if not model_type:
+            raise ValueError(f"{str(cfg)!r} has no 'model_type'; cannot tell the model family")
+        return str(model_type)
+    if path.exists():
+        raise ValueError(f"expected a model directory or hub id; {str(path)!r} is a file")
+    from transformers import AutoConfig
+
+    return str(AutoConfig.from_pretrained(str(source), trust_remote_code=trust_remote_code).model_type)
+
+
+def load_adapter(
+    model: Any,
+    processor: Any | None = None,
+    *,
+    family: str | None = None,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+) -> ModelAdapter:
+    """Build an adapter from a hub id, a local directory, a ``(model, processor)`` pair or an adapter.
+
+    Args:
+        model: hub id / local path, a loaded ``PreTrainedModel`` (then pass ``processor``),
+            a ``(model, processor)`` tuple, or a ready :class:`ModelAdapter`.
+        family: force a family (see :func:`supported_families`); by default it is read from
+            the model config's ``model_type``.
+        trust_remote_code: passed to transformers; off unless you turn it on.
+        **kwargs: loading options (``dtype``, ``device_map``, ``load_in_4bit``, ``load_in_8bit``,
+            ``attn_implementation``, ...), passed to :meth:`HFAdapter.from_pretrained`.
+
+    Raises:
+        ValueError: the family is unknown or cannot be told; the message lists supported families.
+    """
+    if isinstance(model, ModelAdapter):
+        return model
+    if isinstance(model, tuple) and len(model) == 2 and processor is None:
+        model, processor = model
+    if family is not None and family not in ADAPTERS:
+        raise ValueError(f"unknown model family {family!r}; supported: {supported_families()}")
+
+    if isinstance(model, (str, os.PathLike)):
+        if processor is not None:
+            raise TypeError("pass a processor only together with a loaded model, not with a name or path")
+        fam = family or family_for_model_type(_model_type_of(model, trust_remote_code))
+        if fam is None:
+            fam = _generic_or_raise(_model_type_of(model, trust_remote_code))
+        return ADAPTERS[fam].from_pretrained(model, trust_remote_code=trust_remote_code, **kwargs)
+
+    if processor is None:
+        raise TypeError(
+            f"expected a hub id, a local path, a (model, processor) pair or a ModelAdapter; got {type(model).__name__} "
+            "without a processor"
+        )
+    if kwargs:
+        raise TypeError(f"loading options {sorted(kwargs)} apply only when loading by name or path")
+    model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
+    fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type)
+    return ADAPTERS[fam](model, processor)
+
+
+def _generic_or_raise(model_type: str) -> str:
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    except ImportError:  # pragma: no cover - very old transformers
+        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES = {}
+    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        return "auto"
+    raise ValueError(
+        f"unknown model family for model_type {model_type!r}; supported families: {supported_families()} "
+        "(or any model_type that transformers' AutoModelForImageTextToText supports, through family='auto')"
+    )
