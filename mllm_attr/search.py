@@ -63,47 +63,51 @@ def replay_cost(n_prefixes: int) -> int:
     return 2 * max(0, n_prefixes)
 
 
-def replay(objective: Objective, ordering: np.ndarray, *, known: int = 0, known_rows: tuple | None = None) -> SearchResult:
-    """Curves of an ordering: score every prefix (the last one is the full image, free).
+Rows = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def replay(objective: Objective, ordering: np.ndarray, *, known: Rows | None = None) -> SearchResult:
+    """Curves of an ordering: score every prefix not already ``known`` (the full one is free).
 
     Args:
         ordering: all region indices, most important first.
-        known: the number of leading prefixes already scored, given in ``known_rows``
-            as ``(ins[known, K], dele[known, K])``.
+        known: prefix length -> ``(ins[K], dele[K])`` already scored during the search.
     """
     n = objective.n_regions
     ordering = np.asarray(ordering, dtype=np.int64)
     if sorted(ordering.tolist()) != list(range(n)):
         raise ValueError(f"an ordering must contain each of the {n} regions exactly once")
+    known = dict(known or {})
     p_full, p_blank = objective.endpoints()
     k = len(p_full)
     ins = np.empty((n, k))
     dele = np.empty((n, k))
-    if known:
-        ins[:known], dele[:known] = known_rows[0][:known], known_rows[1][:known]
-    todo = [ordering[: t + 1].tolist() for t in range(known, n - 1)]
-    if todo:
-        ev = objective.evaluate(todo)
-        ins[known : n - 1] = ev.ins
-        dele[known : n - 1] = ev.dele
+    missing = [length for length in range(1, n) if length not in known]
+    if missing:
+        ev = objective.evaluate([ordering[:length].tolist() for length in missing])
+        for row, length in enumerate(missing):
+            known[length] = (ev.ins[row], ev.dele[row])
+    for length in range(1, n):
+        ins[length - 1], dele[length - 1] = known[length]
     ins[n - 1], dele[n - 1] = p_full, p_blank
     return SearchResult(ordering, ins, dele, objective.value(ins, dele))
 
 
-def _finish(
-    objective: Objective,
-    head: list[int],
-    head_ins: list[np.ndarray],
-    head_dele: list[np.ndarray],
-    rest: list[int],
-    info: dict[str, Any],
-) -> SearchResult:
-    ordering = np.asarray(head + rest, dtype=np.int64)
-    known = len(head_ins)
-    rows = (np.asarray(head_ins).reshape(known, -1), np.asarray(head_dele).reshape(known, -1)) if known else None
-    res = replay(objective, ordering, known=min(known, objective.n_regions - 1), known_rows=rows)
+def _reserve(objective: Objective, cost: int, known: Rows, after: int = 0) -> bool:
+    """Can we pay ``cost`` now and still replay every prefix not known (``after`` more will be)?"""
+    unknown = (objective.n_regions - 1) - len(known) - after
+    return objective.can_afford(cost + replay_cost(unknown))
+
+
+def _finish(objective: Objective, ordering: list[int], known: Rows, info: dict[str, Any]) -> SearchResult:
+    res = replay(objective, np.asarray(ordering, dtype=np.int64), known=known)
     res.info.update(info)
+    res.info["replayed_prefixes"] = (objective.n_regions - 1) - len([k for k in known if k < objective.n_regions])
     return res
+
+
+def _stale_order(remaining: list[int], last_value: dict[int, float]) -> list[int]:
+    return sorted(remaining, key=lambda r: (-last_value.get(r, -np.inf), r))
 
 
 def greedy(objective: Objective, *, show_progress: bool = False) -> SearchResult:
@@ -116,31 +120,246 @@ def greedy(objective: Objective, *, show_progress: bool = False) -> SearchResult
     objective.endpoints()
     chosen: list[int] = []
     remaining = list(range(n))
-    ins_rows: list[np.ndarray] = []
-    dele_rows: list[np.ndarray] = []
+    known: Rows = {}
     last_value: dict[int, float] = {}
     bar = _Progress(n - 1, show_progress, "greedy")
     cut = False
     while len(remaining) > 1:
-        # This step, plus a replay of whatever would be left if the budget then ran out.
-        if not objective.can_afford(2 * len(remaining) + replay_cost(len(remaining) - 2)):
+        if not _reserve(objective, 2 * len(remaining), known, after=1):
             cut = True
             break
         ev = objective.evaluate([chosen + [r] for r in remaining])
         j = int(np.argmax(ev.value))
         last_value = {r: float(v) for r, v in zip(remaining, ev.value)}
         chosen.append(remaining.pop(j))
-        ins_rows.append(ev.ins[j])
-        dele_rows.append(ev.dele[j])
+        known[len(chosen)] = (ev.ins[j], ev.dele[j])
         bar.update()
     bar.close()
     # Budget cut: order the rest by their most recent (stale) values; unseen ones keep index order.
-    rest = sorted(remaining, key=lambda r: (-last_value.get(r, -np.inf), r))
-    return _finish(objective, chosen, ins_rows, dele_rows, rest, {"exact_steps": len(chosen), "budget_cut": cut})
+    return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"exact_steps": len(chosen), "budget_cut": cut})
+
+
+def _tail_step(objective: Objective, head: list[int], tail: list[int], candidates: list[int], known: Rows) -> int | None:
+    """Among ``candidates``, the one whose removal (with the current tail) hurts F least."""
+    if not candidates or not _reserve(objective, 2 * len(candidates), known, after=1):
+        return None
+    removed = set(tail)
+    keep_all = [r for r in range(objective.n_regions) if r not in removed]
+    subsets = [[r for r in keep_all if r != c] for c in candidates]
+    ev = objective.evaluate(subsets)
+    j = int(np.argmax(ev.value))
+    known[len(subsets[j])] = (ev.ins[j], ev.dele[j])
+    return candidates[j]
+
+
+def efficient(
+    objective: Objective,
+    *,
+    search_scope: int = 8,
+    pending_samples: int = 6,
+    update_step: int = 10,
+    show_progress: bool = False,
+) -> SearchResult:
+    """EAGLE "efficient" search: a head built greedily from a restricted scope, a tail from the end.
+
+    Every ``update_step`` steps (and at the first) all remaining regions are re-ranked; in
+    between only the top ``search_scope`` of the last full ranking are re-scored. Each step
+    also moves, among the ``pending_samples`` lowest-ranked regions, the one whose removal hurts
+    least to a tail list. Ordering = head + reversed tail.
+    """
+    for name, v in (("search_scope", search_scope), ("pending_samples", pending_samples), ("update_step", update_step)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be >= 1; got {v}")
+    n = objective.n_regions
+    objective.endpoints()
+    head: list[int] = []
+    tail: list[int] = []
+    known: Rows = {}
+    ranking: list[int] = []
+    last_value: dict[int, float] = {}
+    step = 0
+    cut = False
+    bar = _Progress(n - 1, show_progress, "efficient")
+    while True:
+        remaining = [r for r in range(n) if r not in head and r not in tail]
+        if len(remaining) <= 1:
+            head.extend(remaining)
+            break
+        full = step % update_step == 0 or not ranking
+        ranked_left = [r for r in ranking if r in remaining]
+        candidates = remaining if full else ranked_left[:search_scope] or remaining
+        if not _reserve(objective, 2 * len(candidates), known, after=1):
+            cut = True
+            head.extend(_stale_order(remaining, last_value))
+            break
+        ev = objective.evaluate([head + [r] for r in candidates])
+        last_value.update({r: float(v) for r, v in zip(candidates, ev.value)})
+        if full:
+            ranking = [candidates[i] for i in np.argsort(-ev.value, kind="stable")]
+        j = int(np.argmax(ev.value))
+        head.append(candidates[j])
+        known[len(head)] = (ev.ins[j], ev.dele[j])
+        bar.update()
+        remaining = [r for r in remaining if r != candidates[j]]
+        if len(remaining) > 2:
+            lowest = [r for r in reversed(ranking) if r in remaining][:pending_samples]
+            picked = _tail_step(objective, head, tail, lowest, known)
+            if picked is not None:
+                tail.append(picked)
+                bar.update()
+        step += 1
+    bar.close()
+    ordering = head + list(reversed(tail))
+    return _finish(objective, ordering, known, {"head": len(head), "tail": len(tail), "budget_cut": cut})
+
+
+def bidirectional(objective: Objective, *, pending_samples: int = 4, show_progress: bool = False) -> SearchResult:
+    """LIMA-style bidirectional greedy: each step adds the best region to the head (all
+    candidates scored) and, among the ``pending_samples`` regions with the lowest head gain
+    (the cheap proxy), the one whose removal hurts least to the tail."""
+    return efficient(objective, search_scope=objective.n_regions, pending_samples=pending_samples, update_step=1, show_progress=show_progress)
+
+
+def phasewin(
+    objective: Objective,
+    *,
+    window: float = 0.3,
+    accept_ratio: float = 0.99,
+    prune_ratio: float = 0.1,
+    show_progress: bool = False,
+) -> SearchResult:
+    """PhaseWin-style phased windows (arXiv 2511.10914).
+
+    Each phase scores every remaining region, accepts the global best, drops candidates whose
+    gain is below ``prune_ratio`` x the best gain, re-scores a window of the top ``window``
+    fraction against the grown set, and accepts every window candidate whose gain is within
+    ``accept_ratio`` of the window's best.
+    """
+    if not 0 < window <= 1 or not 0 < accept_ratio <= 1 or not 0 <= prune_ratio < 1:
+        raise ValueError(f"expected 0<window<=1, 0<accept_ratio<=1, 0<=prune_ratio<1; got {window}, {accept_ratio}, {prune_ratio}")
+    n = objective.n_regions
+    p_full, p_blank = objective.endpoints()
+    chosen: list[int] = []
+    known: Rows = {}
+    last_value: dict[int, float] = {}
+    f_cur = float(objective.value(p_blank[None], p_full[None])[0])
+    cut = False
+    bar = _Progress(n - 1, show_progress, "phasewin")
+    while n - len(chosen) > 1:
+        remaining = [r for r in range(n) if r not in chosen]
+        if not _reserve(objective, 2 * len(remaining), known, after=1):
+            cut = True
+            break
+        ev = objective.evaluate([chosen + [r] for r in remaining])
+        last_value.update({r: float(v) for r, v in zip(remaining, ev.value)})
+        order = np.argsort(-ev.value, kind="stable")
+        best = int(order[0])
+        best_gain = float(ev.value[best]) - f_cur
+        chosen.append(remaining[best])
+        known[len(chosen)] = (ev.ins[best], ev.dele[best])
+        f_cur = float(ev.value[best])
+        bar.update()
+        size = max(1, int(np.ceil(window * len(remaining))))
+        floor = prune_ratio * best_gain if best_gain > 0 else -np.inf
+        win = [remaining[i] for i in order[1 : 1 + size] if float(ev.value[i]) - (f_cur - best_gain) >= floor]
+        if not win or n - len(chosen) <= 1 or not _reserve(objective, 2 * len(win), known, after=1):
+            continue
+        ev2 = objective.evaluate([chosen + [r] for r in win])
+        gains = ev2.value - f_cur
+        top = float(gains.max())
+        if top <= 0:
+            continue
+        w_order = np.argsort(-gains, kind="stable")
+        accepted = [win[i] for i in w_order if gains[i] >= accept_ratio * top]
+        first = int(w_order[0])
+        chosen.append(win[first])
+        known[len(chosen)] = (ev2.ins[first], ev2.dele[first])
+        f_cur = float(ev2.value[first])
+        for r in accepted[1:]:
+            if n - len(chosen) <= 1:
+                break
+            chosen.append(r)
+        bar.update(len(accepted))
+    bar.close()
+    remaining = [r for r in range(n) if r not in chosen]
+    return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"budget_cut": cut})
+
+
+def lazy_greedy(objective: Objective, *, refresh: int = 4, show_progress: bool = False) -> SearchResult:
+    """Lazy greedy: keep stale gains in a priority queue and re-score only the top ``refresh``.
+
+    A region is accepted when its fresh gain is at least every other stale gain. Exact for a
+    submodular F; here F is not submodular, so it is a heuristic, measured like the others.
+    """
+    if int(refresh) < 1:
+        raise ValueError(f"refresh must be >= 1; got {refresh}")
+    n = objective.n_regions
+    p_full, p_blank = objective.endpoints()
+    chosen: list[int] = []
+    known: Rows = {}
+    f_cur = float(objective.value(p_blank[None], p_full[None])[0])
+    heap: list[tuple[float, int]] = []
+    fresh_at: dict[int, int] = {}
+    last_value: dict[int, float] = {}
+    cut = False
+    bar = _Progress(n - 1, show_progress, "lazy")
+    if _reserve(objective, 2 * n, known, after=1):
+        ev = objective.evaluate([[r] for r in range(n)])
+        for r in range(n):
+            heapq.heappush(heap, (-(float(ev.value[r]) - f_cur), r))
+            fresh_at[r] = 0
+            last_value[r] = float(ev.value[r])
+        best = int(np.argmax(ev.value))
+        chosen.append(best)
+        known[1] = (ev.ins[best], ev.dele[best])
+        f_cur = float(ev.value[best])
+        heap = [(g, r) for g, r in heap if r != best]
+        heapq.heapify(heap)
+        bar.update()
+    else:
+        cut = True
+    while not cut and n - len(chosen) > 1:
+        top = [heapq.heappop(heap) for _ in range(min(refresh, len(heap)))]
+        stale = [r for _, r in top if fresh_at[r] != len(chosen)]
+        if stale:
+            if not _reserve(objective, 2 * len(stale), known, after=1):
+                cut = True
+                for item in top:
+                    heapq.heappush(heap, item)
+                break
+            ev = objective.evaluate([chosen + [r] for r in stale])
+            fresh = {r: (float(v), ev.ins[i], ev.dele[i]) for i, (r, v) in enumerate(zip(stale, ev.value))}
+        else:
+            fresh = {}
+        for g, r in top:
+            if r in fresh:
+                g = -(fresh[r][0] - f_cur)
+                fresh_at[r] = len(chosen)
+                last_value[r] = fresh[r][0]
+            heapq.heappush(heap, (g, r))
+        g, r = heap[0]
+        if fresh_at[r] == len(chosen):
+            heapq.heappop(heap)
+            chosen.append(r)
+            if r in fresh:
+                known[len(chosen)] = (fresh[r][1], fresh[r][2])
+                f_cur = fresh[r][0]
+            else:
+                f_cur = f_cur - g
+            bar.update()
+    bar.close()
+    remaining = [r for r in range(n) if r not in chosen]
+    return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"budget_cut": cut})
 
 
 #: name -> search function.
-SEARCHES: dict[str, Callable[..., SearchResult]] = {"greedy": greedy}
+SEARCHES: dict[str, Callable[..., SearchResult]] = {
+    "greedy": greedy,
+    "efficient": efficient,
+    "bidirectional": bidirectional,
+    "phasewin": phasewin,
+    "lazy": lazy_greedy,
+}
 
 
 def get_search(name: str) -> Callable[..., SearchResult]:
