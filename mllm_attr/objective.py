@@ -68,6 +68,7 @@ class Objective:
         self.lambda2 = float(lambda2)
         self.max_forwards = max_forwards
         self._endpoints: tuple[np.ndarray, np.ndarray] | None = None
+        scorer.set_regions(labels)
 
     @property
     def forwards(self) -> int:
@@ -89,8 +90,8 @@ class Objective:
         """``(p_full[K], p_blank[K])``: probabilities with every region shown / none shown."""
         if self._endpoints is None:
             self._charge(2)
-            keep = np.stack([np.ones(self.labels.shape, bool), np.zeros(self.labels.shape, bool)])
-            scores = self.scorer.score_keep(keep)
+            table = np.stack([np.ones(self.n_regions, bool), np.zeros(self.n_regions, bool)])
+            scores = self.scorer.score_regions(table)
             self._endpoints = (scores[0], scores[1])
         return self._endpoints
 
@@ -113,12 +114,11 @@ class Objective:
             table[row, np.asarray(list(subset), dtype=np.int64)] = True
         ins = np.empty((len(subsets), k))
         dele = np.empty((len(subsets), k))
-        # Compose at most one batch of masks at a time: full-resolution masks add up fast.
+        # Insertion and deletion rows of a chunk go out together so batches stay full.
         step = max(1, self.scorer.batch_size // 2)
         for start in range(0, len(subsets), step):
             rows = table[start : start + step]
-            keep = rows[:, self.labels]
-            scores = self.scorer.score_keep(np.concatenate([keep, ~keep], axis=0))
+            scores = self.scorer.score_regions(np.concatenate([rows, ~rows], axis=0))
             m = len(rows)
             ins[start : start + m] = scores[:m]
             dele[start : start + m] = scores[m:]

@@ -1,12 +1,34 @@
 """Model adapters: the :class:`ModelAdapter` contract, families and :func:`load_adapter`."""
 
 from .base import ModelAdapter, Scorer
-from .families import LlavaAdapter, Qwen25VLAdapter, Qwen2VLAdapter
+from .callable import CallableAdapter
+from .families import (
+    Gemma3Adapter,
+    Idefics3Adapter,
+    InternVLAdapter,
+    LlavaAdapter,
+    LlavaNextAdapter,
+    LlavaOnevisionAdapter,
+    PaliGemmaAdapter,
+    Qwen25VLAdapter,
+    Qwen2VLAdapter,
+    Qwen3VLAdapter,
+    SmolVLMAdapter,
+)
 from .hf import HFAdapter, HFScorer
 from .registry import ADAPTERS, load_adapter, register, supported_families
 
 __all__ = [
     "ADAPTERS",
+    "CallableAdapter",
+    "Gemma3Adapter",
+    "Idefics3Adapter",
+    "InternVLAdapter",
+    "LlavaNextAdapter",
+    "LlavaOnevisionAdapter",
+    "PaliGemmaAdapter",
+    "Qwen3VLAdapter",
+    "SmolVLMAdapter",
     "HFAdapter",
     "HFScorer",
     "LlavaAdapter",

@@ -42,6 +42,26 @@ class Scorer(abc.ABC):
         self.batch_size = int(batch_size)
         self.counter = ForwardCounter()
         self.seconds = 0.0
+        self.labels: np.ndarray | None = None
+
+    def set_regions(self, labels: np.ndarray) -> None:
+        """Register the ``int32[H, W]`` label map that :meth:`score_regions` subsets refer to.
+
+        A scorer may precompute per-region data here (the fast path does).
+        """
+        if labels.shape != self.image.shape[:2]:
+            raise ValueError(f"label map shape {labels.shape} differs from image shape {self.image.shape[:2]}")
+        self.labels = labels
+
+    def score_regions(self, table: np.ndarray) -> np.ndarray:
+        """Score subsets of regions given as ``bool[B, n_regions]`` rows: ``float64[B, K]``."""
+        if self.labels is None:
+            raise RuntimeError("call set_regions(labels) before score_regions")
+        table = np.asarray(table, dtype=bool)
+        return self._chunked(table, self._score_regions_batch)
+
+    def _score_regions_batch(self, table: np.ndarray) -> np.ndarray:
+        return self._score_keep_batch(table[:, self.labels])
 
     @property
     def forwards(self) -> int:

@@ -66,8 +66,14 @@ class HFScorer(Scorer):
         generation: Generation,
         positions: Sequence[int],
         batch_size: int,
+        fast_path: bool | str = "auto",
     ):
         super().__init__(image, baseline, positions, batch_size)
+        if fast_path not in (True, False, "auto"):
+            raise ValueError(f"fast_path must be True, False or 'auto'; got {fast_path!r}")
+        self.fast_path_requested = fast_path
+        self.fast: dict[str, Any] | None = None
+        self.fast_report: dict[str, Any] = {"used": False, "reason": "no label map registered"}
         if not self.positions:
             raise ValueError("no target positions to score")
         n = len(generation.token_ids)
@@ -95,6 +101,113 @@ class HFScorer(Scorer):
             self.logits_to_keep = total - first
             self.rel = torch.tensor([a - first for a in absolute], dtype=torch.long)
 
+    # -- fast path ---------------------------------------------------------------------------
+    #: Largest error of fast-path pixel values, relative to the white-black span of each element,
+    #: tolerated in the probe (mean over elements / worst element). Errors concentrate on region
+    #: boundaries, where resampling mixes kept and hidden pixels.
+    FAST_MEAN_TOL = 0.02
+    FAST_MAX_TOL = 0.75
+
+    def set_regions(self, labels: np.ndarray) -> None:
+        """Register the label map and, if possible, prepare the fast path.
+
+        The fast path uses that the family's preprocessing is (nearly) linear in the pixels for a
+        fixed image size: with ``P`` the image processor, ``A_r = (P(1_r) - P(0)) / (P(1) - P(0))``
+        is region ``r``'s footprint in the model's pixel space (any resize, crop or patch layout).
+        A subset ``S`` then gives ``P(B) + (P(I) - P(B)) * sum_{r in S} A_r`` with no image processor
+        call per candidate. A probe compares it with the processor on random subsets and falls
+        back to the slow path when the error exceeds the tolerances above.
+        """
+        super().set_regions(labels)
+        self.fast = None
+        if self.fast_path_requested is False:
+            self.fast_report = {"used": False, "reason": "disabled"}
+            return
+        try:
+            self.fast, self.fast_report = self._prepare_fast(labels)
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the exact slow path
+            self.fast, self.fast_report = None, {"used": False, "reason": f"preparation failed: {exc}"}
+        if self.fast is None:
+            if self.fast_path_requested is True:
+                raise ValueError(f"fast path requested but unavailable: {self.fast_report['reason']}")
+            logger.info("fast path not used: %s", self.fast_report["reason"])
+
+    def _pixel_outputs(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        out: list[dict[str, torch.Tensor]] = []
+        for start in range(0, len(images), max(1, self.batch_size)):
+            chunk = images[start : start + self.batch_size]
+            feats = self.adapter.image_inputs([as_pil(im) for im in chunk])
+            out.extend(_split_images(feats, len(chunk)))
+        return out
+
+    def _prepare_fast(self, labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        n = int(labels.max()) + 1
+        h, w = labels.shape
+        white = np.full((h, w, 3), 255, np.uint8)
+        black = np.zeros((h, w, 3), np.uint8)
+        indicators = [np.where((labels == r)[..., None], white, black) for r in range(n)]
+        outs = self._pixel_outputs([self.image, self.baseline, white, black] + indicators)
+        key = "pixel_values"
+        if key not in outs[0]:
+            return None, {"used": False, "reason": "image processor returns no pixel_values"}
+        for k in outs[0]:
+            if k != key and any(not torch.equal(o[k], outs[0][k]) for o in outs[1:]):
+                return None, {"used": False, "reason": f"image-side key {k!r} depends on the image content"}
+        shapes = {tuple(o[key].shape) for o in outs}
+        if len(shapes) != 1:
+            return None, {"used": False, "reason": "pixel_values shape depends on the image content"}
+        pv = [o[key].double() for o in outs]
+        span = pv[2] - pv[3]
+        # Elements that do not respond to the image (padding of multi-crop layouts) stay constant.
+        dead = span.abs() < 1e-8
+        if bool(dead.all()):
+            return None, {"used": False, "reason": "pixel_values do not respond to the image"}
+        if not torch.equal(pv[0][dead], pv[1][dead]):
+            return None, {"used": False, "reason": "constant pixel_values differ between image and baseline"}
+        safe = torch.where(dead, torch.ones_like(span), span)
+        footprints = torch.stack([torch.where(dead, torch.zeros_like(p), (p - pv[3]) / safe) for p in pv[4:]])
+        span = safe
+        fast = {
+            "orig": pv[0],
+            "base": pv[1],
+            "span": span,
+            "A": footprints.reshape(n, -1).float(),
+            "const": {k: v for k, v in outs[0].items() if k != key},
+            "shape": pv[0].shape,
+        }
+        # Probe: random subsets (and their complements) through the processor vs the fast path.
+        rng = np.random.default_rng(12345)
+        table = rng.random((3, n)) < 0.5
+        table = np.concatenate([table, ~table])
+        slow = self._pixel_outputs([np.where(t[labels][..., None], self.image, self.baseline) for t in table])
+        fast_pv = self._fast_pixels(fast, table)
+        errs = []
+        for i, o in enumerate(slow):
+            diff = (fast_pv[i].double() - o[key].double()).abs() / span.abs()
+            errs.append((float(diff.mean()), float(diff.max())))
+        mean_err = max(e[0] for e in errs)
+        max_err = max(e[1] for e in errs)
+        report = {"used": True, "probe_mean_rel_error": mean_err, "probe_max_rel_error": max_err}
+        if mean_err > self.FAST_MEAN_TOL or max_err > self.FAST_MAX_TOL:
+            return None, {**report, "used": False, "reason": f"probe error too large (mean {mean_err:.3g}, max {max_err:.3g})"}
+        return fast, report
+
+    @staticmethod
+    def _fast_pixels(fast: dict[str, Any], table: np.ndarray) -> list[torch.Tensor]:
+        weights = torch.as_tensor(np.asarray(table, dtype=np.float32))
+        m = (weights @ fast["A"]).double().reshape(len(table), *fast["shape"])
+        return list(fast["base"].unsqueeze(0) + (fast["orig"] - fast["base"]).unsqueeze(0) * m)
+
+    def _score_regions_batch(self, table: np.ndarray) -> np.ndarray:
+        if self.fast is None:
+            return super()._score_regions_batch(table)
+        with torch.inference_mode():
+            pixels = self._fast_pixels(self.fast, table)
+            inputs = {"pixel_values": torch.cat(pixels, dim=0).to(self.adapter.dtype)}
+            for k, v in self.fast["const"].items():
+                inputs[k] = torch.cat([v] * len(table), dim=0)
+            return self._forward(inputs, len(table))
+
     @torch.inference_mode()
     def _score_batch(self, images: np.ndarray) -> np.ndarray:
         pixel_inputs = self.adapter.image_inputs([as_pil(im) for im in images])
@@ -121,6 +234,19 @@ class HFScorer(Scorer):
         tgt = self.target_ids.to(logits.device)
         probs = logp.gather(-1, tgt.view(1, -1, 1).expand(batch, -1, 1)).squeeze(-1).exp()
         return probs.double().cpu().numpy()
+
+
+def _split_images(feats: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
+    """Split a batched image-processor output into per-image outputs (inverse of ``torch.cat``)."""
+    per: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]
+    for k, v in feats.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        if v.shape[0] % n:
+            raise ValueError(f"cannot split image output {k!r} of shape {tuple(v.shape)} into {n} images")
+        for i, part in enumerate(torch.chunk(v, n, dim=0)):
+            per[i][k] = part
+    return per
 
 
 class HFAdapter(ModelAdapter):
@@ -249,9 +375,19 @@ class HFAdapter(ModelAdapter):
         return out
 
     def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
-        """The image-side tensors for a batch of same-size images (no tokenisation)."""
-        out = dict(self.processor.image_processor(images=images, return_tensors="pt"))
-        return out
+        """The image-side tensors for a batch of same-size images (no tokenisation).
+
+        Image options that the processor sets over its image processor (InternVL's
+        ``crop_to_patches``, for instance) are applied here too, so the candidates get exactly
+        the layout (and image-token count) of the processor call that built the prompt.
+        """
+        return dict(self.processor.image_processor(images=images, return_tensors="pt", **self.processor_image_kwargs()))
+
+    def processor_image_kwargs(self) -> dict[str, Any]:
+        defaults = getattr(type(self.processor), "images_kwargs", None)
+        if not isinstance(defaults, dict):
+            return {}
+        return {k: v for k, v in defaults.items() if k not in ("data_format", "return_tensors")}
 
     def extend_text_inputs(self, text: dict[str, torch.Tensor], gen_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Append teacher-forced generated ids to the prompt's text tensors."""
@@ -346,9 +482,11 @@ class HFAdapter(ModelAdapter):
         *,
         baseline: np.ndarray | None = None,
         batch_size: int | None = None,
+        fast_path: bool | str = "auto",
     ) -> HFScorer:
+        """Per-explanation scorer; ``fast_path`` = ``"auto"`` (probe, fall back), ``True`` (require) or ``False``."""
         base = make_baseline(image) if baseline is None else baseline
-        return HFScorer(self, image, base, generation, positions, batch_size or self.default_batch_size())
+        return HFScorer(self, image, base, generation, positions, batch_size or self.default_batch_size(), fast_path)
 
 
 def _available_ram() -> float:

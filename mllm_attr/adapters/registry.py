@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import ModelAdapter
-from .families import LlavaAdapter, Qwen25VLAdapter, Qwen2VLAdapter
+from . import families as _f
 from .hf import HFAdapter
 
 #: family name -> adapter class.
@@ -21,8 +21,25 @@ def register(cls: type[HFAdapter]) -> type[HFAdapter]:
     return cls
 
 
-for _cls in (LlavaAdapter, Qwen2VLAdapter, Qwen25VLAdapter, HFAdapter):
-    register(_cls)
+import transformers as _transformers
+
+for _cls in (
+    _f.LlavaAdapter,
+    _f.LlavaNextAdapter,
+    _f.LlavaOnevisionAdapter,
+    _f.Qwen2VLAdapter,
+    _f.Qwen25VLAdapter,
+    _f.Qwen3VLAdapter,
+    _f.InternVLAdapter,
+    _f.Idefics3Adapter,
+    _f.SmolVLMAdapter,
+    _f.PaliGemmaAdapter,
+    _f.Gemma3Adapter,
+    HFAdapter,
+):
+    # Families whose model class this transformers version lacks are not offered.
+    if hasattr(_transformers, _cls.model_class):
+        register(_cls)
 
 
 def supported_families() -> list[str]:

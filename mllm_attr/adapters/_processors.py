@@ -1,0 +1,344 @@
+"""Loading multimodal processors, with or without torchvision.
+
+Several processors (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL, LLaVA-OneVision, SmolVLM) bundle a
+*video* processor, and transformers' video processors need torchvision. Without it,
+``AutoProcessor.from_pretrained`` either raises or, when it cannot resolve the processor class,
+silently returns a bare tokenizer. :func:`load_processor` tries ``AutoProcessor`` first (the
+normal path where torchvision works) and otherwise falls back to a subclass of the same processor
+without the video part (``Qwen2VLProcessorNoVideo``, ...). Image processors are unaffected:
+without torchvision transformers 5 builds their PIL variants (``Qwen2VLImageProcessorPil``, ...).
+
+A ``*NoVideo`` processor saves itself under its base class's name, so a directory it wrote
+loads as the full processor wherever torchvision is installed.
+
+Example::
+
+    processor = load_processor("Qwen/Qwen2-VL-2B-Instruct")   # hub id or local directory
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from transformers import (
+    InternVLProcessor,
+    LlavaOnevisionProcessor,
+    ProcessorMixin,
+    Qwen2_5_VLProcessor,
+    Qwen2VLProcessor,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "InternVLProcessorNoVideo",
+    "LlavaOnevisionProcessorNoVideo",
+    "Qwen2VLProcessorNoVideo",
+    "Qwen2_5_VLProcessorNoVideo",
+    "load_processor",
+    "processor_class_without_video",
+]
+
+
+class _NoVideoMixin:
+    """Common behaviour of the processors without their video processor.
+
+    Subclasses list their base class's ``__init__`` parameters explicitly (minus
+    ``video_processor``): ``ProcessorMixin`` reads the signature to decide which settings to save
+    and which saved settings to pass back on reload, so ``**kwargs`` alone would drop them.
+    """
+
+    @classmethod
+    def _base_name(cls) -> str:
+        for base in cls.__mro__[1:]:
+            if base is not _NoVideoMixin and issubclass(base, ProcessorMixin) and not issubclass(base, _NoVideoMixin):
+                return base.__name__
+        raise TypeError(f"{cls.__name__} has no processor base class")  # pragma: no cover
+
+    def __call__(self, *args, **kwargs):
+        # Positional order of every processor here: images, text, videos.
+        videos = kwargs.get("videos", args[2] if len(args) > 2 else None)
+        if videos is not None:
+            raise ValueError(
+                f"{type(self).__name__} handles images and text only (it is the fallback used without "
+                "torchvision); got videos. Install torchvision for video inputs."
+            )
+        return super().__call__(*args, **kwargs)  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()  # type: ignore[misc]
+        output["processor_class"] = self._base_name()
+        return output
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        files = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)  # type: ignore[misc]
+        # The tokenizer records the processor class too (AutoProcessor reads it when there is no
+        # processor_config.json): name the base class there as well.
+        tokenizer_config = os.path.join(save_directory, "tokenizer_config.json")
+        if os.path.isfile(tokenizer_config):
+            with open(tokenizer_config, encoding="utf-8") as f:
+                config = json.load(f)
+            if config.get("processor_class") == type(self).__name__:
+                config["processor_class"] = self._base_name()
+                with open(tokenizer_config, "w", encoding="utf-8") as f:
+                    json.dump(config, f, indent=2, sort_keys=True, ensure_ascii=False)
+                    f.write("\n")
+        return files
+
+
+class Qwen2VLProcessorNoVideo(_NoVideoMixin, Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` for images and text only (no torchvision needed)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+            chat_template=chat_template, **kwargs,
+        )
+
+
+class Qwen2_5_VLProcessorNoVideo(_NoVideoMixin, Qwen2_5_VLProcessor):
+    """``Qwen2_5_VLProcessor`` for images and text only (no torchvision needed)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+            chat_template=chat_template, **kwargs,
+        )
+
+
+class InternVLProcessorNoVideo(_NoVideoMixin, InternVLProcessor):
+    """``InternVLProcessor`` for images and text only (no torchvision needed)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None, **kwargs):
+        super().__init__(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+            image_seq_length=image_seq_length, chat_template=chat_template, **kwargs,
+        )
+
+
+class LlavaOnevisionProcessorNoVideo(_NoVideoMixin, LlavaOnevisionProcessor):
+    """``LlavaOnevisionProcessor`` for images and text only (no torchvision needed)."""
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        num_image_tokens=None,
+        vision_feature_select_strategy=None,
+        chat_template=None,
+        image_token="<image>",
+        video_token="<video>",
+        vision_aspect_ratio="anyres_max_9",
+        **kwargs,
+    ):
+        super().__init__(
+            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+            num_image_tokens=num_image_tokens, vision_feature_select_strategy=vision_feature_select_strategy,
+            chat_template=chat_template, image_token=image_token, video_token=video_token,
+            vision_aspect_ratio=vision_aspect_ratio, **kwargs,
+        )
+
+
+_NO_VIDEO: dict[str, type[ProcessorMixin]] = {
+    cls._base_name(): cls
+    for cls in (Qwen2VLProcessorNoVideo, Qwen2_5_VLProcessorNoVideo, InternVLProcessorNoVideo, LlavaOnevisionProcessorNoVideo)
+}
+
+# Families whose processor class exists only in some transformers versions.
+try:
+    from transformers import Qwen3VLProcessor
+except ImportError:  # pragma: no cover - older transformers
+    Qwen3VLProcessor = None
+
+if Qwen3VLProcessor is not None:
+
+    class Qwen3VLProcessorNoVideo(_NoVideoMixin, Qwen3VLProcessor):
+        """``Qwen3VLProcessor`` for images and text only (no torchvision needed)."""
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(
+                image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                chat_template=chat_template, **kwargs,
+            )
+
+    _NO_VIDEO["Qwen3VLProcessor"] = Qwen3VLProcessorNoVideo
+    __all__.append("Qwen3VLProcessorNoVideo")
+
+try:
+    from transformers import SmolVLMProcessor
+except ImportError:  # pragma: no cover - older transformers
+    SmolVLMProcessor = None
+
+if SmolVLMProcessor is not None:
+
+    class SmolVLMProcessorNoVideo(_NoVideoMixin, SmolVLMProcessor):
+        """``SmolVLMProcessor`` for images and text only (no torchvision needed; needs ``num2words``)."""
+
+        def __init__(self, image_processor, tokenizer, image_seq_len: int = 169, chat_template=None, **kwargs):
+            super().__init__(
+                image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                image_seq_len=image_seq_len, chat_template=chat_template, **kwargs,
+            )
+
+        def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+            # SmolVLMProcessor's override reads frame settings from the video processor, which this
+            # class has not got; without videos those settings are unused, so skip that layer.
+            return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+
+    _NO_VIDEO["SmolVLMProcessor"] = SmolVLMProcessorNoVideo
+    __all__.append("SmolVLMProcessorNoVideo")
+
+# A directory saved by an older version of this module may name the subclass itself.
+_NO_VIDEO.update({cls.__name__: cls for cls in list(_NO_VIDEO.values())})
+
+
+def processor_class_without_video(processor_class: str) -> type[ProcessorMixin]:
+    """The image-and-text-only subclass of the transformers processor named ``processor_class``.
+
+    Raises:
+        ValueError: no such subclass is defined here.
+    """
+    try:
+        return _NO_VIDEO[processor_class]
+    except KeyError:
+        raise ValueError(
+            f"No video-free variant of {processor_class!r}; known: {', '.join(sorted(set(c._base_name() for c in _NO_VIDEO.values())))}."
+        ) from None
+
+
+# Keys of ``from_pretrained`` kwargs that locate files (passed to ``cached_file``).
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+def _read_json(name_or_path: str, filename: str, kwargs: dict) -> dict | None:
+    """A JSON file of a local directory or hub repository, or None when absent/unreadable."""
+    path = os.path.join(name_or_path, kwargs.get("subfolder") or "", filename)
+    if os.path.isdir(name_or_path):
+        resolved = path if os.path.isfile(path) else None
+    else:
+        try:
+            from transformers.utils import cached_file
+
+            # Only what AutoProcessor already fetched into the cache: no further network calls
+            # (an unreachable hub would otherwise cost retries per file).
+            hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+            hub_kwargs["local_files_only"] = True
+            resolved = cached_file(
+                name_or_path,
+                filename,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                _raise_exceptions_for_gated_repo=False,
+                **hub_kwargs,
+            )
+        except Exception:  # noqa: BLE001 - an unreachable hub means "unknown", not an error here
+            resolved = None
+    if resolved is None:
+        return None
+    try:
+        with open(resolved, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _describe_checkpoint(name_or_path: str, kwargs: dict) -> dict[str, Any]:
+    """What the checkpoint's files say: candidate processor classes, model type, multimodality."""
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    candidates: list[str] = []
+    files: dict[str, dict | None] = {
+        name: _read_json(name_or_path, name, kwargs)
+        for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json", "config.json")
+    }
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json", "config.json"):
+        data = files[name] or {}
+        if isinstance(data.get("processor_class"), str):
+            candidates.append(data["processor_class"])
+    config = files["config.json"] or {}
+    model_type = config.get("model_type")
+    if model_type in PROCESSOR_MAPPING_NAMES:
+        mapped = PROCESSOR_MAPPING_NAMES[model_type]
+        candidates.extend([mapped] if isinstance(mapped, str) else [m for m in mapped if m])
+    processor_config = files["processor_config.json"] or {}
+    multimodal = bool(
+        "vision_config" in config
+        or "image_processor" in processor_config
+        or files["preprocessor_config.json"]
+    )
+    return {
+        "candidates": list(dict.fromkeys(candidates)),
+        "model_type": model_type,
+        "multimodal": multimodal,
+        "files": sorted(name for name, data in files.items() if data is not None),
+    }
+
+
+def load_processor(name_or_path: str | os.PathLike, *, trust_remote_code: bool = False, **kwargs) -> ProcessorMixin:
+    """Load the multimodal processor of a checkpoint (hub id or local directory).
+
+    Tries ``AutoProcessor.from_pretrained``; when that raises, or returns a bare tokenizer or
+    image processor for a multimodal checkpoint (what happens without torchvision for processors
+    that bundle a video processor), loads the image-and-text-only variant of the processor class
+    named by the checkpoint (``Qwen2VLProcessorNoVideo``, ...).
+
+    Args:
+        name_or_path: hub id or local directory.
+        trust_remote_code: passed to transformers.
+        **kwargs: passed to ``from_pretrained`` (``revision``, ``local_files_only``, ...).
+
+    Returns:
+        A ``ProcessorMixin`` with at least an image processor and a tokenizer.
+
+    Raises:
+        ValueError: no multimodal processor could be built; the message names the path, what
+            ``AutoProcessor`` returned or raised, and the processor classes that were tried.
+    """
+    from transformers import AutoProcessor
+
+    name = os.fspath(name_or_path)
+    if not os.path.exists(name) and (os.path.isabs(name) or name.startswith((".", "~"))):
+        raise ValueError(f"Could not load a multimodal processor from {name!r}: no such directory.")
+    auto_error: BaseException | None = None
+    result: Any = None
+    try:
+        result = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported below if the fallback fails too
+        auto_error = exc
+    if isinstance(result, ProcessorMixin) and hasattr(result, "image_processor"):
+        return result
+
+    info = _describe_checkpoint(name, kwargs)
+    found = f"AutoProcessor raised {type(auto_error).__name__}: {auto_error}" if auto_error else (
+        f"AutoProcessor returned a {type(result).__name__}"
+    )
+    if result is not None and not info["multimodal"] and not isinstance(result, ProcessorMixin):
+        raise ValueError(
+            f"{name!r} does not look like a multimodal checkpoint ({found}; files: {info['files'] or 'none'}; "
+            f"no vision_config in config.json and no image processor config). Expected a vision-language model."
+        )
+
+    fallback_errors: list[str] = []
+    for candidate in info["candidates"]:
+        cls = _NO_VIDEO.get(candidate)
+        if cls is None:
+            continue
+        try:
+            processor = cls.from_pretrained(name, trust_remote_code=trust_remote_code, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - collected into the final message
+            fallback_errors.append(f"{cls.__name__}: {type(exc).__name__}: {exc}")
+            continue
+        logger.info("Loaded %s for %s (%s)", cls.__name__, name, found)
+        return processor
+
+    tried = "; ".join(fallback_errors) if fallback_errors else "none applicable"
+    raise ValueError(
+        f"Could not load a multimodal processor from {name!r}: {found}. "
+        f"Processor classes named by the checkpoint: {', '.join(info['candidates']) or 'none'} "
+        f"(model_type={info['model_type']!r}; files: {', '.join(info['files']) or 'none'}). "
+        f"Video-free fallbacks tried: {tried}."
+    ) from auto_error

@@ -1,0 +1,783 @@
+"""Tiny, randomly initialised multimodal models of the *real* transformers classes, built offline.
+
+Each family is built from a small config, a word-level tokenizer made locally with the
+``tokenizers`` library (common English words plus the family's special tokens), a Jinja chat
+template in that family's real prompt format, and the family's own image processor configured
+for small images (a few dozen pixels, a handful of image tokens). Nothing is downloaded.
+
+Example::
+
+    model, processor = build_tiny("qwen2_vl")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]
+    inputs = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )  # images go in through ``processor(images=..., text=...)`` or the messages' image entries
+
+The models are in eval mode, float32, and identical for a given ``seed``. ``save_tiny`` writes a
+directory that reloads with ``<ModelClass>.from_pretrained(dir)`` and
+:func:`mllm_attr.adapters._processors.load_processor`.
+
+Randomly initialised weights make nearly uniform next-token distributions: compare
+probabilities with tolerances, never greedy strings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pathlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["FAMILIES", "build_tiny", "save_tiny"]
+
+# Common lower-case English words: enough for prompts such as "What colour is the cat?" and for
+# generated text to decode into words. Everything is lower-cased by the normaliser.
+_WORDS = """
+a an the this that these those it its is are was were be been being am do does did done have has
+had not no yes and or but if then so because of in on at to from by with without for about into
+over under above below left right top bottom front back behind between near far inside outside
+up down out off here there where when what which who whom whose why how many much more most less
+few some any all each every both either neither one two three four five six seven eight nine ten
+first second third last next other another same different
+i you he she we they me him her us them my your his our their mine yours
+image picture photo photograph scene view frame region object objects thing things area part
+cat cats dog dogs bird birds horse cow sheep person people man woman men women child children boy
+girl car cars bus truck bike bicycle train plane boat road street tree trees grass sky cloud clouds
+sun water sea river lake beach mountain hill house building room table chair bed sofa window door
+wall floor food plate cup bottle ball box bag book phone computer screen sign light shape shapes
+circle square triangle rectangle star line dot
+red green blue yellow orange purple pink brown black white gray grey colour color colours colors
+big small large tiny little long short tall high low wide narrow round flat bright dark light
+heavy empty full open closed old new young hot cold good bad happy sad
+describe tell show give find count name list explain answer question say see look looks looking
+sitting standing walking running lying holding eating playing flying driving riding wearing
+visible shown present missing located
+briefly detail details detailed caption short word words sentence please only
+assistant user system model human helpful harmless honest
+animal animals vehicle vehicles kind type size position side middle center centre corner
+background foreground number letter phrase single
+""".split()
+
+# Punctuation and digits so that simple prompts never hit the unknown token.
+_SYMBOLS = list(".,:;!?'\"()[]{}-_/\\*+=<>#%&@|~`^$") + [str(d) for d in range(10)]
+
+
+def _vocabulary(special_tokens: Iterable[str], extra_words: Iterable[str] = ()) -> list[str]:
+    """Ordered, de-duplicated vocabulary: special tokens first (fixed, small ids), then words."""
+    seen: dict[str, None] = {}
+    for token in [*special_tokens, *(w.lower() for w in extra_words), *_WORDS, *_SYMBOLS]:
+        seen.setdefault(token, None)
+    return list(seen)
+
+
+def _make_tokenizer(
+    *,
+    bos: str | None,
+    eos: str,
+    pad: str,
+    unk: str,
+    named_specials: dict[str, str] | None = None,
+    other_specials: Iterable[str] = (),
+    extra_words: Iterable[str] = (),
+    chat_template: str | None = None,
+):
+    """A word-level ``PreTrainedTokenizerFast`` with left padding.
+
+    ``named_specials`` become attributes of the tokenizer (``tokenizer.image_token`` and
+    ``tokenizer.image_token_id``, ...), which several processors read. Every special token is an
+    added token, matched in raw text before the (lower-casing, punctuation-splitting) pre-tokeniser.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    named_specials = dict(named_specials or {})
+    core = [t for t in (pad, bos, eos, unk) if t is not None]
+    specials = list(dict.fromkeys([*core, *named_specials.values(), *other_specials]))
+    vocab = {token: i for i, token in enumerate(_vocabulary(specials, extra_words))}
+
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    backend.normalizer = normalizers.Lowercase()
+    # Words, and runs of punctuation, are tokens; white space separates them and is dropped.
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    backend.add_special_tokens(specials)
+
+    kwargs = {"pad_token": pad, "eos_token": eos, "unk_token": unk}
+    if bos is not None:
+        kwargs["bos_token"] = bos
+    if named_specials:
+        kwargs["extra_special_tokens"] = named_specials
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        padding_side="left",  # set at construction: set afterwards it is not saved (transformers 5)
+        model_max_length=4096,
+        **kwargs,
+    )
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _vocab_size(tokenizer) -> int:
+    """Embedding rows for exactly the tokenizer's tokens (added ones included).
+
+    Not rounded up: a randomly initialised model would otherwise generate ids that decode to nothing.
+    """
+    return len(tokenizer)
+
+
+def _text_ids(tokenizer) -> dict:
+    return {
+        "vocab_size": _vocab_size(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
+# Small shared sizes. Text: 2 layers, hidden 64, 4 heads (2 key/value heads). Vision: 1-2 layers.
+_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 1024,
+}
+_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
+def _finish(model_cls, config, processor, seed: int):
+    """Instantiate deterministically; eval mode, float32, a greedy generation config."""
+    tokenizer = processor.tokenizer
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+        # Some families zero-initialise weights that matter here (Gemma 3's multimodal projection:
+        # with it at zero the image has no effect at all; InternVL's position embeddings). Give
+        # every all-zero matrix small random values so that every part of the input counts.
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.dim() >= 2 and not param.any():
+                    param.normal_(0.0, 0.02)
+    model = model.to(torch.float32).eval()
+    gen = model.generation_config
+    gen.eos_token_id = tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.bos_token_id is not None:
+        gen.bos_token_id = tokenizer.bos_token_id
+    gen.do_sample = False
+    gen.max_new_tokens = 20
+    for attr in ("temperature", "top_p", "top_k"):
+        if getattr(gen, attr, None) is not None:
+            setattr(gen, attr, None)
+    return model, processor
+
+
+# ----------------------------------------------------------------------------------------------
+# Chat templates. Written for these tiny models in each family's prompt format; only what the
+# tests and adapters need (text and image entries, system/user/assistant turns).
+# ----------------------------------------------------------------------------------------------
+
+# LLaVA-1.5: "USER: <image>\n{prompt} ASSISTANT:"
+_LLAVA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}"
+    "{% for c in message['content'] if c['type'] == 'text' %}{{ c['text'] }} {% endfor %}"
+    "{% else %}"
+    "{{ message['role'].upper() }}: "
+    "{% for c in message['content'] if c['type'] == 'image' %}<image>\n{% endfor %}"
+    "{% for c in message['content'] if c['type'] == 'text' %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ c['text'] }}{% endgeneration %}{{ eos_token }}"
+    "{% else %}{{ c['text'] }}{% endif %} "
+    "{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+# LLaVA-NeXT (Mistral flavour): "[INST] <image>\n{prompt} [/INST]"
+_LLAVA_NEXT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% for c in message['content'] if c['type'] == 'text' %} {% generation %}{{ c['text'] }}{% endgeneration %}{% endfor %}"
+    "{{ eos_token }}"
+    "{% else %}"
+    "[INST] "
+    "{% for c in message['content'] if c['type'] == 'image' %}<image>\n{% endfor %}"
+    "{% for c in message['content'] if c['type'] == 'text' %}{{ c['text'] }} {% endfor %}"
+    "[/INST]"
+    "{% endif %}"
+    "{% endfor %}"
+)
+
+# ChatML with a per-family image placeholder, as used by Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
+# InternVL (Qwen2.5 text) and LLaVA-OneVision (Qwen2 text).
+def _chatml_template(image_placeholder: str, default_system: str | None, user_sep: str = "\n") -> str:
+    system = (
+        "{% if messages[0]['role'] != 'system' %}"
+        f"<|im_start|>system\n{default_system}<|im_end|>\n"
+        "{% endif %}"
+        if default_system
+        else ""
+    )
+    return (
+        system + "{% for message in messages %}"
+        "<|im_start|>{{ message['role'] }}" + user_sep + ""
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}"
+        "{% for c in message['content'] %}"
+        "{% if c['type'] == 'image' %}" + image_placeholder + ""
+        "{% elif c['type'] == 'text' %}"
+        "{% if message['role'] == 'assistant' %}{% generation %}{{ c['text'] }}{% endgeneration %}"
+        "{% else %}{{ c['text'] }}{% endif %}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% endif %}"
+        "<|im_end|>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+# Idefics3: "<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\nAssistant:"
+# SmolVLM uses the same shape with "<|im_start|>".
+def _idefics_template(start: str) -> str:
+    return (
+        start + "{% for message in messages %}"
+        "{{ message['role'] | capitalize }}"
+        "{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
+        "{% for c in message['content'] %}"
+        "{% if c['type'] == 'image' %}<image>"
+        "{% elif c['type'] == 'text' %}"
+        "{% if message['role'] == 'assistant' %}{% generation %}{{ c['text'] }}{% endgeneration %}"
+        "{% else %}{{ c['text'] }}{% endif %}"
+        "{% endif %}"
+        "{% endfor %}"
+        "<end_of_utterance>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}Assistant:{% endif %}"
+    )
+
+
+# PaliGemma has no conversation format: the prompt is "<image>...<image><bos>{prefix}\n", where the
+# processor inserts "<bos>" after the last image token and "\n" at the end. The template only puts
+# the image placeholders first and the user's text after them.
+_PALIGEMMA_TEMPLATE = (
+    "{% for message in messages if message['role'] == 'user' %}"
+    "{% for c in message['content'] if c['type'] == 'image' %}<image>{% endfor %}"
+    "{% for c in message['content'] if c['type'] == 'text' %}{{ c['text'] }}{% endfor %}"
+    "{% endfor %}"
+)
+
+# Gemma 3: "<bos><start_of_turn>user\n<start_of_image>{prompt}<end_of_turn>\n<start_of_turn>model\n"
+_GEMMA3_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "<start_of_turn>{{ 'model' if message['role'] == 'assistant' else 'user' }}\n"
+    "{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<start_of_image>"
+    "{% elif c['type'] == 'text' %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ c['text'] }}{% endgeneration %}"
+    "{% else %}{{ c['text'] }}{% endif %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+_CHATML = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Families
+# ----------------------------------------------------------------------------------------------
+
+
+def _llama_text(tokenizer, **overrides):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**{**_TEXT, **_text_ids(tokenizer), **overrides})
+
+
+def _qwen2_text(tokenizer, **overrides):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(**{**_TEXT, **_text_ids(tokenizer), **overrides})
+
+
+def _clip_vision(image_size: int, patch_size: int):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(**_VISION, image_size=image_size, patch_size=patch_size, projection_dim=32)
+
+
+def _siglip_vision(image_size: int, patch_size: int, **overrides):
+    from transformers import SiglipVisionConfig
+
+    return SiglipVisionConfig(**{**_VISION, "image_size": image_size, "patch_size": patch_size, **overrides})
+
+
+def _build_llava(seed: int):
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    # 32 px, 8 px patches: 16 patch tokens (+ CLS, dropped by the "default" feature strategy).
+    size, patch = 32, 8
+    tokenizer = _make_tokenizer(
+        bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", named_specials={"image_token": "<image>"},
+        chat_template=_LLAVA_TEMPLATE,
+    )
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_LLAVA_TEMPLATE,
+    )
+    config = LlavaConfig(
+        vision_config=_clip_vision(size, patch),
+        text_config=_llama_text(tokenizer),
+        image_token_index=tokenizer.image_token_id,
+        image_seq_length=(size // patch) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    return _finish(LlavaForConditionalGeneration, config, processor, seed)
+
+
+def _build_llava_next(seed: int):
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    # Base view 32 px with 8 px patches; anyres grid of at most 2x2 crops of 32 px.
+    size, patch = 32, 8
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    tokenizer = _make_tokenizer(
+        bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", named_specials={"image_token": "<image>"},
+        other_specials=["[INST]", "[/INST]"], chat_template=_LLAVA_NEXT_TEMPLATE,
+    )
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_LLAVA_NEXT_TEMPLATE,
+    )
+    config = LlavaNextConfig(
+        vision_config=_clip_vision(size, patch),
+        text_config=_llama_text(tokenizer),
+        image_token_index=tokenizer.image_token_id,
+        image_grid_pinpoints=pinpoints,
+        image_seq_length=(size // patch) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    return _finish(LlavaNextForConditionalGeneration, config, processor, seed)
+
+
+def _build_llava_onevision(seed: int):
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+    )
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    size, patch = 32, 8
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    template = _chatml_template("<image>\n", None, user_sep=" ")
+    tokenizer = _make_tokenizer(
+        bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>",
+        named_specials={"image_token": "<image>", "video_token": "<video>"},
+        other_specials=_CHATML, chat_template=template,
+    )
+    image_processor = LlavaOnevisionImageProcessor(
+        size={"height": size, "width": size}, crop_size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+    )
+    processor = processor_class_without_video("LlavaOnevisionProcessor")(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=(size // patch) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=template,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=_siglip_vision(size, patch, vision_use_head=False),
+        text_config=_qwen2_text(tokenizer),
+        image_token_index=tokenizer.image_token_id,
+        video_token_index=tokenizer.video_token_id,
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    return _finish(LlavaOnevisionForConditionalGeneration, config, processor, seed)
+
+
+_QWEN_VL_SPECIALS = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "vision_start_token": "<|vision_start|>",
+    "vision_end_token": "<|vision_end|>",
+}
+
+
+def _qwen_tokenizer(template: str):
+    return _make_tokenizer(
+        bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>",
+        named_specials=_QWEN_VL_SPECIALS, other_specials=_CHATML, chat_template=template,
+    )
+
+
+def _qwen_image_processor(patch: int, merge: int):
+    from transformers import Qwen2VLImageProcessor
+
+    # A 2x2 grid of merged tokens at least (min_pixels) and 4x4 at most (max_pixels): a
+    # 56x56 image (patch 14) becomes 4x4 patches -> 4 image tokens.
+    unit = patch * merge
+    return Qwen2VLImageProcessor(
+        patch_size=patch,
+        merge_size=merge,
+        temporal_patch_size=2,
+        min_pixels=(2 * unit) ** 2,
+        max_pixels=(4 * unit) ** 2,
+    )
+
+
+def _qwen_text_common(tokenizer) -> dict:
+    return {**_TEXT, **_text_ids(tokenizer), "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}}
+
+
+def _qwen_vl_ids(tokenizer) -> dict:
+    return {
+        "image_token_id": tokenizer.image_token_id,
+        "video_token_id": tokenizer.video_token_id,
+        "vision_start_token_id": tokenizer.vision_start_token_id,
+        "vision_end_token_id": tokenizer.vision_end_token_id,
+    }
+
+
+def _build_qwen2_vl(seed: int):
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", "You are a helpful assistant.")
+    tokenizer = _qwen_tokenizer(template)
+    processor = processor_class_without_video("Qwen2VLProcessor")(
+        image_processor=_qwen_image_processor(14, 2), tokenizer=tokenizer, chat_template=template
+    )
+    config = Qwen2VLConfig(
+        text_config=_qwen_text_common(tokenizer),
+        vision_config={
+            "depth": 2, "embed_dim": 32, "hidden_size": _TEXT["hidden_size"], "num_heads": 2, "mlp_ratio": 2,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+        },
+        **_qwen_vl_ids(tokenizer),
+    )
+    return _finish(Qwen2VLForConditionalGeneration, config, processor, seed)
+
+
+def _build_qwen2_5_vl(seed: int):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", "You are a helpful assistant.")
+    tokenizer = _qwen_tokenizer(template)
+    processor = processor_class_without_video("Qwen2_5_VLProcessor")(
+        image_processor=_qwen_image_processor(14, 2), tokenizer=tokenizer, chat_template=template
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=_qwen_text_common(tokenizer),
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+            "out_hidden_size": _TEXT["hidden_size"], "patch_size": 14, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
+        },
+        **_qwen_vl_ids(tokenizer),
+    )
+    return _finish(Qwen2_5_VLForConditionalGeneration, config, processor, seed)
+
+
+def _build_qwen3_vl(seed: int):
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", None)
+    tokenizer = _qwen_tokenizer(template)
+    processor = processor_class_without_video("Qwen3VLProcessor")(
+        image_processor=_qwen_image_processor(16, 2), tokenizer=tokenizer, chat_template=template
+    )
+    text = {**_qwen_text_common(tokenizer), "head_dim": 16}
+    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True}
+    text.pop("bos_token_id")
+    text.pop("eos_token_id")
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+            "out_hidden_size": _TEXT["hidden_size"], "patch_size": 16, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "num_position_embeddings": 16, "deepstack_visual_indexes": [0],
+        },
+        **_qwen_vl_ids(tokenizer),
+    )
+    return _finish(Qwen3VLForConditionalGeneration, config, processor, seed)
+
+
+def _build_internvl(seed: int):
+    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    # 32 px views, 8 px patches: 16 patches, pixel-shuffled (ratio 0.5) into 4 image tokens.
+    size, patch = 32, 8
+    template = _chatml_template("<IMG_CONTEXT>\n", None)
+    tokenizer = _make_tokenizer(
+        bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>",
+        named_specials={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+        other_specials=_CHATML, chat_template=template,
+    )
+    # The processor's own default ``crop_to_patches=True`` overrides the image processor's setting;
+    # ``max_patches=1`` keeps one 32 px view per image either way.
+    image_processor = GotOcr2ImageProcessor(
+        size={"height": size, "width": size}, crop_to_patches=False, min_patches=1, max_patches=1
+    )
+    image_seq_length = int((size // patch) ** 2 * 0.5**2)
+    processor = processor_class_without_video("InternVLProcessor")(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=image_seq_length,
+        chat_template=template,
+    )
+    config = InternVLConfig(
+        vision_config={
+            **_VISION, "image_size": [size, size], "patch_size": [patch, patch], "use_mean_pooling": True,
+        },
+        text_config=_qwen2_text(tokenizer),
+        image_token_id=tokenizer.context_image_token_id,
+        image_seq_length=image_seq_length,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    return _finish(InternVLForConditionalGeneration, config, processor, seed)
+
+
+def _idefics_specials() -> list[str]:
+    return (
+        ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+        + [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    )
+
+
+def _build_idefics3(seed: int):
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+
+    # One 32 px view (no splitting), 8 px patches: 16 patches, pixel-shuffled by 2 into 4 tokens.
+    size, patch, scale = 32, 8, 2
+    template = _idefics_template("<|begin_of_text|>")
+    tokenizer = _make_tokenizer(
+        bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<|finetune_right_pad_id|>", unk="<unk>",
+        other_specials=_idefics_specials(), chat_template=template,
+    )
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": size}, max_image_size={"longest_edge": size}, do_image_splitting=False
+    )
+    image_seq_len = (size // patch) ** 2 // scale**2
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=template
+    )
+    config = Idefics3Config(
+        vision_config={**_VISION, "image_size": size, "patch_size": patch},
+        text_config=_llama_text(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=scale,
+    )
+    return _finish(Idefics3ForConditionalGeneration, config, processor, seed)
+
+
+def _build_smolvlm(seed: int):
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    size, patch, scale = 32, 8, 2
+    template = _idefics_template("<|im_start|>")
+    tokenizer = _make_tokenizer(
+        bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>", unk="<unk>",
+        other_specials=_idefics_specials() + ["<video>"], chat_template=template,
+    )
+    image_processor = SmolVLMImageProcessor(
+        size={"longest_edge": size}, max_image_size={"longest_edge": size}, do_image_splitting=False
+    )
+    image_seq_len = (size // patch) ** 2 // scale**2
+    processor = processor_class_without_video("SmolVLMProcessor")(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=template
+    )
+    config = SmolVLMConfig(
+        vision_config={**_VISION, "image_size": size, "patch_size": patch},
+        text_config=_llama_text(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=scale,
+    )
+    return _finish(SmolVLMForConditionalGeneration, config, processor, seed)
+
+
+def _build_paligemma(seed: int):
+    from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+    from transformers import SiglipImageProcessor
+
+    size, patch = 32, 8
+    tokenizer = _make_tokenizer(
+        bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", named_specials={"image_token": "<image>"},
+        chat_template=_PALIGEMMA_TEMPLATE,
+    )
+    image_processor = SiglipImageProcessor(size={"height": size, "width": size})
+    image_processor.image_seq_length = (size // patch) ** 2
+    # The processor adds 1,152 location/segmentation tokens: size the vocabulary afterwards.
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=_PALIGEMMA_TEMPLATE)
+    text = GemmaConfig(**{**_TEXT, **_text_ids(processor.tokenizer), "head_dim": 16})
+    config = PaliGemmaConfig(
+        vision_config=_siglip_vision(size, patch, projection_dim=_TEXT["hidden_size"]),
+        text_config=text,
+        image_token_index=processor.image_token_id,
+        vocab_size=text.vocab_size,
+        projection_dim=_TEXT["hidden_size"],
+        hidden_size=_TEXT["hidden_size"],
+    )
+    config.vision_config.projection_dim = _TEXT["hidden_size"]
+    return _finish(PaliGemmaForConditionalGeneration, config, processor, seed)
+
+
+def _build_gemma3(seed: int):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    # 32 px, 8 px patches: 4x4 patches average-pooled into 2x2 = 4 image tokens.
+    size, patch, tokens = 32, 8, 4
+    tokenizer = _make_tokenizer(
+        bos="<bos>", eos="<end_of_turn>", pad="<pad>", unk="<unk>",
+        named_specials={"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"},
+        other_specials=["<eos>", "<start_of_turn>"], chat_template=_GEMMA3_TEMPLATE,
+    )
+    image_processor = Gemma3ImageProcessor(size={"height": size, "width": size}, do_pan_and_scan=False)
+    processor = Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=_GEMMA3_TEMPLATE, image_seq_length=tokens
+    )
+    text = {
+        **_TEXT, **_text_ids(tokenizer), "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64,
+        "layer_types": ["sliding_attention", "full_attention"],
+    }
+    config = Gemma3Config(
+        text_config=text,
+        vision_config=_siglip_vision(size, patch, vision_use_head=False).to_dict(),
+        mm_tokens_per_image=tokens,
+        boi_token_index=tokenizer.boi_token_id,
+        eoi_token_index=tokenizer.eoi_token_id,
+        image_token_index=tokenizer.image_token_id,
+    )
+    return _finish(Gemma3ForConditionalGeneration, config, processor, seed)
+
+
+@dataclass(frozen=True)
+class _Family:
+    builder: Callable[[int], tuple]
+    model_class: str
+    needs: tuple[str, ...] = ()  # importable modules the family needs beyond transformers
+
+
+_REGISTRY: dict[str, _Family] = {
+    "llava": _Family(_build_llava, "LlavaForConditionalGeneration"),
+    "llava_next": _Family(_build_llava_next, "LlavaNextForConditionalGeneration"),
+    "llava_onevision": _Family(_build_llava_onevision, "LlavaOnevisionForConditionalGeneration"),
+    "qwen2_vl": _Family(_build_qwen2_vl, "Qwen2VLForConditionalGeneration"),
+    "qwen2_5_vl": _Family(_build_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration"),
+    "qwen3_vl": _Family(_build_qwen3_vl, "Qwen3VLForConditionalGeneration"),
+    "internvl": _Family(_build_internvl, "InternVLForConditionalGeneration"),
+    "idefics3": _Family(_build_idefics3, "Idefics3ForConditionalGeneration"),
+    # The SmolVLM processor refuses to build without the ``num2words`` package.
+    "smolvlm": _Family(_build_smolvlm, "SmolVLMForConditionalGeneration", needs=("num2words",)),
+    "paligemma": _Family(_build_paligemma, "PaliGemmaForConditionalGeneration"),
+    "gemma3": _Family(_build_gemma3, "Gemma3ForConditionalGeneration"),
+}
+
+
+def _available(family: _Family) -> bool:
+    import transformers
+
+    if not hasattr(transformers, family.model_class):
+        return False
+    return all(importlib.util.find_spec(name) is not None for name in family.needs)
+
+
+FAMILIES: tuple[str, ...] = tuple(name for name, fam in _REGISTRY.items() if _available(fam))
+
+
+def build_tiny(family: str, *, seed: int = 0):
+    """Build a tiny randomly initialised ``(model, processor)`` pair of a real transformers class.
+
+    Args:
+        family: one of :data:`FAMILIES`.
+        seed: weights are a deterministic function of the seed.
+
+    Returns:
+        ``(model, processor)``: the model in eval mode, float32; the family's processor with a
+        left-padding word-level tokenizer, a chat template in the family's format and an image
+        processor for small images.
+    """
+    if family not in _REGISTRY:
+        raise ValueError(f"Unknown family {family!r}; expected one of {', '.join(FAMILIES)}.")
+    if family not in FAMILIES:
+        fam = _REGISTRY[family]
+        raise ValueError(
+            f"Family {family!r} is not available here: it needs transformers.{fam.model_class}"
+            + (f" and the packages {', '.join(fam.needs)}" if fam.needs else "")
+            + f". Available: {', '.join(FAMILIES)}."
+        )
+    return _REGISTRY[family].builder(seed)
+
+
+def save_tiny(family: str, out_dir: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
+    """Build a tiny model of ``family`` and ``save_pretrained`` it and its processor into ``out_dir``.
+
+    Returns the directory, which reloads with ``<ModelClass>.from_pretrained(out_dir)`` and
+    :func:`mllm_attr.adapters._processors.load_processor`, with no network.
+    """
+    model, processor = build_tiny(family, seed=seed)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def model_class(family: str):
+    """The transformers model class of ``family`` (for ``from_pretrained`` on a saved directory)."""
+    if family not in _REGISTRY:
+        raise ValueError(f"Unknown family {family!r}; expected one of {', '.join(FAMILIES)}.")
+    return getattr(importlib.import_module("transformers"), _REGISTRY[family].model_class)
