@@ -119,6 +119,14 @@ def segment(image: np.ndarray, n_regions: int = 64, method: str = "slic", **para
         if unknown:
             raise ValueError(f"unknown option(s) {sorted(unknown)} for segmenter {method!r}; allowed: {sorted(allowed)}")
         labels = _METHODS[method](image, int(n_regions), **params)
+        if method == "slic" and "compactness" not in params:
+            # Textured images can collapse into a few superpixels; a more compact (grid-like)
+            # setting recovers the requested granularity. The settings used are recorded.
+            compactness = 20.0
+            while _relabel(np.asarray(labels)).max() + 1 < n_regions / 2 and compactness < 2000:
+                compactness *= 5
+                labels = _slic(image, int(n_regions), compactness=compactness, **params)
+            params = {**params, "compactness": compactness}
     else:
         raise ValueError(f"unknown segmenter {method!r}; expected one of {list(SEGMENTERS)}")
     labels = _relabel(np.asarray(labels))
