@@ -14,6 +14,9 @@ from transformers.utils import is_torchvision_available
 from mllm_attr.adapters._processors import load_processor
 from mllm_attr.testing.tiny_models import FAMILIES, build_tiny, model_class, save_tiny
 
+# PaliGemma's processor builds labels with np.array(copy=False) on a list (transformers' own warning).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 PROMPT = "What colour is the cat?"
 # Text-side keys whose extension over generated tokens is not zeros: PaliGemma's token_type_ids
 # mark the prefix (0, attended bidirectionally) and the suffix (1, causal); generated text is suffix.

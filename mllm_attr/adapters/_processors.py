@@ -94,8 +94,11 @@ class Qwen2VLProcessorNoVideo(_NoVideoMixin, Qwen2VLProcessor):
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         super().__init__(
-            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-            chat_template=chat_template, **kwargs,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
         )
 
 
@@ -104,8 +107,11 @@ class Qwen2_5_VLProcessorNoVideo(_NoVideoMixin, Qwen2_5_VLProcessor):
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         super().__init__(
-            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-            chat_template=chat_template, **kwargs,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
         )
 
 
@@ -114,8 +120,12 @@ class InternVLProcessorNoVideo(_NoVideoMixin, InternVLProcessor):
 
     def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None, **kwargs):
         super().__init__(
-            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-            image_seq_length=image_seq_length, chat_template=chat_template, **kwargs,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            image_seq_length=image_seq_length,
+            chat_template=chat_template,
+            **kwargs,
         )
 
 
@@ -135,16 +145,27 @@ class LlavaOnevisionProcessorNoVideo(_NoVideoMixin, LlavaOnevisionProcessor):
         **kwargs,
     ):
         super().__init__(
-            image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-            num_image_tokens=num_image_tokens, vision_feature_select_strategy=vision_feature_select_strategy,
-            chat_template=chat_template, image_token=image_token, video_token=video_token,
-            vision_aspect_ratio=vision_aspect_ratio, **kwargs,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            num_image_tokens=num_image_tokens,
+            vision_feature_select_strategy=vision_feature_select_strategy,
+            chat_template=chat_template,
+            image_token=image_token,
+            video_token=video_token,
+            vision_aspect_ratio=vision_aspect_ratio,
+            **kwargs,
         )
 
 
 _NO_VIDEO: dict[str, type[ProcessorMixin]] = {
     cls._base_name(): cls
-    for cls in (Qwen2VLProcessorNoVideo, Qwen2_5_VLProcessorNoVideo, InternVLProcessorNoVideo, LlavaOnevisionProcessorNoVideo)
+    for cls in (
+        Qwen2VLProcessorNoVideo,
+        Qwen2_5_VLProcessorNoVideo,
+        InternVLProcessorNoVideo,
+        LlavaOnevisionProcessorNoVideo,
+    )
 }
 
 # Families whose processor class exists only in some transformers versions.
@@ -160,8 +181,11 @@ if Qwen3VLProcessor is not None:
 
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             super().__init__(
-                image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                chat_template=chat_template, **kwargs,
+                image_processor=image_processor,
+                tokenizer=tokenizer,
+                video_processor=None,
+                chat_template=chat_template,
+                **kwargs,
             )
 
     _NO_VIDEO["Qwen3VLProcessor"] = Qwen3VLProcessorNoVideo
@@ -179,8 +203,12 @@ if SmolVLMProcessor is not None:
 
         def __init__(self, image_processor, tokenizer, image_seq_len: int = 169, chat_template=None, **kwargs):
             super().__init__(
-                image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                image_seq_len=image_seq_len, chat_template=chat_template, **kwargs,
+                image_processor=image_processor,
+                tokenizer=tokenizer,
+                video_processor=None,
+                image_seq_len=image_seq_len,
+                chat_template=chat_template,
+                **kwargs,
             )
 
         def apply_chat_template(self, conversation, chat_template=None, **kwargs):
@@ -204,9 +232,8 @@ def processor_class_without_video(processor_class: str) -> type[ProcessorMixin]:
     try:
         return _NO_VIDEO[processor_class]
     except KeyError:
-        raise ValueError(
-            f"No video-free variant of {processor_class!r}; known: {', '.join(sorted(set(c._base_name() for c in _NO_VIDEO.values())))}."
-        ) from None
+        known = sorted({cls._base_name() for cls in _NO_VIDEO.values()})
+        raise ValueError(f"No video-free variant of {processor_class!r}; known: {', '.join(known)}.") from None
 
 
 # Keys of ``from_pretrained`` kwargs that locate files (passed to ``cached_file``).
@@ -266,9 +293,7 @@ def _describe_checkpoint(name_or_path: str, kwargs: dict) -> dict[str, Any]:
         candidates.extend([mapped] if isinstance(mapped, str) else [m for m in mapped if m])
     processor_config = files["processor_config.json"] or {}
     multimodal = bool(
-        "vision_config" in config
-        or "image_processor" in processor_config
-        or files["preprocessor_config.json"]
+        "vision_config" in config or "image_processor" in processor_config or files["preprocessor_config.json"]
     )
     return {
         "candidates": list(dict.fromkeys(candidates)),
@@ -300,8 +325,8 @@ def load_processor(name_or_path: str | os.PathLike, *, trust_remote_code: bool =
     """
     from transformers import AutoProcessor
 
-    name = os.fspath(name_or_path)
-    if not os.path.exists(name) and (os.path.isabs(name) or name.startswith((".", "~"))):
+    name = os.path.expanduser(os.fspath(name_or_path))
+    if not os.path.exists(name) and (os.path.isabs(name) or name.startswith(".")):
         raise ValueError(f"Could not load a multimodal processor from {name!r}: no such directory.")
     auto_error: BaseException | None = None
     result: Any = None
@@ -313,8 +338,10 @@ def load_processor(name_or_path: str | os.PathLike, *, trust_remote_code: bool =
         return result
 
     info = _describe_checkpoint(name, kwargs)
-    found = f"AutoProcessor raised {type(auto_error).__name__}: {auto_error}" if auto_error else (
-        f"AutoProcessor returned a {type(result).__name__}"
+    found = (
+        f"AutoProcessor raised {type(auto_error).__name__}: {auto_error}"
+        if auto_error
+        else (f"AutoProcessor returned a {type(result).__name__}")
     )
     if result is not None and not info["multimodal"] and not isinstance(result, ProcessorMixin):
         raise ValueError(

@@ -8,17 +8,44 @@ for small images (a few dozen pixels, a handful of image tokens). Nothing is dow
 Example::
 
     model, processor = build_tiny("qwen2_vl")
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]
+    image = PIL.Image.new("RGB", (48, 40))
+    messages = [{"role": "user", "content": [{"type": "image", "image": image},
+                                             {"type": "text", "text": "What is this?"}]}]
     inputs = processor.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-    )  # images go in through ``processor(images=..., text=...)`` or the messages' image entries
+    )
+    # Equivalent: prompt = processor.apply_chat_template(messages_with_bare_{"type": "image"},
+    #     add_generation_prompt=True); processor(images=[image], text=[prompt], return_tensors="pt").
+    # With tokenize=True and a bare {"type": "image"} entry the processor raises (no image given).
 
 The models are in eval mode, float32, and identical for a given ``seed``. ``save_tiny`` writes a
 directory that reloads with ``<ModelClass>.from_pretrained(dir)`` and
 :func:`mllm_attr.adapters._processors.load_processor`.
 
-Randomly initialised weights make nearly uniform next-token distributions: compare
-probabilities with tolerances, never greedy strings.
+Batching images for one prompt (what the attribution engine does): repeat the processor's text
+tensors and concatenate ``processor.image_processor(images=[...], return_tensors="pt")``; pass
+only the keys ``model.forward`` names. Per family (image-processor keys | text keys to repeat):
+
+- llava, internvl, paligemma, gemma3: ``pixel_values`` (InternVL also ``num_patches``, Gemma 3
+  ``num_crops``: not forward inputs) | ``input_ids``, ``attention_mask``, plus ``token_type_ids``
+  for PaliGemma and Gemma 3 (PaliGemma's ``labels``: drop).
+- llava_next, llava_onevision: ``pixel_values`` [B, crops, 3, H, W], ``image_sizes`` (OneVision
+  also ``batch_num_images``) | ``input_ids``, ``attention_mask``. Image tokens depend on the
+  image's size (anyres): batch same-size images only.
+- qwen2_vl, qwen2_5_vl, qwen3_vl: ``pixel_values`` [patches, dim] (rows of all images
+  concatenated), ``image_grid_thw`` | ``input_ids``, ``attention_mask``, ``mm_token_type_ids``.
+  Image tokens depend on the image's size.
+- idefics3, smolvlm: ``pixel_values``, ``pixel_attention_mask``; a flat list of images comes back
+  as ONE sample of n images ([1, n, 3, H, W]); the model flattens images, so it still works
+  (``images=[[im] for im in ims]`` gives [n, 1, ...]) | ``input_ids``, ``attention_mask``.
+
+When teacher-forcing generated tokens, extend ``attention_mask`` with ones, ``mm_token_type_ids``
+and Gemma 3's ``token_type_ids`` with zeros, and PaliGemma's ``token_type_ids`` with ONES (zeros
+would put the generated text into the bidirectional prefix).
+
+Randomly initialised weights give near-uniform next-token distributions: compare
+probabilities with tolerances, never greedy strings. The image does change the logits in every
+family (all-zero weight matrices, such as Gemma 3's multimodal projection, are re-drawn).
 """
 
 from __future__ import annotations
@@ -32,7 +59,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["FAMILIES", "build_tiny", "save_tiny"]
+__all__ = ["FAMILIES", "build_tiny", "model_class", "save_tiny"]
 
 # Common lower-case English words: enough for prompts such as "What colour is the cat?" and for
 # generated text to decode into words. Everything is lower-cased by the normaliser.
@@ -62,8 +89,8 @@ animal animals vehicle vehicles kind type size position side middle center centr
 background foreground number letter phrase single
 """.split()
 
-# Punctuation and digits so that simple prompts never hit the unknown token.
-_SYMBOLS = list(".,:;!?'\"()[]{}-_/\\*+=<>#%&@|~`^$") + [str(d) for d in range(10)]
+# Punctuation, digits and single letters ("what's" -> what ' s), so simple prompts rarely hit <unk>.
+_SYMBOLS = list(".,:;!?'\"()[]{}-_/\\*+=<>#%&@|~`^$") + [str(d) for d in range(10)] + list("abcdefghijklmnopqrstuvwxyz")
 
 
 def _vocabulary(special_tokens: Iterable[str], extra_words: Iterable[str] = ()) -> list[str]:
@@ -153,6 +180,19 @@ _TEXT = {
 _VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 
 
+def _image_processor(name: str, **settings):
+    """The family's image processor: the torchvision one where torchvision works, else its PIL twin.
+
+    (transformers 5 falls back to ``<name>Pil`` by itself, with a warning; this picks it quietly.)
+    """
+    import transformers
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available() and hasattr(transformers, name + "Pil"):
+        name += "Pil"
+    return getattr(transformers, name)(**settings)
+
+
 def _finish(model_cls, config, processor, seed: int):
     """Instantiate deterministically; eval mode, float32, a greedy generation config."""
     tokenizer = processor.tokenizer
@@ -208,7 +248,9 @@ _LLAVA_NEXT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
-    "{% for c in message['content'] if c['type'] == 'text' %} {% generation %}{{ c['text'] }}{% endgeneration %}{% endfor %}"
+    "{% for c in message['content'] if c['type'] == 'text' %}"
+    " {% generation %}{{ c['text'] }}{% endgeneration %}"
+    "{% endfor %}"
     "{{ eos_token }}"
     "{% else %}"
     "[INST] "
@@ -219,13 +261,12 @@ _LLAVA_NEXT_TEMPLATE = (
     "{% endfor %}"
 )
 
+
 # ChatML with a per-family image placeholder, as used by Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
 # InternVL (Qwen2.5 text) and LLaVA-OneVision (Qwen2 text).
 def _chatml_template(image_placeholder: str, default_system: str | None, user_sep: str = "\n") -> str:
     system = (
-        "{% if messages[0]['role'] != 'system' %}"
-        f"<|im_start|>system\n{default_system}<|im_end|>\n"
-        "{% endif %}"
+        f"{{% if messages[0]['role'] != 'system' %}}<|im_start|>system\n{default_system}<|im_end|>\n{{% endif %}}"
         if default_system
         else ""
     )
@@ -328,15 +369,21 @@ def _siglip_vision(image_size: int, patch_size: int, **overrides):
 
 
 def _build_llava(seed: int):
-    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     # 32 px, 8 px patches: 16 patch tokens (+ CLS, dropped by the "default" feature strategy).
     size, patch = 32, 8
     tokenizer = _make_tokenizer(
-        bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", named_specials={"image_token": "<image>"},
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        named_specials={"image_token": "<image>"},
         chat_template=_LLAVA_TEMPLATE,
     )
-    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    image_processor = _image_processor(
+        "CLIPImageProcessor", size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -360,7 +407,6 @@ def _build_llava_next(seed: int):
     from transformers import (
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
-        LlavaNextImageProcessor,
         LlavaNextProcessor,
     )
 
@@ -368,11 +414,19 @@ def _build_llava_next(seed: int):
     size, patch = 32, 8
     pinpoints = [[32, 64], [64, 32], [64, 64]]
     tokenizer = _make_tokenizer(
-        bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", named_specials={"image_token": "<image>"},
-        other_specials=["[INST]", "[/INST]"], chat_template=_LLAVA_NEXT_TEMPLATE,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+        named_specials={"image_token": "<image>"},
+        other_specials=["[INST]", "[/INST]"],
+        chat_template=_LLAVA_NEXT_TEMPLATE,
     )
-    image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+    image_processor = _image_processor(
+        "LlavaNextImageProcessor",
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_grid_pinpoints=pinpoints,
     )
     processor = LlavaNextProcessor(
         image_processor=image_processor,
@@ -398,7 +452,6 @@ def _build_llava_onevision(seed: int):
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
     )
 
     from mllm_attr.adapters._processors import processor_class_without_video
@@ -407,12 +460,19 @@ def _build_llava_onevision(seed: int):
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     template = _chatml_template("<image>\n", None, user_sep=" ")
     tokenizer = _make_tokenizer(
-        bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>",
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk="<unk>",
         named_specials={"image_token": "<image>", "video_token": "<video>"},
-        other_specials=_CHATML, chat_template=template,
+        other_specials=_CHATML,
+        chat_template=template,
     )
-    image_processor = LlavaOnevisionImageProcessor(
-        size={"height": size, "width": size}, crop_size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+    image_processor = _image_processor(
+        "LlavaOnevisionImageProcessor",
+        size={"height": size, "width": size},
+        crop_size={"height": size, "width": size},
+        image_grid_pinpoints=pinpoints,
     )
     processor = processor_class_without_video("LlavaOnevisionProcessor")(
         image_processor=image_processor,
@@ -445,18 +505,22 @@ _QWEN_VL_SPECIALS = {
 
 def _qwen_tokenizer(template: str):
     return _make_tokenizer(
-        bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>",
-        named_specials=_QWEN_VL_SPECIALS, other_specials=_CHATML, chat_template=template,
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk="<unk>",
+        named_specials=_QWEN_VL_SPECIALS,
+        other_specials=_CHATML,
+        chat_template=template,
     )
 
 
 def _qwen_image_processor(patch: int, merge: int):
-    from transformers import Qwen2VLImageProcessor
-
     # A 2x2 grid of merged tokens at least (min_pixels) and 4x4 at most (max_pixels): a
     # 56x56 image (patch 14) becomes 4x4 patches -> 4 image tokens.
     unit = patch * merge
-    return Qwen2VLImageProcessor(
+    return _image_processor(
+        "Qwen2VLImageProcessor",
         patch_size=patch,
         merge_size=merge,
         temporal_patch_size=2,
@@ -466,7 +530,11 @@ def _qwen_image_processor(patch: int, merge: int):
 
 
 def _qwen_text_common(tokenizer) -> dict:
-    return {**_TEXT, **_text_ids(tokenizer), "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}}
+    return {
+        **_TEXT,
+        **_text_ids(tokenizer),
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+    }
 
 
 def _qwen_vl_ids(tokenizer) -> dict:
@@ -491,8 +559,14 @@ def _build_qwen2_vl(seed: int):
     config = Qwen2VLConfig(
         text_config=_qwen_text_common(tokenizer),
         vision_config={
-            "depth": 2, "embed_dim": 32, "hidden_size": _TEXT["hidden_size"], "num_heads": 2, "mlp_ratio": 2,
-            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": _TEXT["hidden_size"],
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
         },
         **_qwen_vl_ids(tokenizer),
     )
@@ -512,9 +586,16 @@ def _build_qwen2_5_vl(seed: int):
     config = Qwen2_5_VLConfig(
         text_config=_qwen_text_common(tokenizer),
         vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "out_hidden_size": _TEXT["hidden_size"], "patch_size": 14, "spatial_merge_size": 2,
-            "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": _TEXT["hidden_size"],
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
         },
         **_qwen_vl_ids(tokenizer),
     )
@@ -532,15 +613,27 @@ def _build_qwen3_vl(seed: int):
         image_processor=_qwen_image_processor(16, 2), tokenizer=tokenizer, chat_template=template
     )
     text = {**_qwen_text_common(tokenizer), "head_dim": 16}
-    text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True}
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 10000.0,
+        "mrope_section": [2, 3, 3],
+        "mrope_interleaved": True,
+    }
     text.pop("bos_token_id")
     text.pop("eos_token_id")
     config = Qwen3VLConfig(
         text_config=text,
         vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "out_hidden_size": _TEXT["hidden_size"], "patch_size": 16, "spatial_merge_size": 2,
-            "temporal_patch_size": 2, "num_position_embeddings": 16, "deepstack_visual_indexes": [0],
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": _TEXT["hidden_size"],
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 16,
+            "deepstack_visual_indexes": [0],
         },
         **_qwen_vl_ids(tokenizer),
     )
@@ -548,7 +641,7 @@ def _build_qwen3_vl(seed: int):
 
 
 def _build_internvl(seed: int):
-    from transformers import GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
 
     from mllm_attr.adapters._processors import processor_class_without_video
 
@@ -556,28 +649,41 @@ def _build_internvl(seed: int):
     size, patch = 32, 8
     template = _chatml_template("<IMG_CONTEXT>\n", None)
     tokenizer = _make_tokenizer(
-        bos=None, eos="<|im_end|>", pad="<|endoftext|>", unk="<unk>",
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        unk="<unk>",
         named_specials={
             "start_image_token": "<img>",
             "end_image_token": "</img>",
             "context_image_token": "<IMG_CONTEXT>",
             "video_token": "<video>",
         },
-        other_specials=_CHATML, chat_template=template,
+        other_specials=_CHATML,
+        chat_template=template,
     )
     # The processor's own default ``crop_to_patches=True`` overrides the image processor's setting;
     # ``max_patches=1`` keeps one 32 px view per image either way.
-    image_processor = GotOcr2ImageProcessor(
-        size={"height": size, "width": size}, crop_to_patches=False, min_patches=1, max_patches=1
+    image_processor = _image_processor(
+        "GotOcr2ImageProcessor",
+        size={"height": size, "width": size},
+        crop_to_patches=False,
+        min_patches=1,
+        max_patches=1,
     )
     image_seq_length = int((size // patch) ** 2 * 0.5**2)
     processor = processor_class_without_video("InternVLProcessor")(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=image_seq_length,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=image_seq_length,
         chat_template=template,
     )
     config = InternVLConfig(
         vision_config={
-            **_VISION, "image_size": [size, size], "patch_size": [patch, patch], "use_mean_pooling": True,
+            **_VISION,
+            "image_size": [size, size],
+            "patch_size": [patch, patch],
+            "use_mean_pooling": True,
         },
         text_config=_qwen2_text(tokenizer),
         image_token_id=tokenizer.context_image_token_id,
@@ -590,24 +696,30 @@ def _build_internvl(seed: int):
 
 
 def _idefics_specials() -> list[str]:
-    return (
-        ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
-        + [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
-    )
+    return ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
+        f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)
+    ]
 
 
 def _build_idefics3(seed: int):
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
 
     # One 32 px view (no splitting), 8 px patches: 16 patches, pixel-shuffled by 2 into 4 tokens.
     size, patch, scale = 32, 8, 2
     template = _idefics_template("<|begin_of_text|>")
     tokenizer = _make_tokenizer(
-        bos="<|begin_of_text|>", eos="<end_of_utterance>", pad="<|finetune_right_pad_id|>", unk="<unk>",
-        other_specials=_idefics_specials(), chat_template=template,
+        bos="<|begin_of_text|>",
+        eos="<end_of_utterance>",
+        pad="<|finetune_right_pad_id|>",
+        unk="<unk>",
+        other_specials=_idefics_specials(),
+        chat_template=template,
     )
-    image_processor = Idefics3ImageProcessor(
-        size={"longest_edge": size}, max_image_size={"longest_edge": size}, do_image_splitting=False
+    image_processor = _image_processor(
+        "Idefics3ImageProcessor",
+        size={"longest_edge": size},
+        max_image_size={"longest_edge": size},
+        do_image_splitting=False,
     )
     image_seq_len = (size // patch) ** 2 // scale**2
     processor = Idefics3Processor(
@@ -623,18 +735,25 @@ def _build_idefics3(seed: int):
 
 
 def _build_smolvlm(seed: int):
-    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessor
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
     from mllm_attr.adapters._processors import processor_class_without_video
 
     size, patch, scale = 32, 8, 2
     template = _idefics_template("<|im_start|>")
     tokenizer = _make_tokenizer(
-        bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>", unk="<unk>",
-        other_specials=_idefics_specials() + ["<video>"], chat_template=template,
+        bos="<|im_start|>",
+        eos="<end_of_utterance>",
+        pad="<|im_end|>",
+        unk="<unk>",
+        other_specials=_idefics_specials() + ["<video>"],
+        chat_template=template,
     )
-    image_processor = SmolVLMImageProcessor(
-        size={"longest_edge": size}, max_image_size={"longest_edge": size}, do_image_splitting=False
+    image_processor = _image_processor(
+        "SmolVLMImageProcessor",
+        size={"longest_edge": size},
+        max_image_size={"longest_edge": size},
+        do_image_splitting=False,
     )
     image_seq_len = (size // patch) ** 2 // scale**2
     processor = processor_class_without_video("SmolVLMProcessor")(
@@ -651,17 +770,22 @@ def _build_smolvlm(seed: int):
 
 def _build_paligemma(seed: int):
     from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
-    from transformers import SiglipImageProcessor
 
     size, patch = 32, 8
     tokenizer = _make_tokenizer(
-        bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", named_specials={"image_token": "<image>"},
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        named_specials={"image_token": "<image>"},
         chat_template=_PALIGEMMA_TEMPLATE,
     )
-    image_processor = SiglipImageProcessor(size={"height": size, "width": size})
+    image_processor = _image_processor("SiglipImageProcessor", size={"height": size, "width": size})
     image_processor.image_seq_length = (size // patch) ** 2
     # The processor adds 1,152 location/segmentation tokens: size the vocabulary afterwards.
-    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=_PALIGEMMA_TEMPLATE)
+    processor = PaliGemmaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=_PALIGEMMA_TEMPLATE
+    )
     text = GemmaConfig(**{**_TEXT, **_text_ids(processor.tokenizer), "head_dim": 16})
     config = PaliGemmaConfig(
         vision_config=_siglip_vision(size, patch, projection_dim=_TEXT["hidden_size"]),
@@ -676,21 +800,35 @@ def _build_paligemma(seed: int):
 
 
 def _build_gemma3(seed: int):
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
 
     # 32 px, 8 px patches: 4x4 patches average-pooled into 2x2 = 4 image tokens.
     size, patch, tokens = 32, 8, 4
     tokenizer = _make_tokenizer(
-        bos="<bos>", eos="<end_of_turn>", pad="<pad>", unk="<unk>",
-        named_specials={"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"},
-        other_specials=["<eos>", "<start_of_turn>"], chat_template=_GEMMA3_TEMPLATE,
+        bos="<bos>",
+        eos="<end_of_turn>",
+        pad="<pad>",
+        unk="<unk>",
+        named_specials={
+            "image_token": "<image_soft_token>",
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+        },
+        other_specials=["<eos>", "<start_of_turn>"],
+        chat_template=_GEMMA3_TEMPLATE,
     )
-    image_processor = Gemma3ImageProcessor(size={"height": size, "width": size}, do_pan_and_scan=False)
+    image_processor = _image_processor(
+        "Gemma3ImageProcessor", size={"height": size, "width": size}, do_pan_and_scan=False
+    )
     processor = Gemma3Processor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=_GEMMA3_TEMPLATE, image_seq_length=tokens
     )
     text = {
-        **_TEXT, **_text_ids(tokenizer), "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64,
+        **_TEXT,
+        **_text_ids(tokenizer),
+        "head_dim": 16,
+        "query_pre_attn_scalar": 16,
+        "sliding_window": 64,
         "layer_types": ["sliding_attention", "full_attention"],
     }
     config = Gemma3Config(
