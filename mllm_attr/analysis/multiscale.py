@@ -1,0 +1,323 @@
+"""Multi-scale aggregation of attributions (method.md §7, MSEA of arXiv 2509.22415).
+
+An attribution is computed at several *scales* and the maps are combined:
+
+* region granularities: the same image split into e.g. 16, 36 and 64 regions;
+* input resolutions (MSEA): resized copies of the image (e.g. 0.5x, 1x, 2x), each map
+  brought back to the original size (bilinear).
+
+Every per-scale map is min-max normalised to ``[0, 1]`` and combined by
+
+* ``"mean"``: the plain average;
+* ``"weighted"``: a faithfulness-weighted average, weight ``max(insertion AUC − deletion AUC, 0)``
+  of that scale's own explanation (uniform when every weight is 0).
+
+A combined map is a saliency map, not an ordering, so it is scored like every map-based
+method by the ONE replay protocol (:func:`mllm_attr.protocol.score_map`, via
+:meth:`MultiScaleExplanation.score`): the regions of one fixed label map are ordered by their
+mean map value (ties: lower region index first) and :func:`mllm_attr.search.replay` gives the
+insertion/deletion curves. Use the same label map for every method compared.
+
+Example:
+    >>> ms = MultiScaleExplainer(adapter, region_scales=(16, 36, 64))(image, prompt="What color is the circle?", target=0)  # doctest: +SKIP
+    >>> ms.saliency("weighted")                                                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..adapters.base import ModelAdapter
+from ..explanation import Explanation, versions
+from ..image import ImageLike
+from ..targets import Positions, TargetLike
+from ..types import Generation
+
+logger = logging.getLogger(__name__)
+
+#: Ways to combine per-scale maps.
+COMBINES: tuple[str, ...] = ("mean", "weighted")
+
+
+def normalise(saliency: np.ndarray) -> np.ndarray:
+    """``float32[H, W]`` min-max scaled to ``[0, 1]`` (a constant map becomes all zeros)."""
+    s = np.asarray(saliency, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"expected a 2-D saliency map; got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("the saliency map has non-finite values")
+    lo, hi = float(s.min()), float(s.max())
+    if hi - lo <= 0:
+        return np.zeros(s.shape, dtype=np.float32)
+    return ((s - lo) / (hi - lo)).astype(np.float32)
+
+
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """``uint8[round(H*scale), round(W*scale), 3]`` (bicubic), at least 8 x 8 pixels."""
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number; got {scale!r}")
+    h, w = image.shape[:2]
+    size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
+    if size == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC), dtype=np.uint8)
+
+
+def resize_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``float32[shape]``: a saliency map brought to ``(H, W)`` (bilinear)."""
+    s = np.asarray(saliency, dtype=np.float32)
+    if s.shape == tuple(shape):
+        return s
+    return np.asarray(Image.fromarray(s).resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
+
+
+def combine(maps: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted mean of normalised maps (uniform when ``weights`` is None or sums to 0); ``float32[H, W]`` in [0, 1]."""
+    if not maps:
+        raise ValueError("no maps to combine")
+    stack = np.stack([normalise(m) for m in maps]).astype(np.float64)
+    w = np.ones(len(maps)) if weights is None else np.clip(np.asarray(weights, dtype=np.float64), 0, None)
+    if w.shape != (len(maps),):
+        raise ValueError(f"expected {len(maps)} weights; got {w.shape}")
+    if w.sum() <= 0:
+        w = np.ones(len(maps))
+    return normalise(np.tensordot(w / w.sum(), stack, axes=1))
+
+
+@dataclass
+class ScaleMap:
+    """One scale's attribution.
+
+    Attributes:
+        name: ``"regions=36"`` or ``"regions=36@0.5x"``.
+        requested_regions: requested region count; n_regions: actual count.
+        resolution: input scale factor (1.0 = original).
+        saliency: ``float32[H, W]`` in ``[0, 1]`` at the ORIGINAL image size.
+        insertion_auc, deletion_auc: of this scale's own explanation (at its own resolution).
+        forwards: images scored for this scale.
+        explanation: the scale's :class:`~mllm_attr.Explanation` (when kept).
+    """
+
+    name: str
+    requested_regions: int
+    n_regions: int
+    resolution: float
+    saliency: np.ndarray
+    insertion_auc: float
+    deletion_auc: float
+    forwards: int
+    explanation: Explanation | None = None
+
+    @property
+    def weight(self) -> float:
+        """Faithfulness weight ``max(insertion AUC − deletion AUC, 0)``."""
+        return max(self.insertion_auc - self.deletion_auc, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "requested_regions": self.requested_regions,
+            "n_regions": self.n_regions,
+            "resolution": self.resolution,
+            "insertion_auc": self.insertion_auc,
+            "deletion_auc": self.deletion_auc,
+            "weight": self.weight,
+            "forwards": self.forwards,
+        }
+
+
+@dataclass
+class MultiScaleExplanation:
+    """Per-scale maps and their combinations.
+
+    Attributes:
+        image: ``uint8[H, W, 3]`` original image.
+        generation, positions: what was explained.
+        scales: the per-scale results.
+        forwards, seconds: totals over all scales.
+    """
+
+    image: np.ndarray
+    generation: Generation
+    positions: list[int]
+    scales: list[ScaleMap]
+    forwards: int
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=versions)
+
+    def select(self, *, resolution: float | None = None, regions: Sequence[int] | None = None) -> list[ScaleMap]:
+        """Scales with this input resolution and/or these requested region counts."""
+        out = self.scales
+        if resolution is not None:
+            out = [s for s in out if abs(s.resolution - resolution) < 1e-9]
+        if regions is not None:
+            out = [s for s in out if s.requested_regions in set(regions)]
+        return out
+
+    def saliency(self, combine_kind: str = "mean", scales: Sequence[ScaleMap] | None = None) -> np.ndarray:
+        """``float32[H, W]`` in ``[0, 1]``: the ``"mean"`` or ``"weighted"`` combination of ``scales`` (default all)."""
+        if combine_kind not in COMBINES:
+            raise ValueError(f"unknown combination {combine_kind!r}; expected one of {list(COMBINES)}")
+        chosen = list(self.scales if scales is None else scales)
+        if not chosen:
+            raise ValueError("no scales selected")
+        weights = None if combine_kind == "mean" else [s.weight for s in chosen]
+        return combine([s.saliency for s in chosen], weights)
+
+    def score(
+        self,
+        adapter: ModelAdapter,
+        labels: np.ndarray,
+        *,
+        combine_kind: str = "mean",
+        scales: Sequence[ScaleMap] | None = None,
+        baseline: str | None = None,
+        batch_size: int | None = None,
+    ) -> Explanation:
+        """Replay a combined map on ``labels`` by the ONE protocol (:func:`mllm_attr.protocol.score_map`)."""
+        from ..protocol import score_map
+
+        chosen = list(self.scales if scales is None else scales)
+        return score_map(
+            adapter,
+            self.image,
+            self.generation,
+            self.positions,
+            self.saliency(combine_kind, chosen),
+            labels=labels,
+            baseline=baseline or self.settings.get("baseline", "black"),
+            batch_size=batch_size,
+            lambda1=float(self.settings.get("lambda1", 1.0)),
+            lambda2=float(self.settings.get("lambda2", 1.0)),
+            method_name=f"multiscale-{combine_kind}",
+            settings={"scales": [s.name for s in chosen]},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generated_text": self.generation.text,
+            "target_positions": list(self.positions),
+            "target_tokens": [self.generation.tokens[p] for p in self.positions],
+            "scales": [s.to_dict() for s in self.scales],
+            "forwards": int(self.forwards),
+            "seconds": float(self.seconds),
+            "settings": self.settings,
+            "versions": self.versions,
+        }
+
+
+class MultiScaleExplainer:
+    """Run the EAGLE explainer at several region granularities and input resolutions.
+
+    Args:
+        adapter: any :class:`~mllm_attr.ModelAdapter`.
+        region_scales: requested region counts at the original resolution.
+        resolutions: input scale factors (MSEA); each runs with ``resolution_regions`` regions.
+            ``1.0`` here adds nothing when ``resolution_regions`` is already in ``region_scales``.
+        resolution_regions: region count for the resolution scales (default: the largest of
+            ``region_scales``).
+        keep_explanations: keep each scale's :class:`~mllm_attr.Explanation` on the result.
+        **explainer_options: passed to every :class:`~mllm_attr.Explainer` (``segmenter``,
+            ``baseline``, ``search``, ``search_options``, ``lambda1``, ``lambda2``,
+            ``batch_size``, ``max_forwards`` (per scale), ``seed``, ``max_new_tokens``).
+    """
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        *,
+        region_scales: Sequence[int] = (16, 36, 64),
+        resolutions: Sequence[float] = (),
+        resolution_regions: int | None = None,
+        keep_explanations: bool = False,
+        **explainer_options: Any,
+    ):
+        from ..explainer import Explainer
+
+        if not isinstance(adapter, ModelAdapter):
+            raise TypeError(f"expected a ModelAdapter (see load_adapter); got {type(adapter).__name__}")
+        if "n_regions" in explainer_options:
+            raise TypeError("pass region counts as region_scales, not n_regions")
+        region_scales = [int(n) for n in region_scales]
+        resolutions = [float(r) for r in resolutions]
+        if not region_scales and not resolutions:
+            raise ValueError("expected at least one region scale or resolution")
+        for r in resolutions:
+            if not np.isfinite(r) or r <= 0:
+                raise ValueError(f"resolutions must be positive numbers; got {r!r}")
+        res_n = int(resolution_regions) if resolution_regions is not None else (max(region_scales) if region_scales else 36)
+        plan: list[tuple[int, float]] = [(n, 1.0) for n in region_scales]
+        plan += [(res_n, r) for r in resolutions]
+        self.plan = list(dict.fromkeys(plan))
+        self.adapter = adapter
+        self.keep_explanations = keep_explanations
+        self.explainer_options = dict(explainer_options)
+        # Build one explainer per region count now, so bad options fail early.
+        self._explainers = {n: Explainer(adapter, n_regions=n, **explainer_options) for n, _ in self.plan}
+
+    def __call__(
+        self,
+        image: ImageLike,
+        generation: Generation | None = None,
+        *,
+        target: TargetLike = "all",
+        prompt: str | None = None,
+    ) -> MultiScaleExplanation:
+        """Explain ``target`` at every scale; see :class:`~mllm_attr.Explainer` for the arguments."""
+        t0 = time.perf_counter()
+        first = next(iter(self._explainers.values()))
+        loaded, generation, positions = first.prepare(image, generation, target, prompt)
+        arr = loaded.array
+        h, w = arr.shape[:2]
+        scales = []
+        forwards = 0
+        for n, res in self.plan:
+            img = arr if res == 1.0 else resize_image(arr, res)
+            expl = self._explainers[n](img, generation, target=Positions(tuple(positions)))
+            sal = normalise(resize_map(expl.saliency(), (h, w)))
+            name = f"regions={n}" if res == 1.0 else f"regions={n}@{res:g}x"
+            scales.append(
+                ScaleMap(
+                    name=name,
+                    requested_regions=n,
+                    n_regions=expl.n_regions,
+                    resolution=res,
+                    saliency=sal,
+                    insertion_auc=expl.insertion_auc(),
+                    deletion_auc=expl.deletion_auc(),
+                    forwards=expl.forwards,
+                    explanation=expl if self.keep_explanations else None,
+                )
+            )
+            forwards += expl.forwards
+            logger.info("scale %s: insertion %.3f deletion %.3f (%d forwards)", name, scales[-1].insertion_auc, scales[-1].deletion_auc, expl.forwards)
+        settings = {k: v for k, v in first.settings().items() if k != "n_regions_requested"}
+        settings.update({"method": "eagle-multiscale", "plan": [list(p) for p in self.plan], "adapter": self.adapter.describe()})
+        return MultiScaleExplanation(
+            image=np.asarray(arr),
+            generation=generation,
+            positions=list(positions),
+            scales=scales,
+            forwards=forwards,
+            seconds=time.perf_counter() - t0,
+            settings=settings,
+        )
+
+
+__all__ = [
+    "COMBINES",
+    "MultiScaleExplainer",
+    "MultiScaleExplanation",
+    "ScaleMap",
+    "combine",
+    "normalise",
+    "resize_image",
+    "resize_map",
+]
