@@ -1,0 +1,517 @@
+"""Self-contained HTML reports: one file that opens offline in any browser.
+
+:func:`write_report` writes one page for one explanation (or several): the input image, the
+joint heatmap and one heatmap per explained token (see :func:`mllm_attr.viz.token_gain_map`),
+a token picker (the generated tokens; the explained ones are buttons that switch the
+heatmap and curves), insertion/deletion curves as inline SVG, the numbers (AUCs,
+probabilities, forwards, seconds) and the settings and package versions.
+
+:func:`write_benchmark_report` writes one page for a benchmark run: the summary table and
+the mean insertion/deletion curves of each method.
+
+Everything is inside the file: images are base64 PNG ``data:`` URIs, CSS and JavaScript are
+inline, and a Content-Security-Policy forbids loading anything else, so the page looks the
+same with no network. All text (generated answers are untrusted) is HTML-escaped. Files are
+written atomically (a temporary file in the same folder, then :func:`os.replace`).
+
+A page can be opened on a given token: ``report.html#e0:t1`` selects explained token 1 of
+explanation 0 (``#e0:joint`` the joint map).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import html
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import viz
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .explanation import Explanation
+
+logger = logging.getLogger(__name__)
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+_CSS = """
+:root { --fg:#1d1d1f; --muted:#5f6368; --line:#dadce0; --accent:#D55E00; --accent2:#0072B2; --bg:#fff; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--fg);
+       background: var(--bg); margin: 0 auto; padding: 18px 24px 40px; max-width: 1180px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 0 0 8px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+header p, footer, .muted { color: var(--muted); }
+nav a { margin-right: 12px; }
+section.expl, section.bench { border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin: 16px 0; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0 0 10px; }
+dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; white-space: pre-wrap; word-break: break-word; }
+.tokens { display: flex; flex-wrap: wrap; gap: 4px; margin: 8px 0 14px; align-items: center; }
+.tok { font: 14px/1.2 ui-monospace, "DejaVu Sans Mono", monospace; padding: 4px 7px; border-radius: 6px;
+       border: 1px solid var(--line); background: #f6f7f8; color: var(--muted); white-space: pre; }
+button.tok { cursor: pointer; color: var(--fg); background: #fde9dc; border-color: #f3b58c; }
+button.tok.joint { background: #e3eef8; border-color: #9cc3e4; font-family: inherit; }
+button.tok[aria-pressed="true"] { outline: 2px solid var(--accent); outline-offset: 1px; font-weight: 600; }
+button.tok.joint[aria-pressed="true"] { outline-color: var(--accent2); }
+.panels { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
+.view { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
+[hidden] { display: none !important; }
+figure { margin: 0; } figcaption { color: var(--muted); font-size: 12.5px; max-width: 340px; margin-top: 4px; }
+img.pic { width: 320px; height: auto; border-radius: 4px; display: block; }
+img.pixelated { image-rendering: pixelated; }
+.bar { height: 10px; width: 320px; border-radius: 3px; margin-top: 4px; }
+.barlabels { display: flex; justify-content: space-between; width: 320px; font-size: 11px; color: var(--muted); }
+table { border-collapse: collapse; margin: 4px 0 8px; font-size: 13px; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
+th { background: #f6f7f8; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.sel td { background: #fff4ec; }
+td.val { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all; max-width: 720px; }
+details { margin-top: 10px; } summary { cursor: pointer; font-weight: 600; }
+svg text { font: 11px system-ui, "DejaVu Sans", sans-serif; fill: #333; }
+"""
+
+_JS = """
+(function () {
+  function select(section, key) {
+    var views = section.querySelectorAll('.view');
+    var found = false;
+    for (var i = 0; i < views.length; i++) { if (views[i].getAttribute('data-view') === key) { found = true; } }
+    if (!found) { return; }
+    for (var i = 0; i < views.length; i++) { views[i].hidden = views[i].getAttribute('data-view') !== key; }
+    var buttons = section.querySelectorAll('button.tok[data-view]');
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].setAttribute('aria-pressed', buttons[i].getAttribute('data-view') === key ? 'true' : 'false');
+    }
+    var rows = section.querySelectorAll('tr[data-view]');
+    for (var i = 0; i < rows.length; i++) { rows[i].classList.toggle('sel', rows[i].getAttribute('data-view') === key); }
+    section.setAttribute('data-selected', key);
+  }
+  var sections = document.querySelectorAll('section.expl');
+  for (var s = 0; s < sections.length; s++) {
+    (function (sec) {
+      var buttons = sec.querySelectorAll('button.tok[data-view]');
+      for (var i = 0; i < buttons.length; i++) {
+        buttons[i].addEventListener('click', function (ev) { select(sec, ev.currentTarget.getAttribute('data-view')); });
+      }
+    })(sections[s]);
+  }
+  function fromHash() {
+    var m = /^#(e[0-9]+):([a-z0-9]+)$/.exec(window.location.hash);
+    if (m) { var sec = document.getElementById(m[1]); if (sec) { select(sec, m[2]); } }
+  }
+  fromHash();
+  window.addEventListener('hashchange', fromHash);
+  document.body.setAttribute('data-ready', '1');
+})();
+"""
+
+
+# -- small HTML helpers ------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    """HTML-escaped text (quotes too, so it is safe inside attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _img(arr: np.ndarray, alt: str) -> str:
+    cls = "pic pixelated" if max(arr.shape[:2]) < 256 else "pic"
+    return f'<img class="{cls}" alt="{_e(alt)}" src="{_data_uri(viz.png_bytes(arr))}">'
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return "–"
+        return f"{v:.{digits}f}" if abs(v) < 1e6 else f"{v:.4g}"
+    return str(value)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], row_attrs: Sequence[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cells = "".join(
+            f'<td class="num">{_e(_fmt(c))}</td>' if _is_num(c) else f"<td>{_e(_fmt(c))}</td>" for c in row
+        )
+        attrs = f" {row_attrs[i]}" if row_attrs else ""
+        body.append(f"<tr{attrs}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def _kv_table(d: Mapping[str, Any]) -> str:
+    rows = []
+    for key, value in _flatten(d):
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        rows.append(f'<tr><th scope="row">{_e(key)}</th><td class="val">{_e(text)}</td></tr>')
+    return f"<table><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _gradient(cmap: str | None) -> str:
+    """CSS gradient of a colour map (``None``: the heatmap map of :func:`mllm_attr.viz.get_cmap`)."""
+    cm = viz.get_cmap(cmap)
+    stops = []
+    for i in range(11):
+        r, g, b, _ = cm(i / 10)
+        stops.append(f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)}) {i * 10}%")
+    return f"linear-gradient(to right, {', '.join(stops)})"
+
+
+def _svg_curves(
+    series: Sequence[tuple[str, np.ndarray, np.ndarray, str, bool]],
+    *,
+    xlabel: str,
+    ylabel: str = "probability",
+    title: str = "",
+    width: int = 360,
+    height: int = 250,
+) -> str:
+    """Inline SVG line plot. ``series``: ``(label, x, y, colour, dashed)``; x in [0, 1]."""
+    left, right, top, bottom = 46, 12, 24 if title else 10, 40
+    height += 16 * len(series)  # the legend goes under the plot, never over the lines
+    pw, ph = width - left - right, height - top - bottom - 16 * len(series)
+    ymax = max([1.0] + [float(np.nanmax(y)) for _, _, y, _, _ in series if len(y)])
+
+    def px(x: float) -> float:
+        return left + pw * float(np.clip(x, 0, 1))
+
+    def py(y: float) -> float:
+        return top + ph * (1 - float(np.clip(np.nan_to_num(y), 0, ymax)) / ymax)
+
+    parts = [f'<svg role="img" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" class="curves">']
+    if title:
+        parts.append(f'<text x="{left}" y="15" style="font-weight:600">{_e(title)}</text>')
+    for i in range(6):
+        t = i / 5
+        parts.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{top + ph}" stroke="#eee"/>')
+        parts.append(f'<text x="{px(t):.1f}" y="{top + ph + 14}" text-anchor="middle">{t:.1f}</text>')
+        yv = ymax * t
+        parts.append(f'<line x1="{left}" y1="{py(yv):.1f}" x2="{left + pw}" y2="{py(yv):.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 5}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:.1f}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+    parts.append(f'<text x="{left + pw / 2:.1f}" y="{top + ph + 32}" text-anchor="middle">{_e(xlabel)}</text>')
+    parts.append(f'<text transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">{_e(ylabel)}</text>')
+    for j, (label, x, y, colour, dashed) in enumerate(series):
+        pts = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, y))
+        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        parts.append(f'<polyline fill="none" stroke="{_e(colour)}" stroke-width="2"{dash} points="{pts}">'
+                     f"<title>{_e(label)}</title></polyline>")
+        ly = top + ph + 54 + 16 * j
+        lx = left
+        parts.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 22}" y2="{ly - 4}" stroke="{_e(colour)}" stroke-width="2"{dash}/>')
+        parts.append(f'<text x="{lx + 27}" y="{ly}">{_e(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _page(title: str, body: str, subtitle: str = "") -> str:
+    from . import __version__
+
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header><main>{body}</main>"
+        f"<footer>written by mllm_attr {_e(__version__)} on {_e(now)}; self-contained, works offline.</footer>"
+        f"<script>{_JS}</script></body></html>\n"
+    )
+
+
+def _write_atomic(path: str | os.PathLike, text: str) -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(f"report path {str(out)!r} is a directory; expected a file name such as report.html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return out
+
+
+# -- explanation report ------------------------------------------------------------------------
+
+
+def _display_token(tok: str) -> str:
+    if tok.strip():
+        return tok.strip()
+    return "⏎" if "\n" in tok else "␣"
+
+
+def _curve_svg(expl: "Explanation", token: int | None) -> str:
+    xi, yi = expl.insertion_curve(token)
+    xd, yd = expl.deletion_curve(token)
+    name = "mean over explained tokens" if token is None else f"token {_display_token(expl.target_tokens[token])!r}"
+    return _svg_curves(
+        [
+            (f"insertion (AUC {expl.insertion_auc(token):.3f})", xi, yi, viz.INSERTION_COLOR, False),
+            (f"deletion (AUC {expl.deletion_auc(token):.3f})", xd, yd, viz.DELETION_COLOR, True),
+        ],
+        xlabel="fraction of image inserted / deleted",
+        title=name,
+    )
+
+
+def _section(expl: "Explanation", idx: int) -> str:
+    gen = expl.generation
+    sid = f"e{idx}"
+    explained = {p: j for j, p in enumerate(expl.positions)}
+    meta = [("prompt", gen.prompt)]
+    if gen.counterfactual:
+        meta += [("generated", gen.generated_text or ""), ("explained answer", f"{gen.text}  (counterfactual, teacher-forced)")]
+    else:
+        meta += [("answer", gen.text)]
+    meta += [("explained", f"{expl.target_text!r} (tokens {', '.join(str(p) for p in expl.positions)})")]
+    meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
+
+    chips = ['<button type="button" class="tok joint" data-view="joint" aria-pressed="true" '
+             'title="all explained tokens together (the search objective)">joint map</button>']
+    for i, tok in enumerate(gen.tokens):
+        prob = gen.probs[i]
+        ptxt = "" if prob is None or (isinstance(prob, float) and math.isnan(prob)) else f", p={prob:.3f}"
+        if i in explained:
+            chips.append(f'<button type="button" class="tok explained" data-view="t{explained[i]}" data-pos="{i}" '
+                         f'aria-pressed="false" title="token {i}{_e(ptxt)}: explained">{_e(_display_token(tok))}</button>')
+        else:
+            chips.append(f'<span class="tok" data-pos="{i}" title="token {i}{_e(ptxt)}: not explained in this run">'
+                         f"{_e(_display_token(tok))}</span>")
+
+    joint_bar = (f'<div class="bar" style="background:{_gradient(None)}"></div>'
+                 '<div class="barlabels"><span>least important</span><span>most important</span></div>')
+    gain_bar = (f'<div class="bar" style="background:{_gradient(viz.GAIN_CMAP)}"></div>'
+                '<div class="barlabels"><span>hurt the token</span><span>0</span><span>helped the token</span></div>')
+    views = [
+        '<div class="view" data-view="joint"><figure>'
+        + _img(viz.overlay(expl.image, expl.saliency()), "joint heatmap")
+        + joint_bar
+        + "<figcaption>Joint map: regions ranked by the search over all explained tokens "
+        "(the region order decides the curves).</figcaption></figure>"
+        + f"<figure>{_curve_svg(expl, None)}</figure></div>"
+    ]
+    for j, pos in enumerate(expl.positions):
+        tok = _display_token(gen.tokens[pos])
+        views.append(
+            f'<div class="view" data-view="t{j}" hidden><figure>'
+            + _img(viz.overlay_signed(expl.image, viz.token_gain_map(expl, j)), f"heatmap of token {tok}")
+            + gain_bar
+            + f"<figcaption>Token {_e(repr(tok))} (position {pos}): how much each region, added in the joint order, "
+            "raised this token's insertion probability plus its necessity.</figcaption></figure>"
+            + f"<figure>{_curve_svg(expl, j)}</figure></div>"
+        )
+    h, w = expl.image.shape[:2]
+    panels = (f'<div class="panels"><figure>{_img(expl.image, "input image")}<figcaption>input image, {w}×{h} px, '
+              f"{expl.n_regions} regions</figcaption></figure>{''.join(views)}</div>")
+
+    header = ["token", "position", "p(full)", "p(blank)", "p(full) − p(blank)", "insertion AUC ↑", "deletion AUC ↓",
+              "highest confidence"]
+    rows = [["mean (joint)", "", float(expl.p_full.mean()), float(expl.p_blank.mean()),
+             float(expl.p_full.mean() - expl.p_blank.mean()), expl.insertion_auc(), expl.deletion_auc(),
+             expl.highest_confidence()]]
+    attrs = ['data-view="joint" class="sel"']
+    for j, pos in enumerate(expl.positions):
+        rows.append([_display_token(gen.tokens[pos]), pos, float(expl.p_full[j]), float(expl.p_blank[j]),
+                     float(expl.p_full[j] - expl.p_blank[j]), expl.insertion_auc(j), expl.deletion_auc(j),
+                     expl.highest_confidence(j)])
+        attrs.append(f'data-view="t{j}"')
+    run = {
+        "regions": expl.n_regions,
+        "forwards (images scored)": int(expl.forwards),
+        "forward calls (batches)": expl.settings.get("forward_calls", "–"),
+        "seconds": round(float(expl.seconds), 3),
+        "search": expl.settings.get("search", "–"),
+        "method": expl.settings.get("method", "–"),
+    }
+    numbers = _table(header, rows, attrs) + _kv_table(run)
+    settings = (f"<details><summary>Settings</summary>{_kv_table(expl.settings)}</details>"
+                f"<details><summary>Versions</summary>{_kv_table(expl.versions)}</details>")
+    return (
+        f'<section class="expl" id="{sid}" data-selected="joint">'
+        f"<h2>{idx + 1}. “{_e(expl.target_text)}”{' (counterfactual)' if gen.counterfactual else ''}</h2>"
+        f"<dl class=\"meta\">{meta_html}</dl>"
+        f'<div class="tokens" role="group" aria-label="generated tokens">{"".join(chips)}</div>'
+        f"{panels}<h3>Numbers</h3>{numbers}{settings}</section>"
+    )
+
+
+def write_report(expl_or_list: "Explanation | Sequence[Explanation]", path: str | os.PathLike, *,
+                 title: str | None = None) -> Path:
+    """Write ONE self-contained HTML page for an explanation (or several, one section each).
+
+    Args:
+        expl_or_list: an :class:`~mllm_attr.Explanation` or a non-empty sequence of them.
+        path: the ``.html`` file to write (replaced atomically; parent folders are created).
+        title: page title (default: the explained words).
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    Raises:
+        TypeError: something other than Explanations.
+        ValueError: an empty list.
+        IsADirectoryError: ``path`` is a folder.
+    """
+    from .explanation import Explanation
+
+    items = [expl_or_list] if isinstance(expl_or_list, Explanation) else expl_or_list
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise TypeError(f"expected an Explanation or a list of them; got {type(expl_or_list).__name__}")
+    if not items:
+        raise ValueError("expected at least one Explanation; got an empty list")
+    for i, e in enumerate(items):
+        if not isinstance(e, Explanation):
+            raise TypeError(f"item {i} is a {type(e).__name__}; expected an Explanation")
+    if title is None:
+        title = f"Explanation: {items[0].target_text}" if len(items) == 1 else f"{len(items)} explanations"
+    nav = ""
+    if len(items) > 1:
+        nav = "<nav>" + "".join(f'<a href="#e{i}:joint">{i + 1}. {_e(e.target_text)}</a>' for i, e in enumerate(items)) + "</nav>"
+    body = nav + "".join(_section(e, i) for i, e in enumerate(items))
+    subtitle = "Click a highlighted token to see its own map and curves; the joint map ranks regions for all explained tokens."
+    out = _write_atomic(path, _page(title, body, subtitle))
+    logger.info("wrote report %s", out)
+    return out
+
+
+# -- benchmark report --------------------------------------------------------------------------
+
+
+def write_benchmark_report(
+    summary_rows: Sequence[Mapping[str, Any]],
+    curves: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    figures: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ONE self-contained HTML page for a benchmark run: table, curves, settings.
+
+    Args:
+        summary_rows: one mapping per row (e.g. per method), column name -> value; the columns
+            are the union of the keys in first-seen order; floats are shown with 3 decimals.
+        curves: method -> ``{"insertion": (x, y) or y, "deletion": (x, y) or y}``: mean curves
+            (``y`` alone is put on ``x = linspace(0, 1)``); may be empty.
+        path: the ``.html`` file to write (atomically).
+        title: page title (default "Benchmark report").
+        settings: run settings shown as a table (dataset, model, budgets, ...).
+        figures: caption -> ``matplotlib`` figure or ``uint8[H, W, 3]`` image, embedded as PNGs
+            (e.g. :func:`mllm_attr.viz.plot_methods` examples).
+    """
+    if isinstance(summary_rows, Mapping) or not isinstance(summary_rows, Sequence):
+        raise TypeError(f"summary_rows must be a list of dicts; got {type(summary_rows).__name__}")
+    for i, row in enumerate(summary_rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"summary_rows[{i}] is a {type(row).__name__}; expected a dict of column -> value")
+    if not isinstance(curves, Mapping):
+        raise TypeError(f"curves must be a dict: method -> {{'insertion': ..., 'deletion': ...}}; got {type(curves).__name__}")
+    columns: list[str] = []
+    for row in summary_rows:
+        for key in row:
+            if key not in columns:
+                columns.append(str(key))
+    table = (_table(columns, [[row.get(c, "") for c in columns] for row in summary_rows])
+             if summary_rows else "<p class=\"muted\">no rows</p>")
+    plots = ""
+    if curves:
+        panels = {"insertion": [], "deletion": []}
+        for i, (name, c) in enumerate(curves.items()):
+            if not isinstance(c, Mapping):
+                raise TypeError(f"curves[{name!r}] must be a dict with 'insertion'/'deletion'; got {type(c).__name__}")
+            unknown = set(c) - set(panels)
+            if unknown:
+                raise ValueError(f"curves[{name!r}] has unknown key(s) {sorted(unknown)}; expected 'insertion'/'deletion'")
+            colour = viz.OKABE_ITO[i % len(viz.OKABE_ITO)]
+            for key in panels:
+                if key in c:
+                    x, y = viz._as_curve(c[key], f"curves[{name!r}][{key!r}]")
+                    panels[key].append((f"{name} (AUC {viz._auc(x, y):.3f})", x, y, colour, key == "deletion"))
+        xlabels = {"insertion": "fraction of image inserted", "deletion": "fraction of image deleted"}
+        figs = [
+            _svg_curves(series, xlabel=xlabels[key], title=f"{key} (mean)", width=440, height=280)
+            for key, series in panels.items()
+            if series
+        ]
+        plots = '<div class="panels">' + "".join(f"<figure>{svg}</figure>" for svg in figs) + "</div>"
+    extra = ""
+    for caption, fig in (figures or {}).items():
+        arr = fig if isinstance(fig, np.ndarray) else viz.figure_to_rgb(fig, dpi=110)
+        extra += f'<figure><img class="pic" style="width:auto;max-width:100%" alt="{_e(caption)}" ' \
+                 f'src="{_data_uri(viz.png_bytes(arr))}"><figcaption>{_e(caption)}</figcaption></figure>'
+    body = f'<section class="bench"><h2>Summary</h2>{table}'
+    if plots:
+        body += f"<h3>Curves</h3>{plots}"
+    if extra:
+        body += f'<h3>Figures</h3><div class="panels">{extra}</div>'
+    if settings:
+        body += f"<h3>Settings</h3>{_kv_table(settings)}"
+    body += "</section>"
+    out = _write_atomic(path, _page(title or "Benchmark report", body, f"{len(summary_rows)} rows"))
+    logger.info("wrote benchmark report %s", out)
+    return out
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .explanation import Explanation
+
+    expls = [Explanation.load(d) for d in args.explanations]
+    out = write_report(expls, args.out, title=args.title)
+    print(f"wrote: {out}")
+    return 0
+
+
+def add_subcommand(subparsers: Any) -> None:
+    """``mllm-attr report DIR [DIR ...] --out report.html``: an HTML page from saved explanations."""
+    p = subparsers.add_parser("report", help="write a self-contained HTML report from saved explanation directories")
+    p.add_argument("explanations", nargs="+", help="directories written by `mllm-attr explain` / Explanation.save")
+    p.add_argument("--out", default="report.html", help="HTML file to write (default: ./report.html)")
+    p.add_argument("--title", default=None, help="page title")
+    p.set_defaults(func=_cmd_report)
+
+
+__all__ = ["add_subcommand", "write_benchmark_report", "write_report"]

@@ -1,0 +1,197 @@
+"""Plots: shapes, per-token gains (exact identities), RGB output, no pyplot state, input errors."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mllm_attr import Explainer, Explanation
+from mllm_attr import viz
+from mllm_attr.testing.fake import make_fake_adapter
+
+
+def _scene() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    img = np.full((48, 48, 3), 200, np.uint8)
+    img[6:20, 6:20] = (220, 30, 30)
+    yy, xx = np.mgrid[:48, :48]
+    circle = (yy - 33) ** 2 + (xx - 33) ** 2 < 9**2
+    img[circle] = (30, 60, 220)
+    img = np.clip(img.astype(int) + rng.integers(-8, 8, img.shape), 1, 255).astype(np.uint8)
+    square = np.zeros((48, 48))
+    square[6:20, 6:20] = 1.0
+    weights = {"a": np.ones((48, 48)), "red": square, "square": square + 0.1, "blue": circle * 1.0, "circle": circle * 1.0}
+    return img, weights
+
+
+@pytest.fixture(scope="module")
+def expl() -> Explanation:
+    img, weights = _scene()
+    adapter = make_fake_adapter(img, weights, answer="a red square and a blue circle", floor=0.05)
+    return Explainer(adapter, n_regions=9, segmenter="grid", lambda1=1.0, lambda2=0.5)(
+        img, prompt="Describe the image.", target=[1, 2, 5]
+    )
+
+
+def _is_rgb_png(path) -> bool:
+    with Image.open(path) as im:
+        return im.format == "PNG" and im.mode == "RGB"
+
+
+def test_token_region_gains_identities(expl: Explanation) -> None:
+    gains = viz.token_region_gains(expl)
+    assert gains.shape == (3, expl.n_regions)
+    lam1, lam2 = expl.settings["lambda1"], expl.settings["lambda2"]
+    # each token's gains add up to its total image effect
+    np.testing.assert_allclose(gains.sum(axis=1), (lam1 + lam2) * (expl.p_full - expl.p_blank), atol=1e-12)
+    # the token mean is the joint objective's marginal gain, region by region
+    steps = np.diff(np.concatenate([[expl.value_empty()], expl.value]))
+    np.testing.assert_allclose(gains.mean(axis=0)[expl.ordering], steps, atol=1e-12)
+    # the fake 'blue' token only sees the circle: regions without circle pixels gain nothing for it
+    img, weights = _scene()
+    no_circle = [r for r in range(expl.n_regions) if weights["blue"][expl.labels == r].sum() == 0]
+    assert no_circle and np.allclose(gains[2, no_circle], 0.0)
+
+
+def test_token_gain_map(expl: Explanation) -> None:
+    m = viz.token_gain_map(expl, 0)
+    assert m.shape == expl.labels.shape and m.dtype == np.float32
+    assert np.abs(m).max() == pytest.approx(1.0)
+    raw = viz.token_gain_map(expl, -1, normalize=False)
+    np.testing.assert_allclose(raw, viz.token_region_gains(expl)[-1][expl.labels], rtol=1e-6)
+    with pytest.raises(IndexError, match="out of range for 3"):
+        viz.token_gain_map(expl, 3)
+    with pytest.raises(TypeError, match="int index"):
+        viz.token_gain_map(expl, "red")  # type: ignore[arg-type]
+
+
+def test_overlays() -> None:
+    img, _ = _scene()
+    out = viz.overlay(img, np.linspace(0, 1, 48 * 48).reshape(48, 48))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    same = viz.overlay_signed(img, np.zeros((48, 48)), gray=False)
+    np.testing.assert_array_equal(same, img)  # zero gain leaves the image untouched
+    strong = viz.overlay_signed(img, np.ones((48, 48)), alpha=1.0)
+    assert (strong[..., 0] > strong[..., 2]).all()  # +1 is the red end of RdBu_r
+    with pytest.raises(ValueError, match="expected the image's"):
+        viz.overlay(img, np.zeros((10, 10)))
+    with pytest.raises(ValueError, match=r"uint8\[H, W, 3\]"):
+        viz.overlay(img.astype(np.float32), np.zeros((48, 48)))
+    assert viz.normalize_map(np.full((4, 4), 3.0)).max() == 0.0
+
+
+def test_figures_do_not_touch_pyplot(expl: Explanation, tmp_path) -> None:
+    before = sys.modules["matplotlib.pyplot"].get_fignums() if "matplotlib.pyplot" in sys.modules else []
+    figs = [
+        viz.plot_token_heatmaps(expl),
+        viz.plot_token_heatmaps(expl, curves=False, max_tokens=1),
+        viz.plot_token_heatmaps(expl, tokens=[-1]),
+        viz.plot_curves(expl, token=1).figure,
+        viz.plot_heatmap(expl).figure,
+    ]
+    after = sys.modules["matplotlib.pyplot"].get_fignums() if "matplotlib.pyplot" in sys.modules else []
+    # more tokens than max_tokens: the ones with the largest image effect are drawn
+    top = int(np.argmax(expl.p_full - expl.p_blank))
+    title = figs[1].axes[1].get_title()
+    assert f"token {expl.positions[top]}" in title and "2 more explained tokens" in figs[1].texts[0].get_text()
+    assert f"token {expl.positions[-1]}" in figs[2].axes[1].get_title()
+    with pytest.raises(IndexError, match="out of range"):
+        viz.plot_token_heatmaps(expl, tokens=[5])
+    assert before == after  # nothing registered with pyplot, nothing to close
+    for i, fig in enumerate(figs):
+        rgb = viz.figure_to_rgb(fig, dpi=60)
+        assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
+        assert rgb.std() > 10  # not blank
+        path = viz.save_figure(fig, tmp_path / f"f{i}.png", dpi=60)
+        assert _is_rgb_png(path)
+    assert viz.save_figure(figs[0], tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError, match="unsupported figure extension"):
+        viz.save_figure(figs[0], tmp_path / "f.jpg")
+
+
+def test_save_heatmap_and_explanation_save(expl: Explanation, tmp_path) -> None:
+    assert _is_rgb_png(viz.save_heatmap(expl, tmp_path / "h.png"))
+    out = expl.save(tmp_path / "e")
+    assert _is_rgb_png(out / "heatmap.png")
+
+
+@dataclass
+class _Row:  # like mllm_attr.analysis.modality.TokenModality: .text, .label, .image_share
+    text: str
+    label: str
+    image_share: float
+
+
+def test_render_modality_text() -> None:
+    items = [(" a", "prior-driven", 0.05), (" red", "perception-driven", 0.9), (" square", "mixed", 0.5), ("</s>", "special")]
+    ax = viz.render_modality_text(items, title="Describe the image.")
+    assert viz.figure_to_rgb(ax.figure, dpi=60).std() > 10
+    short_h = ax.figure.get_size_inches()[1]
+    long_ax = viz.render_modality_text(items * 12, width=4.0)  # wraps onto more lines: taller
+    assert long_ax.figure.get_size_inches()[1] > short_h
+    rows = [_Row(" red", "perception-driven", 0.9), _Row(" a", "prior-driven", 0.1)]
+    texts = [t.get_text() for t in viz.render_modality_text(rows).texts]
+    assert "red" in texts and "0.90" in texts
+    colours = viz.modality_palette(["perception-driven", "prior-driven", "mixed", "weird", "weird"])
+    assert colours["perception-driven"] == viz.MODALITY_COLORS["percep"]
+    assert colours["prior-driven"] == viz.MODALITY_COLORS["prior"]
+    assert len(colours) == 4 and colours["weird"] not in (colours["mixed"], colours["prior-driven"])
+    # on a caller's axes
+    fig = viz._new_figure(6, 2)
+    ax2 = fig.add_subplot()
+    assert viz.render_modality_text(items, ax2) is ax2
+    with pytest.raises(ValueError, match="at least one"):
+        viz.render_modality_text([])
+    with pytest.raises(TypeError, match="token must be a str"):
+        viz.render_modality_text([(3, "prior", 0.1)])
+    with pytest.raises(TypeError, match=r"\(token, label, score\)"):
+        viz.render_modality_text([object()])
+
+
+def test_hallucination_panel(expl: Explanation, tmp_path) -> None:
+    img = expl.image
+    removal = np.zeros(img.shape[:2], bool)
+    removal[24:, 24:] = True
+    fig = viz.plot_hallucination_panel(
+        img, "yes", np.random.default_rng(0).random((12, 12)), "no", removal,
+        question="Is there a triangle in the image?", correct_token="no",
+    )
+    assert len(fig.axes) == 3
+    assert "25%" in fig.axes[2].get_title()  # default removed fraction = mask mean
+    assert _is_rgb_png(viz.save_figure(fig, tmp_path / "h.png", dpi=60))
+    with pytest.raises(ValueError, match="removal_mask has shape"):
+        viz.plot_hallucination_panel(img, "yes", expl.saliency(), "no", removal[:10])
+
+
+def test_plot_methods_and_mean_curves(expl: Explanation) -> None:
+    maps = {"EAGLE": expl.saliency(), "random": np.random.default_rng(1).random((8, 8)), "flat": np.ones((48, 48))}
+    fig = viz.plot_methods(expl.image, maps, {"EAGLE": {"ins": 0.61, "del": 0.2}}, ncols=2)
+    assert len(fig.axes) == 4
+    assert "ins 0.610" in fig.axes[1].get_title()
+    with pytest.raises(ValueError, match="unknown method"):
+        viz.plot_methods(expl.image, maps, {"nope": {"ins": 1.0}})
+    with pytest.raises(ValueError, match="non-empty"):
+        viz.plot_methods(expl.image, {})
+    curves = {"EAGLE": {"insertion": expl.insertion_curve(), "deletion": expl.deletion_curve()},
+              "random": {"insertion": np.linspace(0, 1, 5)}}
+    fig = viz.plot_mean_curves(curves)
+    assert viz.figure_to_rgb(fig, dpi=50).std() > 10
+    with pytest.raises(ValueError, match="equal length"):
+        viz.plot_mean_curves({"bad": {"insertion": ([0, 1], [0, 1, 2])}})
+
+
+def test_dollar_signs_are_text_not_mathtext(expl: Explanation) -> None:
+    """Generated text and names are data: '$\\frac' must render literally, not crash mathtext."""
+    evil = "costs $5 and $\\frac{"
+    figs = [
+        viz.render_modality_text([(evil, "prior", 0.5), ("$", "$label$", None)], title=evil).figure,
+        viz.plot_methods(expl.image, {evil: expl.saliency()}, {evil: {"$m$": 1.0}}),
+        viz.plot_mean_curves({evil: {"insertion": np.linspace(0, 1, 4)}}, title=evil),
+        viz.plot_hallucination_panel(expl.image, evil, expl.saliency(), evil, expl.labels == 0, question=evil),
+    ]
+    for fig in figs:
+        assert viz.figure_to_rgb(fig, dpi=40).std() > 5
