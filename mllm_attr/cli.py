@@ -99,9 +99,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .assets import example_image_path
     from .targets import AllTokens, Answer, Positions, Word
 
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise FileExistsError(f"output directory {str(out)!r} exists and is not empty; pass --overwrite or choose another --out")
+    from .explanation import check_output_dir
+
+    try:
+        out = check_output_dir(args.out, overwrite=args.overwrite)
+    except FileExistsError as exc:
+        raise FileExistsError(str(exc).replace("pass overwrite=True", "pass --overwrite or choose another --out")) from None
     if args.answer is not None:
         target: Any = Answer(args.answer)
     elif args.target_index is not None:
@@ -164,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_explainer_args(p)
     p.set_defaults(func=_cmd_explain)
 
-    for extra in _EXTRA_COMMANDS:
+    from .analysis.hallucination import add_subcommand as add_diagnose
+    from .evaluation.runner import add_subcommand as add_evaluate
+    from .report import add_subcommand as add_report
+
+    for extra in (add_diagnose, add_evaluate, add_report, *_EXTRA_COMMANDS):
         extra(sub)
     return parser
 

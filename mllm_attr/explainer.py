@@ -13,7 +13,8 @@ from .adapters.base import ModelAdapter
 from .image import ImageLike, load_image
 from .mask import BASELINES, make_baseline
 from .objective import Objective
-from .search import get_search
+from .search import get_search, replay_cost
+from .search import search_options as _check_search_options
 from .segment import SEGMENTERS, segment
 from .targets import Answer, TargetLike, as_target, resolve
 from .types import Generation
@@ -85,19 +86,14 @@ class Explainer:
                 raise ValueError(f"{name} must be a finite number >= 0; got {lam!r}")
         if lambda1 == 0 and lambda2 == 0:
             raise ValueError("lambda1 and lambda2 are both 0; the objective would be constant")
-        search_fn = get_search(search)
-        params = inspect.signature(search_fn).parameters
-        unknown = set(search_options or {}) - (set(params) - {"objective", "show_progress", "rng"})
-        if unknown:
-            allowed = sorted(set(params) - {"objective", "show_progress", "rng"})
-            raise ValueError(f"unknown option(s) {sorted(unknown)} for search {search!r}; allowed: {allowed}")
+        options = _check_search_options(search, search_options)
         self.adapter = adapter
         self.n_regions = int(n_regions)
         self.segmenter = segmenter
         self.segmenter_options = dict(segmenter_options or {})
         self.baseline = baseline
         self.search = search
-        self.search_options = dict(search_options or {})
+        self.search_options = options
         self.lambda1 = float(lambda1)
         self.lambda2 = float(lambda2)
         self.batch_size = batch_size
@@ -160,6 +156,13 @@ class Explainer:
         t0 = time.perf_counter()
         loaded, generation, positions = self.prepare(image, generation, target, prompt)
         seg = segment(loaded.array, self.n_regions, self.segmenter, **self.segmenter_options)
+        needed = 2 + replay_cost(seg.n_regions - 1)
+        if self.max_forwards is not None and self.max_forwards < needed:
+            raise ValueError(
+                f"max_forwards={self.max_forwards} is too small for {seg.n_regions} regions: the full and blank "
+                f"images plus the insertion and deletion curves alone take {needed} forwards "
+                f"(2 x regions); raise max_forwards or lower n_regions"
+            )
         base = make_baseline(loaded.array, self.baseline)
         batch_size = self.batch_size or self.adapter.default_batch_size()
         scorer = self.adapter.scorer(loaded.array, generation, positions, baseline=base, batch_size=batch_size)

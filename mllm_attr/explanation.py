@@ -12,7 +12,9 @@ On disk (a directory):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -27,6 +29,7 @@ from . import metrics
 from .types import Generation
 
 SCHEMA_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 def versions() -> dict[str, str]:
@@ -103,23 +106,48 @@ class Explanation:
     saliency_map: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.ordering)
+        if not isinstance(self.generation, Generation):
+            raise TypeError(f"Explanation.generation must be a Generation; got {type(self.generation).__name__}")
+        arrays = {name: np.asarray(getattr(self, name)) for name in ("image", "labels", "ordering", *_FLOAT_FIELDS)}
+        if arrays["labels"].ndim != 2 or not np.issubdtype(arrays["labels"].dtype, np.integer):
+            raise ValueError(
+                f"Explanation.labels must be an integer [H, W] label map; got {arrays['labels'].dtype} "
+                f"shape {arrays['labels'].shape}"
+            )
+        if arrays["image"].dtype != np.uint8:
+            raise ValueError(f"Explanation.image must be uint8 RGB; got {arrays['image'].dtype}")
+        if arrays["ordering"].ndim != 1 or not np.issubdtype(arrays["ordering"].dtype, np.integer):
+            raise ValueError(f"Explanation.ordering must be a 1-D integer array; got {arrays['ordering'].dtype}")
+        for name in _FLOAT_FIELDS:
+            if not np.issubdtype(arrays[name].dtype, np.number) or np.issubdtype(arrays[name].dtype, np.complexfloating):
+                raise ValueError(f"Explanation.{name} must be a real numeric array; got {arrays[name].dtype}")
+        n = len(arrays["ordering"])
         k = len(self.positions)
-        h, w = self.labels.shape
+        h, w = arrays["labels"].shape
         checks = {
-            "image": (self.image.shape, (h, w, 3)),
-            "areas": (self.areas.shape, (n,)),
-            "ins": (self.ins.shape, (n, k)),
-            "dele": (self.dele.shape, (n, k)),
-            "value": (self.value.shape, (n,)),
-            "p_full": (self.p_full.shape, (k,)),
-            "p_blank": (self.p_blank.shape, (k,)),
+            "image": (arrays["image"].shape, (h, w, 3)),
+            "areas": (arrays["areas"].shape, (n,)),
+            "ins": (arrays["ins"].shape, (n, k)),
+            "dele": (arrays["dele"].shape, (n, k)),
+            "value": (arrays["value"].shape, (n,)),
+            "p_full": (arrays["p_full"].shape, (k,)),
+            "p_blank": (arrays["p_blank"].shape, (k,)),
         }
         for name, (got, want) in checks.items():
             if tuple(got) != tuple(want):
                 raise ValueError(f"Explanation.{name} has shape {tuple(got)}; expected {want}")
-        if n != int(self.labels.max()) + 1:
-            raise ValueError(f"ordering has {n} regions but the label map has {int(self.labels.max()) + 1}")
+        if h * w == 0 or int(arrays["labels"].min()) < 0 or n != int(arrays["labels"].max()) + 1:
+            raise ValueError(f"ordering has {n} regions but the label map holds labels {np.unique(arrays['labels'])[:8]}...")
+        if sorted(arrays["ordering"].tolist()) != list(range(n)):
+            raise ValueError(f"Explanation.ordering must contain each of the {n} regions exactly once")
+        m = len(self.generation)
+        if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < m for p in self.positions):
+            raise ValueError(f"Explanation.positions {list(self.positions)} must be token positions in [0, {m})")
+        if self.saliency_map is not None and np.asarray(self.saliency_map).shape != (h, w):
+            raise ValueError(f"Explanation.saliency_map has shape {np.asarray(self.saliency_map).shape}; expected {(h, w)}")
+        self.image, self.labels, self.ordering = arrays["image"], arrays["labels"], arrays["ordering"].astype(np.int64)
+        for name in _FLOAT_FIELDS:
+            setattr(self, name, arrays[name].astype(np.float64))
 
     # -- selection -----------------------------------------------------------------------------
     @property
@@ -230,77 +258,188 @@ class Explanation:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, out_dir: str | os.PathLike, *, overwrite: bool = False, heatmap: bool = True) -> Path:
-        """Write the result into ``out_dir`` atomically (a temp dir renamed into place).
+        """Write the result into ``out_dir``, atomically: a temporary directory next to it is
+        filled, then renamed into place; a failure at any point leaves no partial output.
+
+        The path is resolved first (``..`` and symlinks, as any Unix tool writing into
+        ``out/`` would), and nothing is written outside the resolved directory apart from
+        creating its missing parents. ``overwrite=True`` replaces an empty directory or a
+        previous output of this method; never a directory that holds other files.
+
+        Returns:
+            The resolved output directory.
 
         Raises:
-            FileExistsError: ``out_dir`` exists and is not empty, and ``overwrite`` is False.
+            FileExistsError: ``out_dir`` is a file, or is not empty and ``overwrite`` is False,
+                or holds files this method did not write.
+            ValueError: ``out_dir`` is the working directory or one of its parents.
         """
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise FileExistsError(f"output path {str(out)!r} exists and is a file; expected a directory")
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise FileExistsError(f"output directory {str(out)!r} exists and is not empty; pass overwrite=True")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        out = check_output_dir(out_dir, overwrite=overwrite)
+        created = _missing_parents(out)
+        tmp: Path | None = None
+        trash: Path | None = None
         try:
-            (tmp / "explanation.json").write_text(json.dumps(self.to_json(), indent=2, allow_nan=True))
-            np.save(tmp / "saliency.npy", self.saliency())
-            arrays = {
-                "image": self.image,
-                "labels": self.labels.astype(np.int32),
-                "ordering": self.ordering.astype(np.int64),
-                "areas": self.areas,
-                "ins": self.ins,
-                "dele": self.dele,
-                "value": self.value,
-                "p_full": self.p_full,
-                "p_blank": self.p_blank,
-            }
-            if self.saliency_map is not None:
-                arrays["saliency_map"] = self.saliency_map.astype(np.float32)
-            np.savez_compressed(tmp / "arrays.npz", **arrays)
-            if heatmap:
-                from .viz import save_heatmap
-
-                save_heatmap(self, tmp / "heatmap.png")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            self._write_files(tmp, heatmap=heatmap)
             if out.exists():
                 trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
                 os.replace(out, trash / "old")
-                os.replace(tmp, out)
-                shutil.rmtree(trash, ignore_errors=True)
+                try:
+                    os.replace(tmp, out)
+                except BaseException:
+                    os.rename(trash / "old", out)  # put the previous output back
+                    raise
             else:
                 os.replace(tmp, out)
+            tmp = None
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if trash is not None and (trash / "old").exists():
+                logger.error("the previous output could not be restored; it is in %s", trash / "old")
+                trash = None
+            for parent in reversed(created):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
             raise
+        finally:
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
         return out
+
+    def _write_files(self, into: Path, *, heatmap: bool) -> None:
+        (into / "explanation.json").write_text(json.dumps(self.to_json(), indent=2, allow_nan=True), encoding="utf-8")
+        np.save(into / "saliency.npy", self.saliency())
+        arrays = {
+            "image": self.image,
+            "labels": self.labels.astype(np.int32),
+            "ordering": self.ordering.astype(np.int64),
+            "areas": self.areas,
+            "ins": self.ins,
+            "dele": self.dele,
+            "value": self.value,
+            "p_full": self.p_full,
+            "p_blank": self.p_blank,
+        }
+        if self.saliency_map is not None:
+            arrays["saliency_map"] = self.saliency_map.astype(np.float32)
+        np.savez_compressed(into / "arrays.npz", **arrays)
+        if heatmap:
+            from .viz import save_heatmap
+
+            save_heatmap(self, into / "heatmap.png")
 
     @classmethod
     def load(cls, in_dir: str | os.PathLike) -> "Explanation":
-        """Read a result written by :meth:`save` (no pickle is ever loaded)."""
+        """Read a result written by :meth:`save` (no pickle is ever loaded).
+
+        Raises:
+            FileNotFoundError: a file of the result is missing.
+            ValueError: a file is damaged, or its contents are inconsistent.
+        """
         d = Path(in_dir)
         meta_path, arr_path = d / "explanation.json", d / "arrays.npz"
         for p in (meta_path, arr_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{str(p)!r} not found; expected a directory written by Explanation.save")
-        meta = json.loads(meta_path.read_text())
-        with np.load(arr_path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        return cls(
-            image=arrays["image"],
-            labels=arrays["labels"],
-            ordering=arrays["ordering"],
-            areas=arrays["areas"],
-            ins=arrays["ins"],
-            dele=arrays["dele"],
-            value=arrays["value"],
-            p_full=arrays["p_full"],
-            p_blank=arrays["p_blank"],
-            generation=Generation.from_dict(meta["generation"]),
-            positions=[int(p) for p in meta["target_positions"]],
-            forwards=int(meta["forwards"]),
-            seconds=float(meta["seconds"]),
-            settings=meta.get("settings", {}),
-            versions=meta.get("versions", {}),
-            saliency_map=arrays.get("saliency_map"),
-        )
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{str(meta_path)!r} is not valid JSON ({exc}); the result is damaged") from exc
+        if not isinstance(meta, dict):
+            raise ValueError(f"{str(meta_path)!r} holds a JSON {type(meta).__name__}; expected an object")
+        try:
+            with np.load(arr_path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # noqa: BLE001 - zipfile, zlib, EOF, format errors: all mean "damaged"
+            raise ValueError(
+                f"{str(arr_path)!r} could not be read ({type(exc).__name__}: {exc}); expected the .npz of plain "
+                "numeric arrays written by Explanation.save (object arrays, which need pickle, are refused)"
+            ) from exc
+        missing = [k for k in _ARRAY_KEYS if k not in arrays] + [k for k in _META_KEYS if k not in meta]
+        if missing:
+            raise ValueError(f"{str(d)!r} is not a complete saved explanation: missing {missing}")
+        for key in ("settings", "versions"):
+            if not isinstance(meta.get(key, {}), dict):
+                raise ValueError(f"{str(meta_path)!r}: {key!r} must be an object; got {meta[key]!r}")
+        try:
+            positions = meta["target_positions"]
+            if not isinstance(positions, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in positions):
+                raise ValueError(f"target_positions must be a list of integers; got {positions!r}")
+            return cls(
+                image=arrays["image"],
+                labels=arrays["labels"],
+                ordering=arrays["ordering"],
+                areas=arrays["areas"],
+                ins=arrays["ins"],
+                dele=arrays["dele"],
+                value=arrays["value"],
+                p_full=arrays["p_full"],
+                p_blank=arrays["p_blank"],
+                generation=Generation.from_dict(meta["generation"]),
+                positions=list(positions),
+                forwards=_nonneg(meta["forwards"], "forwards", int),
+                seconds=_nonneg(meta["seconds"], "seconds", float),
+                settings=meta.get("settings", {}),
+                versions=meta.get("versions", {}),
+                saliency_map=arrays.get("saliency_map"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{str(d)!r} is not a valid saved explanation: {type(exc).__name__}: {exc}") from exc
+
+
+#: every file :meth:`Explanation.save` writes (``overwrite`` replaces only directories of these).
+OUTPUT_NAMES = frozenset({"explanation.json", "saliency.npy", "arrays.npz", "heatmap.png", "report.html"})
+_FLOAT_FIELDS = ("areas", "ins", "dele", "value", "p_full", "p_blank")
+_ARRAY_KEYS = ("image", "labels", "ordering", "areas", "ins", "dele", "value", "p_full", "p_blank")
+_META_KEYS = ("generation", "target_positions", "forwards", "seconds")
+
+
+def check_output_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Resolve ``out_dir`` and check that :meth:`Explanation.save` may write there.
+
+    Returns:
+        The resolved directory (``..`` and symlinks resolved).
+
+    Raises:
+        FileExistsError: it is a file, or not empty without ``overwrite``, or holds files
+            that :meth:`Explanation.save` did not write.
+        ValueError: it is the working directory or one of its parents.
+    """
+    out = Path(os.path.realpath(os.fspath(out_dir)))
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {str(out)!r} exists and is a file; expected a directory")
+    if out.exists():
+        cwd = Path(os.path.realpath(os.getcwd()))
+        if out == cwd or out in cwd.parents:
+            raise ValueError(
+                f"refusing to write into {str(out)!r}: it is the working directory (or a parent of it); "
+                "choose a new directory such as ./out"
+            )
+        contents = sorted(p.name for p in out.iterdir())
+        if contents and not overwrite:
+            raise FileExistsError(f"output directory {str(out)!r} exists and is not empty; pass overwrite=True")
+        foreign = [name for name in contents if name not in OUTPUT_NAMES]
+        if foreign:
+            raise FileExistsError(
+                f"refusing to replace {str(out)!r}: it holds files that Explanation.save did not write "
+                f"({foreign[:5]}{' ...' if len(foreign) > 5 else ''}); choose another output directory"
+            )
+    return out
+
+
+def _nonneg(value: Any, name: str, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return kind(value)
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The ancestors of ``path`` that do not exist yet, outermost first."""
+    out = []
+    for parent in path.parents:
+        if parent.exists():
+            break
+        out.append(parent)
+    return list(reversed(out))

@@ -83,6 +83,8 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
         )
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"expected an image array of bool, integer or float values; got dtype {arr.dtype}")
     if arr.dtype != np.uint8:
         if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
             arr = arr * 255.0
@@ -113,7 +115,7 @@ def load_image(image: ImageLike, *, max_pixels: int = MAX_PIXELS) -> LoadedImage
             with Image.open(path) as opened:
                 opened.load()
                 pil = opened.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             raise ValueError(
                 f"expected an image file (PNG, JPEG, ...), but {str(path)!r} could not be read as one: {exc}"
             ) from None

@@ -12,6 +12,7 @@ from the most recent scores.
 from __future__ import annotations
 
 import heapq
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -367,3 +368,49 @@ def get_search(name: str) -> Callable[..., SearchResult]:
         return SEARCHES[name]
     except KeyError:
         raise ValueError(f"unknown search {name!r}; expected one of {sorted(SEARCHES)}") from None
+
+
+#: option -> (kind, low, high, low inclusive, high inclusive) for every search option.
+_OPTION_RANGES: dict[str, tuple[type, float, float, bool, bool]] = {
+    "search_scope": (int, 1, float("inf"), True, False),
+    "pending_samples": (int, 1, float("inf"), True, False),
+    "update_step": (int, 1, float("inf"), True, False),
+    "refresh": (int, 1, float("inf"), True, False),
+    "window": (float, 0.0, 1.0, False, True),
+    "accept_ratio": (float, 0.0, 1.0, False, True),
+    "prune_ratio": (float, 0.0, 1.0, True, False),
+}
+
+
+def search_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``options`` for search ``name`` and return them with their types normalised.
+
+    Raises:
+        ValueError: an unknown search, an unknown option, or a value out of range.
+        TypeError: a value of the wrong type (``True``, a string, ``inf`` for a count...).
+    """
+    fn = get_search(name)
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"search_options must be a dict; got {type(options).__name__}")
+    allowed = sorted(set(inspect.signature(fn).parameters) - {"objective", "show_progress", "rng"})
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for search {name!r}; allowed: {allowed}")
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        kind, low, high, low_in, high_in = _OPTION_RANGES[key]
+        what = "an integer >= 1" if kind is int else (
+            f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+        )
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"search option {key} must be {what}; got {value!r}")
+        if kind is int and not float(value).is_integer():
+            raise TypeError(f"search option {key} must be {what}; got {value!r}")
+        v = float(value)
+        ok = np.isfinite(v) and (v >= low if low_in else v > low) and (v <= high if high_in else v < high)
+        if not ok:
+            raise ValueError(f"search option {key} must be {what}; got {value!r}")
+        out[key] = int(v) if kind is int else v
+    return out

@@ -85,6 +85,24 @@ _METHODS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+#: option -> (smallest allowed value, whether that value itself is excluded, integer only).
+_OPTION_RULES: dict[str, tuple[float, bool, bool]] = {
+    "compactness": (0.0, True, False),
+    "sigma": (0.0, False, False),
+    "min_size": (1, False, True),
+}
+
+
+def _check_option(method: str, name: str, value: Any) -> None:
+    """Refuse option values the segmenters would fail on deep inside (0, inf, nan, wrong types)."""
+    low, strict, integer = _OPTION_RULES[name]
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"option {name} of segmenter {method!r} must be {'an integer' if integer else 'a number'}; got {value!r}")
+    if not np.isfinite(value) or value < low or (strict and value == low):
+        raise ValueError(f"option {name} of segmenter {method!r} must be finite and {'>' if strict else '>='} {low:g}; got {value!r}")
+
+
 def segment(image: np.ndarray, n_regions: int = 64, method: str = "slic", **params: Any) -> Segmentation:
     """Split an RGB image into about ``n_regions`` regions.
 
@@ -98,6 +116,8 @@ def segment(image: np.ndarray, n_regions: int = 64, method: str = "slic", **para
     Raises:
         ValueError: unknown method or unknown option, or a region count the image cannot hold.
     """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected an RGB image as a numpy array of shape (H, W, 3); got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3); got shape {image.shape}")
     h, w = image.shape[:2]
@@ -118,6 +138,8 @@ def segment(image: np.ndarray, n_regions: int = 64, method: str = "slic", **para
         unknown = set(params) - allowed
         if unknown:
             raise ValueError(f"unknown option(s) {sorted(unknown)} for segmenter {method!r}; allowed: {sorted(allowed)}")
+        for key, value in params.items():
+            _check_option(method, key, value)
         labels = _METHODS[method](image, int(n_regions), **params)
         if method == "slic" and "compactness" not in params:
             # Textured images can collapse into a few superpixels; a more compact (grid-like)

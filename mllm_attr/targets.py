@@ -131,6 +131,12 @@ def resolve(generation: Generation, target: TargetLike) -> list[int]:
         # The explainer teacher-forces the answer first; then every token is the target.
         return list(range(n))
     if isinstance(t, Word):
+        if not isinstance(t.text, str):
+            raise TypeError(f"Word.text must be a word or phrase (str); got {type(t.text).__name__} {t.text!r}")
+        if not t.text.strip():
+            raise ValueError("target word is empty; expected a word or phrase of the generated answer")
+        if isinstance(t.occurrence, bool) or not hasattr(t.occurrence, "__index__"):
+            raise TypeError(f"Word.occurrence must be an integer >= 1; got {t.occurrence!r}")
         if t.occurrence < 1:
             raise ValueError(f"occurrence must be >= 1; got {t.occurrence}")
         words = t.text.strip()

@@ -100,8 +100,16 @@ class Scorer(abc.ABC):
             chunk = batch[start : start + self.batch_size]
             scores = np.asarray(fn(chunk), dtype=np.float64)
             if scores.shape != (len(chunk), len(self.positions)):
-                raise RuntimeError(
+                raise ValueError(
                     f"scorer returned shape {scores.shape}; expected {(len(chunk), len(self.positions))}"
+                    " (images x explained tokens)"
+                )
+            if not np.isfinite(scores).all():
+                bad = int((~np.isfinite(scores)).sum())
+                raise ValueError(
+                    f"the model returned {bad} non-finite probabilities (NaN/inf) out of {scores.size}; "
+                    "expected finite values in [0, 1]. A float16 overflow is the usual cause: "
+                    "try dtype='bfloat16' or 'float32'"
                 )
             self.counter.add(len(chunk))
             out.append(scores)

@@ -309,8 +309,19 @@ class HFAdapter(ModelAdapter):
             kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
                 load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, bnb_4bit_compute_dtype=compute
             )
+        # Weights are read from safetensors only: a pickle-based pytorch_model.bin can run code.
+        kwargs.setdefault("use_safetensors", True)
         model_cls = getattr(transformers, cls.model_class)
-        model = model_cls.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+        try:
+            model = model_cls.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+        except OSError as exc:
+            if kwargs["use_safetensors"] and "safetensors" in str(exc).lower():
+                raise ValueError(
+                    f"no safetensors weights found for {str(name_or_path)!r}; mllm_attr loads model weights only "
+                    "from *.safetensors files (pickle-based .bin/.pt checkpoints can run code when loaded). "
+                    "Convert the checkpoint to safetensors, or pass use_safetensors=False if you trust it"
+                ) from exc
+            raise
         processor = load_processor(name_or_path, trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
         return cls(model, processor, name=str(name_or_path))
 

@@ -105,9 +105,9 @@ def load_adapter(
     if isinstance(model, (str, os.PathLike)):
         if processor is not None:
             raise TypeError("pass a processor only together with a loaded model, not with a name or path")
-        fam = family or family_for_model_type(_model_type_of(model, trust_remote_code))
-        if fam is None:
-            fam = _generic_or_raise(_model_type_of(model, trust_remote_code))
+        model_type = _model_type_of(model, trust_remote_code)
+        _check_forced_family(family, model_type)
+        fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type)
         return ADAPTERS[fam].from_pretrained(model, trust_remote_code=trust_remote_code, **kwargs)
 
     if processor is None:
@@ -118,8 +118,21 @@ def load_adapter(
     if kwargs:
         raise TypeError(f"loading options {sorted(kwargs)} apply only when loading by name or path")
     model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
+    _check_forced_family(family, model_type)
     fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type)
     return ADAPTERS[fam](model, processor)
+
+
+def _check_forced_family(family: str | None, model_type: str) -> None:
+    """A forced ``family`` must fit the checkpoint: ``'auto'`` fits any, others their own model types."""
+    if family is None or family == "auto":
+        return
+    detected = family_for_model_type(model_type)
+    if detected is not None and detected != family:
+        raise ValueError(
+            f"family {family!r} does not match the checkpoint: its config says model_type {model_type!r}, "
+            f"which is family {detected!r}; drop the family option (it is detected) or use family='auto'"
+        )
 
 
 def _generic_or_raise(model_type: str) -> str:
