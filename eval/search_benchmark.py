@@ -7,7 +7,7 @@ every search, on ONE label map per scene, in one process (ratios are same-machin
 Also measured:
 - the naive reference: exact greedy with one image per forward, full-vocabulary logits over
   the whole sequence and the processor re-run per candidate (the research code's way);
-- peak memory (max RSS growth, separate processes) of an explanation vs one plain batched forward.
+- peak memory (RSS sampled every 0.5 ms, separate processes) of an explanation vs one batched forward.
 
     python eval/search_benchmark.py --scenes 6 --out eval/results/search_benchmark.json
 """
@@ -18,8 +18,8 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +46,8 @@ SEARCHES: list[tuple[str, str, dict]] = [
     ("lazy(refresh=4)", "lazy", {"refresh": 4}),
     ("lazy(refresh=2)", "lazy", {"refresh": 2}),
     ("lazy(refresh=1)", "lazy", {"refresh": 1}),
+    ("hierarchical(groups=8)", "hierarchical", {"groups": 8}),
+    ("hierarchical(groups=12)", "hierarchical", {"groups": 12}),
 ]
 
 
@@ -106,6 +108,61 @@ def naive_greedy(adapter, image, gen, positions, labels):
     return {"forwards": scorer.forwards, "seconds": time.perf_counter() - t0, "ordering": res.ordering.tolist()}
 
 
+@torch.inference_mode()
+def cost_breakdown(adapter, image, gen, batch_size: int, repeats: int = 20) -> dict:
+    """Per-image milliseconds of what the naive way pays and the engine avoids or amortises:
+    the processor, a batch-1 forward with full logits, a batch-``batch_size`` forward."""
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        inputs = adapter.prompt_inputs(pil, gen.prompt)
+    processor_ms = (time.perf_counter() - t0) / repeats * 1000
+    text = {k: inputs[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids") if k in inputs}
+    text = adapter.extend_text_inputs(text, torch.tensor(gen.token_ids, dtype=torch.long))
+    pixel = {k: v for k, v in inputs.items() if k not in text}
+    out = {"processor_ms": processor_ms, "sequence_length": int(text["input_ids"].shape[1]),
+           "vocab_size": int(adapter.model.get_output_embeddings().weight.shape[0])}
+    for bs, reps in ((1, repeats), (batch_size, 3)):
+        tt = {k: v.repeat(bs, *[1] * (v.dim() - 1)) for k, v in text.items()}
+        pp = {k: v.repeat(bs, *[1] * (v.dim() - 1)) for k, v in pixel.items()}
+        adapter.model(**tt, **pp, use_cache=False)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            adapter.model(**tt, **pp, use_cache=False)
+        out[f"forward_batch{bs}_ms_per_image"] = (time.perf_counter() - t0) / reps / bs * 1000
+    return out
+
+
+def _rss_now() -> int:
+    """Resident set size of this process in kB (Linux /proc)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+class PeakRSS:
+    """Samples the resident set size every 0.5 ms in a thread; ``peak_kb`` / ``growth_kb`` after."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.base_kb = self.peak_kb = _rss_now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, _rss_now())
+            time.sleep(0.0005)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, _rss_now())
+        self.growth_kb = self.peak_kb - self.base_kb
+
+
 def _rss_child(mode: str, model: str, batch_size: int, regions: int, q) -> None:
     torch.set_num_threads(1)
     adapter = load_adapter(model)
@@ -115,17 +172,18 @@ def _rss_child(mode: str, model: str, batch_size: int, regions: int, q) -> None:
     scorer = adapter.scorer(scene.image, gen, [0], batch_size=batch_size)
     scorer.set_regions(seg.labels)
     scorer.score_regions(np.ones((1, seg.n_regions), bool))  # warm-up: allocator, fast-path tables
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if mode == "forward":
         table = np.random.default_rng(0).random((batch_size, seg.n_regions)) < 0.5
-        scorer.score_regions(table)
+        with PeakRSS() as m:
+            scorer.score_regions(table)
     else:
-        Explainer(adapter, n_regions=regions, batch_size=batch_size)(scene.image, gen, target=0)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    q.put({"peak_rss_kb": after, "growth_kb": after - before})
+        with PeakRSS() as m:
+            Explainer(adapter, n_regions=regions, batch_size=batch_size)(scene.image, gen, target=0)
+    q.put({"peak_rss_kb": m.peak_kb, "base_rss_kb": m.base_kb, "growth_kb": m.growth_kb})
 
 
 def peak_memory(model: str, batch_size: int, regions: int) -> dict:
+    """Peak RSS of one explanation vs one batched forward, each in a fresh process after the same warm-up."""
     ctx = mp.get_context("spawn")
     out = {}
     for mode in ("forward", "explain"):
@@ -135,6 +193,8 @@ def peak_memory(model: str, batch_size: int, regions: int) -> dict:
         out[mode] = q.get(timeout=900)
         p.join()
     out["ratio_peak_rss"] = out["explain"]["peak_rss_kb"] / out["forward"]["peak_rss_kb"]
+    fwd_growth = max(out["forward"]["growth_kb"], 1)
+    out["ratio_growth"] = out["explain"]["growth_kb"] / fwd_growth
     return out
 
 
@@ -185,6 +245,11 @@ def main(argv=None) -> int:
             "insertion_ratio": float(np.mean(ratios["insertion"])),
             "deletion_ratio": float(np.mean(ratios["deletion"])),
             "forwards_ratio": float(np.mean(ratios["forwards"])),
+            # ratios of the means over scenes (a few scenes with a tiny deletion AUC dominate the mean ratio)
+            "insertion_ratio_of_means": float(np.mean([s["searches"][label]["insertion_auc"] for s in rows])
+                                              / np.mean([s["searches"]["greedy"]["insertion_auc"] for s in rows])),
+            "deletion_ratio_of_means": float(np.mean([s["searches"][label]["deletion_auc"] for s in rows])
+                                             / np.mean([s["searches"]["greedy"]["deletion_auc"] for s in rows])),
             "seconds_ratio": float(np.mean(ratios["seconds"])),
         }
     naive = [s for s in rows if "naive_greedy" in s]
@@ -195,23 +260,30 @@ def main(argv=None) -> int:
             "greedy_seconds": float(np.mean([s["searches"]["greedy"]["seconds"] for s in naive])),
         }
         speed["speedup"] = speed["naive_seconds"] / speed["greedy_seconds"]
+    first = next(scene_samples(1, args.seed))
+    first_gen = adapter.generate(first[1].image, first[2], max_new_tokens=4)
+    breakdown = cost_breakdown(adapter, first[1].image, first_gen, args.batch_size)
     memory = peak_memory(model, args.batch_size, args.regions)
     result = {"command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]), "settings": vars(args),
-              "versions": versions(), "summary": summary, "naive_vs_greedy": speed, "memory": memory, "samples": rows}
+              "versions": versions(), "summary": summary, "naive_vs_greedy": speed, "cost_breakdown": breakdown, "memory": memory, "samples": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out)
-    print("\n| search | forwards | seconds | ins AUC | del AUC | ins/greedy | del/greedy | fwd/greedy |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| search | forwards | seconds | ins AUC | del AUC | ins/greedy | del/greedy | del/greedy (means) "
+          "| fwd/greedy | s/greedy |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, s in summary.items():
         print(f"| {label} | {s['forwards']:.0f} | {s['seconds']:.2f} | {s['insertion_auc']:.4f} | {s['deletion_auc']:.4f} "
-              f"| {s['insertion_ratio']:.3f} | {s['deletion_ratio']:.3f} | {s['forwards_ratio']:.3f} |")
+              f"| {s['insertion_ratio']:.3f} | {s['deletion_ratio']:.3f} | {s['deletion_ratio_of_means']:.3f} "
+              f"| {s['forwards_ratio']:.3f} | {s['seconds_ratio']:.3f} |")
     if speed:
         print(f"\nnaive greedy {speed['naive_seconds']:.1f}s vs batched greedy {speed['greedy_seconds']:.1f}s: {speed['speedup']:.1f}x")
+    print("per-image cost: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in breakdown.items()))
     print(f"peak RSS explanation / one batched forward: {memory['ratio_peak_rss']:.3f} "
-          f"(growth {memory['explain']['growth_kb']} kB vs {memory['forward']['growth_kb']} kB)")
+          f"(peak {memory['explain']['peak_rss_kb']} vs {memory['forward']['peak_rss_kb']} kB; growth over the "
+          f"warm process {memory['explain']['growth_kb']} vs {memory['forward']['growth_kb']} kB)")
     return 0
 
 
