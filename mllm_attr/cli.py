@@ -35,6 +35,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Add the "model" argument group (``--model``, ``--family``, ``--dtype``, quantisation, ...) to ``p``."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, help="hub id or local directory (default: the embedded shapes-llava model)")
     g.add_argument("--family", default=None, help="force a model family (default: read from the config)")
@@ -46,6 +47,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
+    """Load the adapter named by ``--model`` and the other model arguments (default: the shipped shapes-llava model)."""
     from .adapters import load_adapter
     from .assets import default_model_path
 
@@ -62,6 +64,7 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
 
 
 def add_explainer_args(p: argparse.ArgumentParser) -> None:
+    """Add the "attribution" argument group (regions, segmenter, baseline, search, weights, budget, ...) to ``p``."""
     g = p.add_argument_group("attribution")
     g.add_argument("--regions", type=_positive_int, default=64, help="requested number of regions (default 64)")
     g.add_argument("--segmenter", choices=SEGMENTERS, default="slic")
@@ -76,6 +79,7 @@ def add_explainer_args(p: argparse.ArgumentParser) -> None:
 
 
 def explainer_from_args(adapter: Any, args: argparse.Namespace, **extra: Any) -> Any:
+    """An :class:`~mllm_attr.explainer.Explainer` for ``adapter`` built from the parsed arguments, plus ``extra``."""
     from .explainer import Explainer
 
     return Explainer(
@@ -142,6 +146,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mllm-attr`` parser: ``explain``, ``diagnose``, ``evaluate``, ``report`` and any extra subcommands."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -192,6 +197,10 @@ def _quiet_third_party() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    A user error (one of :data:`USER_ERRORS`) is printed as one line and gives exit code 2.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING

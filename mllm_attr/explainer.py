@@ -103,6 +103,7 @@ class Explainer:
         self.show_progress = show_progress
 
     def settings(self) -> dict[str, Any]:
+        """The explainer's settings as a JSON-serialisable dict (stored with every explanation)."""
         return {
             "method": "eagle",
             "n_regions_requested": self.n_regions,

@@ -152,10 +152,12 @@ class Explanation:
     # -- selection -----------------------------------------------------------------------------
     @property
     def n_regions(self) -> int:
+        """Number of regions in the ordering."""
         return len(self.ordering)
 
     @property
     def target_tokens(self) -> list[str]:
+        """The display string of each explained token, in position order."""
         return [self.generation.tokens[p] for p in self.positions]
 
     @property
@@ -200,6 +202,7 @@ class Explanation:
         return region_values(self.ordering, self.value, f0)
 
     def value_empty(self) -> float:
+        """Objective value of the empty subset: ``lambda1 * mean(p_blank) + lambda2 * (1 - mean(p_full))``."""
         lam1 = float(self.settings.get("lambda1", 1.0))
         lam2 = float(self.settings.get("lambda2", 1.0))
         return lam1 * float(self.p_blank.mean()) + lam2 * (1.0 - float(self.p_full.mean()))
@@ -229,6 +232,7 @@ class Explanation:
         }
 
     def to_json(self) -> dict[str, Any]:
+        """:meth:`summary` plus per-token metrics, ordering, areas, curves, generation, settings and versions."""
         d = self.summary()
         d.update(
             {

@@ -43,6 +43,7 @@ class LoadedImage:
 
     @property
     def pil(self) -> Image.Image:
+        """The explained pixels as a PIL RGB image."""
         return Image.fromarray(self.array, mode="RGB")
 
     @property

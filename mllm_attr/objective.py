@@ -72,6 +72,7 @@ class Objective:
 
     @property
     def forwards(self) -> int:
+        """Images scored so far by the scorer."""
         return self.scorer.forwards
 
     def remaining(self) -> float:
@@ -81,9 +82,11 @@ class Objective:
         return float(self.max_forwards - self.scorer.forwards)
 
     def can_afford(self, n_images: int) -> bool:
+        """Whether ``n_images`` more images fit in the forward budget."""
         return n_images <= self.remaining()
 
     def value(self, ins: np.ndarray, dele: np.ndarray) -> np.ndarray:
+        """``λ1·mean(ins) + λ2·(1 − mean(dele))``, the means over the last (token) axis."""
         return self.lambda1 * ins.mean(axis=-1) + self.lambda2 * (1.0 - dele.mean(axis=-1))
 
     def endpoints(self) -> tuple[np.ndarray, np.ndarray]:

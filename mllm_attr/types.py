@@ -47,12 +47,14 @@ class Generation:
         return " ".join(f"{i}:{tok!r}" for i, tok in enumerate(self.tokens))
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict (``spans`` as lists); the inverse of :meth:`from_dict`."""
         d = asdict(self)
         d["spans"] = [list(s) for s in self.spans]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Generation":
+        """Inverse of :meth:`to_dict`; ``counterfactual`` and ``generated_text`` may be absent from ``d``."""
         return cls(
             prompt=d["prompt"],
             token_ids=tuple(int(t) for t in d["token_ids"]),
@@ -75,5 +77,6 @@ class ForwardCounter:
     extra: dict[str, int] = field(default_factory=dict)
 
     def add(self, n_images: int) -> None:
+        """Record one batched call that scored ``n_images`` images."""
         self.images += int(n_images)
         self.calls += 1

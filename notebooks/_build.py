@@ -181,8 +181,8 @@ HALLUCINATION: list[Cell] = [
 # Hallucination diagnosis
 
 The shapes world has a deliberate co-occurrence bias: in training scenes a **star** almost always
-comes with a **triangle**. Shown a star alone, the model may answer "yes" to "Is there a triangle
-in the image?". `mllm_attr.analysis.hallucination.diagnose_yes_no` diagnoses such an answer:
+comes with a **diamond** (in 95 % of training scenes with a star). Shown a star alone, the model
+may answer "yes" to "Is there a diamond in the image?". `mllm_attr.analysis.hallucination.diagnose_yes_no` diagnoses such an answer:
 
 1. it explains the **wrong** answer token (where the model found "evidence" for the error);
 2. it explains the **correct** answer ("no") as a counterfactual, teacher-forced target;

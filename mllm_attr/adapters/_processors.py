@@ -212,6 +212,7 @@ if SmolVLMProcessor is not None:
             )
 
         def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+            """Apply the chat template through ``ProcessorMixin``, skipping SmolVLM's video-frame layer."""
             # SmolVLMProcessor's override reads frame settings from the video processor, which this
             # class has not got; without videos those settings are unused, so skip that layer.
             return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)

@@ -150,6 +150,7 @@ class ModelAdapter(abc.ABC):
         return {"family": self.family, "adapter": type(self).__name__}
 
     def default_batch_size(self) -> int:
+        """Images per forward pass when the caller gives no batch size (16; subclasses may size it)."""
         return 16
 
 

@@ -44,6 +44,14 @@ def generation_from_text(prompt: str, text: str, probs: Sequence[float] | None =
 
 
 class CallableScorer(Scorer):
+    """A :class:`Scorer` that hands every batch of images to ``fn(images, generation, positions)``.
+
+    Args:
+        fn: the score function (see the module docstring).
+        generation: the answer passed to ``fn`` with every batch.
+        image, baseline, positions, batch_size: as for :class:`Scorer`.
+    """
+
     def __init__(self, fn: ScoreFn, image, baseline, generation, positions, batch_size):
         super().__init__(image, baseline, positions, batch_size)
         self.fn = fn
@@ -75,9 +83,11 @@ class CallableAdapter(ModelAdapter):
         self._batch_size = int(batch_size)
 
     def describe(self) -> dict[str, Any]:
+        """Settings stored with results: family, adapter class and the ``name`` given."""
         return {"family": self.family, "adapter": type(self).__name__, "model": self.name}
 
     def default_batch_size(self) -> int:
+        """The ``batch_size`` given to the constructor."""
         return self._batch_size
 
     def _full_probs(self, image: np.ndarray, gen: Generation) -> list[float]:
@@ -90,6 +100,14 @@ class CallableAdapter(ModelAdapter):
         return generation_from_text(prompt, text, self._full_probs(arr, gen), **extra)
 
     def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any) -> Generation:
+        """Answer with ``generate_fn``; a returned str becomes a word-level Generation scored on the full image.
+
+        ``max_new_tokens`` and ``gen_kwargs`` are ignored.
+
+        Raises:
+            ValueError: the adapter has no ``generate_fn``.
+            TypeError: ``generate_fn`` returned neither a str nor a Generation.
+        """
         if self.generate_fn is None:
             raise ValueError("this CallableAdapter has no generate_fn; pass a Generation (see CallableAdapter.from_text)")
         arr = load_image(image).array
@@ -101,10 +119,19 @@ class CallableAdapter(ModelAdapter):
         return self.from_text(arr, prompt, out)
 
     def teacher_force(self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None) -> Generation:
+        """A counterfactual word-level Generation for ``answer``, with probabilities scored on the full image.
+
+        Args:
+            generated_text: what the model actually generated (stored on the result).
+
+        Raises:
+            ValueError: ``answer`` is not a non-empty string.
+        """
         if not isinstance(answer, str) or not answer.strip():
             raise ValueError(f"expected a non-empty counterfactual answer; got {answer!r}")
         return self.from_text(image, prompt, answer, counterfactual=True, generated_text=generated_text)
 
     def scorer(self, image, generation, positions, *, baseline=None, batch_size=None) -> CallableScorer:
+        """A :class:`CallableScorer` for one explanation (black baseline unless ``baseline`` is given)."""
         base = make_baseline(image) if baseline is None else baseline
         return CallableScorer(self.score_fn, image, base, generation, positions, batch_size or self._batch_size)

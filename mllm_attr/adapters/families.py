@@ -90,6 +90,7 @@ class Idefics3Adapter(HFAdapter):
     model_class: ClassVar[str] = "Idefics3ForConditionalGeneration"
 
     def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
+        """Image tensors for a batch, each image passed as a single-image sample of its own."""
         return dict(self.processor.image_processor(images=[[im] for im in images], return_tensors="pt"))
 
 
@@ -113,12 +114,14 @@ class PaliGemmaAdapter(HFAdapter):
     model_class: ClassVar[str] = "PaliGemmaForConditionalGeneration"
 
     def chat_text(self, prompt: str) -> str:
+        """The chat-formatted prompt when the processor has a chat template, else ``prompt`` unchanged."""
         template = getattr(self.processor, "chat_template", None)
         if template:
             return super().chat_text(prompt)
         return prompt
 
     def text_type_id(self, key: str) -> int:
+        """1 for ``token_type_ids`` (generated suffix tokens are causal), 0 for any other key."""
         return 1 if key == "token_type_ids" else 0
 
 

@@ -328,20 +328,24 @@ class HFAdapter(ModelAdapter):
     # -- properties ----------------------------------------------------------------------------
     @property
     def tokenizer(self) -> Any:
+        """The processor's tokenizer."""
         return self.processor.tokenizer
 
     @property
     def device(self) -> torch.device:
+        """Device of the model's first parameter (where inputs are sent)."""
         return next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """Dtype of the model's first floating-point parameter if float16, bfloat16 or float32; else float32."""
         for p in self.model.parameters():
             if torch.is_floating_point(p):
                 return p.dtype if p.dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float32
         return torch.float32
 
     def describe(self) -> dict[str, Any]:
+        """Settings stored with results: family, adapter class, model name and class, dtype and device."""
         return {
             "family": self.family,
             "adapter": type(self).__name__,
@@ -367,6 +371,7 @@ class HFAdapter(ModelAdapter):
 
     # -- family hooks ------------------------------------------------------------------------
     def messages(self, prompt: str) -> list[dict[str, Any]]:
+        """The chat messages of one user turn: an image placeholder followed by ``prompt``."""
         return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
 
     def chat_text(self, prompt: str) -> str:
@@ -395,6 +400,10 @@ class HFAdapter(ModelAdapter):
         return dict(self.processor.image_processor(images=images, return_tensors="pt", **self.processor_image_kwargs()))
 
     def processor_image_kwargs(self) -> dict[str, Any]:
+        """Image options declared by the processor class (its ``images_kwargs``) for :meth:`image_inputs`.
+
+        ``data_format`` and ``return_tensors`` are left out; ``{}`` when the class declares none.
+        """
         defaults = getattr(type(self.processor), "images_kwargs", None)
         if not isinstance(defaults, dict):
             return {}
@@ -414,6 +423,7 @@ class HFAdapter(ModelAdapter):
         return out
 
     def text_type_id(self, key: str) -> int:
+        """The value that extends the type-id tensor ``key`` over the generated tokens (0: plain text)."""
         return 0
 
     # -- contract ----------------------------------------------------------------------------

@@ -43,10 +43,12 @@ for _cls in (
 
 
 def supported_families() -> list[str]:
+    """Sorted names of the registered model families."""
     return sorted(ADAPTERS)
 
 
 def family_for_model_type(model_type: str) -> str | None:
+    """The first registered family whose adapter lists ``model_type`` in ``model_types``, or ``None``."""
     for fam, cls in ADAPTERS.items():
         if model_type in cls.model_types:
             return fam

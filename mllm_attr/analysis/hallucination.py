@@ -151,6 +151,7 @@ class RemovalResult:
     edited_image: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict without ``edited_image``; trace entries become lists, areas rounded to 6 decimals."""
         d = {k: v for k, v in asdict(self).items() if k != "edited_image"}
         d["trace"] = [[k, round(a, 6), t, c] for k, a, t, c in self.trace]
         return d
@@ -270,6 +271,7 @@ class YesNoDiagnosis:
 
     @property
     def correct(self) -> bool:
+        """Whether the parsed answer equals the label (an unparsed answer counts as wrong)."""
         return self.predicted == self.label
 
     @property
@@ -279,6 +281,7 @@ class YesNoDiagnosis:
 
     @property
     def edited_image(self) -> np.ndarray | None:
+        """The removal's edited image (``uint8[H, W, 3]``); None without a removal or when it was not corrected."""
         return None if self.removal is None else self.removal.edited_image
 
     def to_json(self) -> dict[str, Any]:
@@ -663,6 +666,7 @@ class ObjectMention:
 
     @property
     def hallucinated(self) -> bool:
+        """Whether the ground truth lacks the category (False without annotations)."""
         return self.present is False
 
     @property
@@ -671,6 +675,7 @@ class ObjectMention:
         return self.grounded.label if self.grounded is not None else self.modality.label
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the mention, its modality numbers and its grounded decomposition (if any)."""
         return {
             "word": self.word,
             "category": self.category,
@@ -705,6 +710,7 @@ class CaptionDiagnosis:
     thresholds: ModalityThresholds = field(default_factory=ModalityThresholds)
 
     def hallucinated(self) -> list[ObjectMention]:
+        """The mentions whose category is absent from the ground truth."""
         return [m for m in self.mentions if m.hallucinated]
 
     @property
@@ -723,6 +729,11 @@ class CaptionDiagnosis:
         return float(any(m.hallucinated for m in self.mentions))
 
     def table(self) -> str:
+        """A plain-text table with one row per mention.
+
+        Columns: word, presence, ``p_full``, ``p_prior``, prior share, label and, with object masks,
+        the prior kind and the evidence object.
+        """
         lines = [f"{'word':<12} {'present':<8} {'p_full':>7} {'p_prior':>7} {'prior':>6}  {'label':<18} evidence"]
         for m in self.mentions:
             pres = "?" if m.present is None else ("yes" if m.present else "NO")
@@ -780,6 +791,7 @@ class CaptionDiagnosis:
         return f'<div class="mllm-attr-caption">{self._render(mark, _html.escape)}</div>'
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the caption, prompt, ground truth, CHAIR scores, mentions and forwards."""
         return {
             "caption": self.generation.text,
             "prompt": self.generation.prompt,

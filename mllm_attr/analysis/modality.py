@@ -185,6 +185,7 @@ class TokenModality:
     evidence_area: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, ``positions`` and ``evidence_regions`` as lists."""
         d = asdict(self)
         d["positions"] = list(self.positions)
         if self.evidence_regions is not None:
@@ -221,6 +222,7 @@ class ModalityReport:
 
     @property
     def labels(self) -> list[str]:
+        """The label of each row, in answer order."""
         return [t.label for t in self.tokens]
 
     def counts(self) -> dict[str, int]:
@@ -228,6 +230,7 @@ class ModalityReport:
         return {lab: sum(t.label == lab for t in self.tokens) for lab in LABELS}
 
     def by_position(self) -> dict[int, TokenModality]:
+        """Single-token rows keyed by their token position (rows spanning several tokens are left out)."""
         return {t.positions[0]: t for t in self.tokens if len(t.positions) == 1}
 
     def words(self) -> list[TokenModality]:
@@ -350,6 +353,7 @@ class ModalityReport:
         return "".join(pieces)
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the answer, sources, forwards, thresholds, label counts and token rows."""
         return {
             "generated_text": self.generation.text,
             "prompt": self.generation.prompt,
@@ -609,6 +613,7 @@ class GroundedModality:
     drops: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, ``positions`` as a list."""
         d = asdict(self)
         d["positions"] = list(self.positions)
         return d

@@ -120,6 +120,7 @@ class ScaleMap:
         return max(self.insertion_auc - self.deletion_auc, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
+        """The scale's summary as a dict: name, region counts, resolution, AUCs, weight and forwards (no map)."""
         return {
             "name": self.name,
             "requested_regions": self.requested_regions,
@@ -201,6 +202,7 @@ class MultiScaleExplanation:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the explained tokens, the per-scale summaries (no maps) and bookkeeping."""
         return {
             "generated_text": self.generation.text,
             "target_positions": list(self.positions),

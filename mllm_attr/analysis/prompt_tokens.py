@@ -139,10 +139,12 @@ class JointScorer:
 
     @property
     def forwards(self) -> int:
+        """Images scored so far (``counter.images``)."""
         return self.counter.images
 
     @property
     def n_words(self) -> int:
+        """Number of prompt-word features (``m``)."""
         return len(self.words)
 
     def set_regions(self, labels: np.ndarray) -> None:
@@ -195,6 +197,7 @@ class DeleteWordsScorer(JointScorer):
         self._scorers: dict[tuple[bool, ...], Any] = {}
 
     def prompt_for(self, words: Sequence[bool]) -> str:
+        """The prompt with the words whose ``words`` entry is False cut out (see :func:`delete_words`)."""
         return delete_words(self.generation.prompt, self.words, words)
 
     def _inner(self, pattern: tuple[bool, ...]) -> Any:
@@ -435,6 +438,7 @@ class JointObjective(Objective):
         return self._endpoints
 
     def evaluate(self, subsets: Sequence[Sequence[int]]) -> Evaluation:
+        """Score each feature subset with its regions and words shown, and with them removed (2 images per subset)."""
         k = len(self.scorer.positions)
         if not subsets:
             empty = np.zeros((0, k))
@@ -501,14 +505,17 @@ class PromptAttribution:
 
     @property
     def n_regions(self) -> int:
+        """Number of image regions (``n``): the largest label plus one."""
         return int(self.labels.max()) + 1
 
     @property
     def n_words(self) -> int:
+        """Number of prompt-word features (``m``)."""
         return len(self.words)
 
     @property
     def n_features(self) -> int:
+        """Total number of features, regions plus words (``n + m``)."""
         return self.n_regions + self.n_words
 
     def feature_name(self, f: int) -> str:
@@ -585,15 +592,19 @@ class PromptAttribution:
         return np.arange(1, self.n_features + 1) / self.n_features
 
     def insertion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)``: fraction of features revealed vs probability; ``token`` picks one token (default: mean)."""
         return metrics.insertion_curve(self._x(), self._tok(self.ins, token), float(self._tok(self.p_blank, token)))
 
     def deletion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)``: fraction of features removed vs probability; ``token`` picks one token (default: mean)."""
         return metrics.deletion_curve(self._x(), self._tok(self.dele, token), float(self._tok(self.p_full, token)))
 
     def insertion_auc(self, token: int | None = None) -> float:
+        """Area under :meth:`insertion_curve` (higher is better)."""
         return metrics.auc(*self.insertion_curve(token))
 
     def deletion_auc(self, token: int | None = None) -> float:
+        """Area under :meth:`deletion_curve` (lower is better)."""
         return metrics.auc(*self.deletion_curve(token))
 
     def table(self, top: int | None = None) -> str:
@@ -602,6 +613,7 @@ class PromptAttribution:
         return "\n".join(f"{r['rank']:>3}  {r['kind']:<6}  {r['name']:<20}  {r['score']:.3f}" for r in rows)
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the answer, prompt words, joint ranking, AUCs, endpoints and bookkeeping."""
         return {
             "generated_text": self.generation.text,
             "prompt": self.generation.prompt,

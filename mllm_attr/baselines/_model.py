@@ -98,10 +98,12 @@ class TeacherForced:
 
     @property
     def input_ids(self) -> torch.Tensor:
+        """``[1, L]`` input ids of the prompt and answer (``text["input_ids"]``)."""
         return self.text["input_ids"]
 
 
 def to_device(adapter: HFAdapter, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` moved to the adapter's device, floating-point ones also cast to its dtype."""
     out = {}
     for key, value in tensors.items():
         if torch.is_floating_point(value):

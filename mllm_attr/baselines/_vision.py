@@ -71,6 +71,7 @@ class VisionLayout:
 
     @property
     def n_tokens(self) -> int:
+        """Number of vision tokens on the grid (``gh * gw``)."""
         return int(self.grid[0] * self.grid[1])
 
 

@@ -47,6 +47,11 @@ def normalise_map(saliency: np.ndarray) -> np.ndarray:
 
 
 def check_seed(seed: Any) -> int:
+    """``seed`` as an ``int``, after checking it.
+
+    Raises:
+        ValueError: ``seed`` is not an integer >= 0 (a bool is refused too).
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
     return int(seed)

@@ -415,6 +415,10 @@ MIT (model weights, tokenizer and the synthetic data generator).
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: evaluate a checkpoint and write ``eval_results.{json,md}``; returns 0.
+
+    With ``--card`` the model card is written into the model directory too.
+    """
     ap = argparse.ArgumentParser(description="Evaluate a shapes-world LLaVA on held-out scenes.")
     ap.add_argument("--model", required=True, help="checkpoint directory")
     ap.add_argument("--n", type=int, default=300, help="held-out scenes (and probe scenes per condition)")

@@ -78,6 +78,7 @@ class DataOnlyUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - documented above
+        """Refuse the lookup of ``module.name``: always raises :class:`pickle.UnpicklingError`."""
         raise _RefusedGlobal(module, name)
 
 

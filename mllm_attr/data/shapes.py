@@ -144,6 +144,7 @@ class CoOccurrenceBias:
 
     @property
     def pair(self) -> tuple[str, str]:
+        """``(anchor, partner)``."""
         return (self.anchor, self.partner)
 
 
@@ -168,14 +169,17 @@ CAPTION_QUESTION = QUESTION_TEMPLATES["caption"]
 
 
 def color_question(shape: str) -> str:
+    """The colour question about ``shape``: "What color is the <shape>?"."""
     return QUESTION_TEMPLATES["color"].format(shape=shape)
 
 
 def exist_question(shape: str) -> str:
+    """The existence question about ``shape``: "Is there a <shape> in the image?"."""
     return QUESTION_TEMPLATES["exist"].format(shape=shape)
 
 
 def shape_question(color: str) -> str:
+    """The shape question about ``color``: "What shape is the <color> object?"."""
     return QUESTION_TEMPLATES["shape"].format(color=color)
 
 
@@ -279,19 +283,23 @@ class ShapeObject:
 
     @property
     def rgb(self) -> tuple[int, int, int]:
+        """``(r, g, b)`` of the colour (its :data:`COLORS` entry)."""
         return COLORS[self.color]
 
     @property
     def area(self) -> int:
+        """Number of visible pixels (``mask`` sum)."""
         return int(self.mask.sum())
 
     @property
     def visible_fraction(self) -> float:
+        """Visible share of the full shape's pixels (0.0 for an empty full mask)."""
         full = int(self.full_mask.sum())
         return float(self.mask.sum()) / full if full else 0.0
 
     @property
     def occluded(self) -> bool:
+        """Whether any pixel of the full shape is hidden by other objects."""
         return bool((self.full_mask & ~self.mask).any())
 
 
@@ -339,13 +347,16 @@ class Scene:
 
     @property
     def shapes(self) -> list[str]:
+        """The shape of each object, in drawing order."""
         return [o.shape for o in self.objects]
 
     @property
     def colors(self) -> list[str]:
+        """The colour name of each object, in drawing order."""
         return [o.color for o in self.objects]
 
     def has(self, shape: str) -> bool:
+        """Whether the scene holds an object of ``shape``."""
         return shape in self.shapes
 
     def find(self, shape: str | None = None, color: str | None = None) -> ShapeObject | None:
@@ -356,9 +367,11 @@ class Scene:
         return None
 
     def caption(self) -> str:
+        """The scene's caption in the model's format (:func:`canonical_caption`)."""
         return canonical_caption(self.objects)
 
     def pil(self) -> Image.Image:
+        """The image as an RGB PIL image."""
         return Image.fromarray(self.image, "RGB")
 
 

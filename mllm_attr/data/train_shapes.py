@@ -188,6 +188,7 @@ def build_image_processor():
 
 
 def build_processor(tokenizer=None, image_processor=None):
+    """The shapes-llava ``LlavaProcessor`` (a fresh tokenizer and image processor unless given)."""
     from transformers import LlavaProcessor
 
     return LlavaProcessor(
@@ -202,6 +203,15 @@ def build_processor(tokenizer=None, image_processor=None):
 
 
 def build_model(tokenizer, arch: dict[str, int] | None = None, seed: int = 0):
+    """A freshly initialised ``LlavaForConditionalGeneration`` (CLIP vision tower + Llama decoder).
+
+    Its generation config is greedy with at most 24 new tokens.
+
+    Args:
+        tokenizer: the word-level tokenizer (vocabulary size and special token ids).
+        arch: overrides of the :data:`DEFAULT_ARCH` sizes.
+        seed: torch seed for the initial weights.
+    """
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     a = {**DEFAULT_ARCH, **(arch or {})}
@@ -760,6 +770,10 @@ def _check_packing(model, enc: Encoder, bank: SceneBank) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: train shapes-llava into ``--out``; returns 0.
+
+    Unless ``--eval-n 0``, the checkpoint is then evaluated and its model card written.
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output checkpoint directory")
     ap.add_argument("--seed", type=int, default=0)

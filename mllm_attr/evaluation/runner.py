@@ -239,6 +239,7 @@ class EvalConfig:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the config (``output`` as a string)."""
         return {
             "name": self.name,
             "task": self.task,
@@ -350,6 +351,7 @@ class ShardWriter:
         self.written = 0
 
     def append(self, record: Mapping[str, Any]) -> None:
+        """Append ``record`` as one JSON line (sorted keys, non-finite floats as null) and fsync the file."""
         line = (json.dumps(_jsonable(record), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
         view = memoryview(line)
         while view:
@@ -359,6 +361,7 @@ class ShardWriter:
         self.written += 1
 
     def close(self) -> None:
+        """Close the file; further calls do nothing."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

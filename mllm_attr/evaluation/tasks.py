@@ -139,6 +139,7 @@ class GroundTruth:
         return self._fit(out, shape or (self.height, self.width))
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict: ``name``, ``boxes`` and ``size`` ``[H, W]`` (segmentations left out)."""
         return {"name": self.name, "boxes": [list(b) for b in self.boxes], "size": [self.height, self.width]}
 
 
@@ -189,6 +190,7 @@ class Selection:
 
     @property
     def skipped(self) -> bool:
+        """Whether the sample is skipped (``skip`` is set)."""
         return self.skip is not None
 
 
@@ -310,6 +312,7 @@ class Task(abc.ABC):
 
     @property
     def max_new_tokens(self) -> int:
+        """The ``max_new_tokens`` option: the cap on generated answer tokens."""
         return int(self.options["max_new_tokens"])
 
     def settings(self) -> dict[str, Any]:
@@ -401,6 +404,7 @@ class CocoCaptionTask(_CocoBase):
     defaults: ClassVar[dict[str, Any]] = {**_CocoBase.defaults, "include_eos": False}
 
     def select(self, sample: Sample, generation: Generation, adapter: Any, image: np.ndarray) -> Selection:
+        """Target every non-special answer token (EOS too with ``include_eos``); skip an empty answer."""
         positions = _answer_positions(generation, bool(self.options["include_eos"]))
         if not positions:
             return Selection(generation, skip="the model generated no token to explain")
@@ -428,6 +432,7 @@ class CocoObjectTask(_CocoBase):
             raise ValueError(f"task key 'synonyms' must map a category to a list of words; got {syn!r}")
 
     def select(self, sample: Sample, generation: Generation, adapter: Any, image: np.ndarray) -> Selection:
+        """Target the first word naming a present category, that category as ground truth; skip when none."""
         syn = self.options["synonyms"]
         names = {gt.name: [gt.name, *syn.get(gt.name, [])] for gt in sample.objects}
         if not names:
@@ -524,6 +529,7 @@ class RefCocoTask(Task):
         return samples
 
     def select(self, sample: Sample, generation: Generation, adapter: Any, image: np.ndarray) -> Selection:
+        """Target the answer tokens or the category mention (``target``); the referred object is the ground truth."""
         gt = sample.objects[0]
         if self.options["target"] == "answer":
             positions = _answer_positions(generation)
@@ -629,6 +635,10 @@ class RePopeTask(Task):
         return samples
 
     def select(self, sample: Sample, generation: Generation, adapter: Any, image: np.ndarray) -> Selection:
+        """Target the yes/no word: for a wrong answer, the teacher-forced correct word (a counterfactual).
+
+        A right answer is skipped unless ``only_wrong`` is false; an answer with neither word is skipped.
+        """
         label = str(sample.info["label"])
         m = _YES_NO.search(generation.text)
         if m is None:
@@ -693,6 +703,7 @@ class MMVPTask(Task):
         return samples
 
     def select(self, sample: Sample, generation: Generation, adapter: Any, image: np.ndarray) -> Selection:
+        """Target every answer token; ``info["correct"]`` says whether the answer picks the correct option."""
         positions = _answer_positions(generation)
         if not positions:
             return Selection(generation, skip="the model generated no token to explain")
