@@ -48,6 +48,8 @@ SEARCHES: list[tuple[str, str, dict]] = [
     ("lazy(refresh=1)", "lazy", {"refresh": 1}),
     ("hierarchical(groups=8)", "hierarchical", {"groups": 8}),
     ("hierarchical(groups=12)", "hierarchical", {"groups": 12}),
+    ("hierarchical(groups=8, refine=4)", "hierarchical", {"groups": 8, "refine": 4}),
+    ("hierarchical(groups=4, refine=6)", "hierarchical", {"groups": 4, "refine": 6}),
 ]
 
 

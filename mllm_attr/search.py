@@ -354,6 +354,18 @@ def lazy_greedy(objective: Objective, *, refresh: int = 4, show_progress: bool =
     return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"budget_cut": cut})
 
 
+def region_adjacency(labels: np.ndarray) -> np.ndarray:
+    """``bool[n, n]``: which regions of a label map share an edge (4-neighbourhood)."""
+    n = int(labels.max()) + 1
+    horizontal = np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1)
+    vertical = np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1)
+    pairs = np.concatenate([horizontal, vertical])
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    adj = np.zeros((n, n), dtype=bool)
+    adj[pairs[:, 0], pairs[:, 1]] = True
+    return adj | adj.T
+
+
 def region_groups(labels: np.ndarray, image: np.ndarray | None, n_groups: int) -> list[list[int]]:
     """Merge adjacent regions into ``n_groups`` groups of similar colour (agglomerative).
 
@@ -364,13 +376,7 @@ def region_groups(labels: np.ndarray, image: np.ndarray | None, n_groups: int) -
     n = int(labels.max()) + 1
     if n_groups >= n:
         return [[r] for r in range(n)]
-    horizontal = np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1)
-    vertical = np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1)
-    pairs = np.concatenate([horizontal, vertical])
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    adj = np.zeros((n, n), dtype=bool)
-    adj[pairs[:, 0], pairs[:, 1]] = True
-    adj |= adj.T
+    adj = region_adjacency(labels)
     area = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
     region_area = area.copy()
     if image is not None:
@@ -410,7 +416,12 @@ def region_groups(labels: np.ndarray, image: np.ndarray | None, n_groups: int) -
 
 
 def hierarchical(
-    objective: Objective, *, groups: int = 8, exact_groups: int = 1, show_progress: bool = False
+    objective: Objective,
+    *,
+    groups: int = 8,
+    exact_groups: int = 1,
+    refine: int = 0,
+    show_progress: bool = False,
 ) -> SearchResult:
     """Coarse-to-fine greedy: exact greedy over ``groups`` colour-merged groups of adjacent
     regions, then the regions of each accepted group ranked by one scoring step.
@@ -419,8 +430,12 @@ def hierarchical(
     so an object split into several superpixels tends to become one group). Each coarse step
     scores every remaining group added to the accepted ones (its prefix is part of the curves);
     inside an accepted group each region is scored once added to the accepted prefix, and the
-    group's regions follow in that order. Cost: about ``g(g+1) + 4n`` forwards for ``g``
-    groups and ``n`` regions, curves included (``n(n+1)`` for exact greedy).
+    group's regions follow in that order; the first ``exact_groups`` accepted groups are
+    ordered by exact greedy instead. With ``refine > 0``, right after the first group up to
+    ``refine`` exact greedy steps are taken over the regions bordering the accepted ones (the
+    regions that finish off an object usually touch it). Cost: about ``g(g+1) + 4n`` forwards
+    for ``g`` groups and ``n`` regions, curves included, plus ``2·|border|`` per refine step
+    (``n(n+1)`` for exact greedy).
     """
     n = objective.n_regions
     objective.endpoints()
@@ -475,6 +490,26 @@ def hierarchical(
         chosen.extend(picked)
         accepted += 1
         bar.update(len(picked))
+        if accepted == 1 and refine > 0:
+            # Right after the first group: greedy steps over the regions bordering the head.
+            adj = region_adjacency(objective.labels)
+            for _ in range(int(refine)):
+                inside = np.zeros(n, dtype=bool)
+                inside[chosen] = True
+                cands = [int(r) for r in np.nonzero(adj[inside].any(0) & ~inside)[0]]
+                if not cands or n - len(chosen) <= 1 or not _reserve(objective, 2 * len(cands), known, after=1):
+                    break
+                ev3 = objective.evaluate([chosen + [r] for r in cands])
+                i = int(np.argmax(ev3.value))
+                for r, v in zip(cands, ev3.value):
+                    last_value[r] = float(v)
+                chosen.append(cands[i])
+                known[len(chosen)] = (ev3.ins[i], ev3.dele[i])
+                bar.update()
+            taken = set(chosen)
+            for g in remaining:
+                group_list[g] = [r for r in group_list[g] if r not in taken]
+            remaining = [g for g in remaining if group_list[g]]
     bar.close()
     rest = [r for r in range(n) if r not in set(chosen)]
     return _finish(
@@ -513,6 +548,7 @@ _OPTION_RANGES: dict[str, tuple[type, float, float, bool, bool]] = {
     "refresh": (int, 1, float("inf"), True, False),
     "groups": (int, 1, float("inf"), True, False),
     "exact_groups": (int, 0, float("inf"), True, False),
+    "refine": (int, 0, float("inf"), True, False),
     "window": (float, 0.0, 1.0, False, True),
     "accept_ratio": (float, 0.0, 1.0, False, True),
     "prune_ratio": (float, 0.0, 1.0, True, False),

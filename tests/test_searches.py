@@ -136,3 +136,24 @@ def test_explainer_runs_hierarchical_end_to_end(image):
     )
     assert expl.ordering[0] == 0 and expl.settings["search_options"] == {"groups": 4}
     assert expl.settings["search_info"]["groups"] == 4
+
+
+def test_hierarchical_refine_steps_take_the_regions_bordering_the_head(labels):
+    """Refinement picks, among the regions touching the first group, the best by exact greedy."""
+    img = np.full((SIDE, SIDE, 3), 100, np.uint8)
+    img[:12, :12] = (240, 200, 20)  # cell 0 is its own colour group
+    weights = np.zeros((SIDE, SIDE))
+    weights[:12, :12] = 4.0
+    weights[12:24, :12] = 2.0  # cell 4 (below cell 0) matters next
+    weights[36:, 36:] = 1.0  # cell 15 (far away) a little
+    obj = objective(img, labels, weights)
+    res = get_search("hierarchical")(obj, groups=2, refine=1)
+    assert res.ordering[:2].tolist() == [0, 4]
+    assert sorted(res.ordering.tolist()) == list(range(N))
+    check = objective(img, labels, weights)
+    rep = replay(check, res.ordering)
+    assert np.allclose(rep.ins, res.ins) and np.allclose(rep.dele, res.dele)
+    for budget in (2 * N, 2 * N + 5, 50):
+        capped = objective(img, labels, weights, max_forwards=budget)
+        get_search("hierarchical")(capped, groups=2, refine=3)
+        assert capped.forwards <= budget
