@@ -287,12 +287,24 @@ def _short(text: str, n: int = 60) -> str:
 # -- explanation plots -------------------------------------------------------------------------
 
 
-def plot_heatmap(expl: "Explanation", ax: "Axes | None" = None, *, alpha: float = 0.55) -> "Axes":
-    """Draw the joint heatmap overlay, titled with the explained words; returns the axes."""
+def plot_heatmap(
+    expl: "Explanation", ax: "Axes | None" = None, *, alpha: float = 0.55, colorbar: bool = True
+) -> "Axes":
+    """Draw the joint heatmap overlay, titled with the explained words, with a colour bar of the
+    attribution scale (``colorbar=False`` to leave it out); returns the axes."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     with _style():
         if ax is None:
-            ax = _new_figure(4.0, 4.5).add_subplot()
+            ax = _new_figure(4.6, 4.5).add_subplot()
         ax.imshow(overlay(expl.image, expl.saliency(), alpha=alpha), interpolation="nearest")
+        if colorbar:
+            bar = ax.figure.colorbar(
+                ScalarMappable(norm=Normalize(0.0, 1.0), cmap=get_cmap()), ax=ax, fraction=0.046, pad=0.03, shrink=0.8
+            )
+            bar.set_label("attribution (0 = least, 1 = most important)", fontsize=8)
+            bar.ax.tick_params(labelsize=7)
         kind = "counterfactual" if expl.generation.counterfactual else "answer"
         ax.set_title(
             f"explained: {_short(expl.target_text, 40)!r}\n{kind}: {_short(expl.generation.text, 48)}\n"
@@ -306,7 +318,7 @@ def plot_heatmap(expl: "Explanation", ax: "Axes | None" = None, *, alpha: float 
 def save_heatmap(expl: "Explanation", path: str | os.PathLike) -> Path:
     """Write the joint heatmap overlay (titled with the explained words) as an RGB PNG."""
     with _style():
-        fig = _new_figure(4.0, 4.6)
+        fig = _new_figure(4.8, 4.6)
         ax = fig.add_subplot()
         plot_heatmap(expl, ax)
     return save_figure(fig, path, dpi=150)
