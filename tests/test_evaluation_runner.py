@@ -191,6 +191,9 @@ def test_run_records_settings_shared_label_maps_and_resume(tmp_path: Path, shape
     assert summary is not None and (out / "summary.md").is_file() and (out / "curves.png").is_file()
     assert json.loads((out / "summary.json").read_text())["label_maps_shared"] == {"tiny-caption": True}
     assert len(read_records(out / "records.jsonl")) == 9
+    page = (out / "report.html").read_text(encoding="utf-8")  # the run's self-contained HTML page
+    assert all(m in page for m in ("eagle", "random", "myrandom")) and "insertion_auc" in page
+    assert "http://" not in page and "https://" not in page and "<svg" in page
 
     # Not resuming an existing output is refused; resuming extends it without duplicates.
     with pytest.raises(FileExistsError, match="--resume"):

@@ -391,9 +391,46 @@ def write_outputs(
     summary["name"] = name
     summary["n_records"] = len(records)
     md = to_markdown(summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False), encoding="utf-8")
-    (out / "summary.md").write_text(md, encoding="utf-8")
+    _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True, allow_nan=False))
+    _write_text_atomic(out / "summary.md", md)
     plot = plot_curves(records, out / "curves.png")
+    report = write_report_page(summary, records, out / "report.html", title=name)
     summary["markdown"] = md
     summary["plot"] = str(plot) if plot else None
+    summary["report"] = str(report)
     return summary
+
+
+#: columns of the benchmark report's table, in order.
+REPORT_COLUMNS = ("name", "method", "n", "skipped", "insertion_auc", "deletion_auc", "highest_confidence",
+                  "pointing_box", "pointing_mask", "amcr", "csr10", "forwards", "seconds")
+
+
+def write_report_page(
+    summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str | None = None
+) -> Path:
+    """The run's self-contained HTML page (:func:`mllm_attr.report.write_benchmark_report`): the
+    summary table, the mean insertion / deletion curves per method, and the settings of the run."""
+    from ..report import write_benchmark_report
+
+    rows = [{k: row.get(k) for k in REPORT_COLUMNS} for row in summary.get("rows", [])]
+    curves = mean_curves(records)
+    several = len({n for n, _ in curves}) > 1
+    page_curves = {
+        (f"{n}: {m}" if several else m): {"insertion": (c["x"], c["insertion"]), "deletion": (c["x"], c["deletion"])}
+        for (n, m), c in sorted(curves.items())
+    }
+    first = next((r for r in records if r.get("settings")), None)
+    settings = dict(first["settings"]) if first else {}
+    settings["records"] = len(records)
+    return write_benchmark_report(rows, page_curves, path, title=title or "Benchmark report", settings=settings)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
