@@ -94,9 +94,13 @@ class Objective:
         if self._endpoints is None:
             self._charge(2)
             table = np.stack([np.ones(self.n_regions, bool), np.zeros(self.n_regions, bool)])
-            scores = self.scorer.score_regions(table)
+            scores = self._score(table)
             self._endpoints = (scores[0], scores[1])
         return self._endpoints
+
+    def _score(self, table: np.ndarray) -> np.ndarray:
+        """``bool[B, n_regions]`` shown-feature table -> ``float64[B, K]`` target probabilities."""
+        return self.scorer.score_regions(table)
 
     def _charge(self, n_images: int) -> None:
         if not self.can_afford(n_images):
@@ -121,7 +125,7 @@ class Objective:
         step = max(1, self.scorer.batch_size // 2)
         for start in range(0, len(subsets), step):
             rows = table[start : start + step]
-            scores = self.scorer.score_regions(np.concatenate([rows, ~rows], axis=0))
+            scores = self._score(np.concatenate([rows, ~rows], axis=0))
             m = len(rows)
             ins[start : start + m] = scores[:m]
             dele[start : start + m] = scores[m:]

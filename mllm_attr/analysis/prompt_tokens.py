@@ -57,7 +57,7 @@ from ..adapters.base import ModelAdapter, as_pil
 from ..explanation import region_values, versions
 from ..image import ImageLike
 from ..mask import compose, make_baseline
-from ..objective import Evaluation, Objective
+from ..objective import Objective
 from ..search import get_search
 from ..segment import segment
 from ..targets import TargetLike
@@ -425,38 +425,8 @@ class JointObjective(Objective):
         self.n_regions = self.n_image + self.n_words  # the searches order "regions" = features
 
     def _score(self, table: np.ndarray) -> np.ndarray:
+        """Regions (first ``n_image`` columns) and prompt words (the rest) shown -> target probabilities."""
         return self.scorer.score(table[:, : self.n_image], table[:, self.n_image :])  # type: ignore[attr-defined]
-
-    def endpoints(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(p_full[K], p_blank[K])``: everything shown and kept / every region and word removed."""
-        if self._endpoints is None:
-            self._charge(2)
-            table = np.zeros((2, self.n_regions), dtype=bool)
-            table[0] = True
-            scores = self._score(table)
-            self._endpoints = (scores[0], scores[1])
-        return self._endpoints
-
-    def evaluate(self, subsets: Sequence[Sequence[int]]) -> Evaluation:
-        """Score each feature subset with its regions and words shown, and with them removed (2 images per subset)."""
-        k = len(self.scorer.positions)
-        if not subsets:
-            empty = np.zeros((0, k))
-            return Evaluation(empty, empty, np.zeros(0))
-        self._charge(2 * len(subsets))
-        table = np.zeros((len(subsets), self.n_regions), dtype=bool)
-        for row, subset in enumerate(subsets):
-            table[row, np.asarray(list(subset), dtype=np.int64)] = True
-        ins = np.empty((len(subsets), k))
-        dele = np.empty((len(subsets), k))
-        step = max(1, self.scorer.batch_size // 2)
-        for start in range(0, len(subsets), step):
-            rows = table[start : start + step]
-            scores = self._score(np.concatenate([rows, ~rows], axis=0))
-            m = len(rows)
-            ins[start : start + m] = scores[:m]
-            dele[start : start + m] = scores[m:]
-        return Evaluation(ins, dele, self.value(ins, dele))
 
 
 # --------------------------------------------------------------------------- result
