@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -13,12 +12,12 @@ from .adapters.base import ModelAdapter
 from .image import ImageLike, load_image
 from .mask import BASELINES, make_baseline
 from .objective import Objective
-from .search import get_search, replay_cost
+from .search import replay_cost, run_search
 from .search import search_options as _check_search_options
 from .segment import SEGMENTERS, segment
 from .targets import Answer, TargetLike, as_target, resolve
 from .types import Generation
-from .explanation import Explanation, versions
+from .explanation import Explanation
 
 logger = logging.getLogger(__name__)
 
@@ -170,18 +169,8 @@ class Explainer:
         objective = Objective(
             scorer, seg.labels, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards
         )
-        search_fn = get_search(self.search)
-        kwargs = dict(self.search_options)
-        params = inspect.signature(search_fn).parameters
-        if "show_progress" in params:
-            kwargs["show_progress"] = self.show_progress
-        if "rng" in params:
-            kwargs["rng"] = np.random.default_rng(self.seed)
-        result = search_fn(objective, **kwargs)
+        result = run_search(self.search, objective, self.search_options, seed=self.seed, show_progress=self.show_progress)
         p_full, p_blank = objective.endpoints()
-        region_area = seg.areas()
-        areas = np.cumsum(region_area[result.ordering])
-        areas[-1] = 1.0
         settings = self.settings()
         settings.update(
             {
@@ -200,22 +189,17 @@ class Explainer:
                 "forward_calls": scorer.counter.calls,
             }
         )
-        expl = Explanation(
-            image=np.asarray(loaded.array),
+        expl = Explanation.from_search(
+            result,
+            image=loaded.array,
             labels=seg.labels,
-            ordering=result.ordering,
-            areas=areas,
-            ins=result.ins,
-            dele=result.dele,
-            value=result.value,
-            p_full=np.asarray(p_full, dtype=np.float64),
-            p_blank=np.asarray(p_blank, dtype=np.float64),
+            p_full=p_full,
+            p_blank=p_blank,
             generation=generation,
             positions=positions,
             forwards=scorer.forwards,
             seconds=time.perf_counter() - t0,
             settings=settings,
-            versions=versions(),
         )
         logger.info(
             "explained %r: %d regions, %d forwards, %.2fs, insertion AUC %.3f, deletion AUC %.3f",

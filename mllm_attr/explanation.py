@@ -21,12 +21,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from . import metrics
 from .types import Generation
+
+if TYPE_CHECKING:
+    from .search import SearchResult
 
 SCHEMA_VERSION = 1
 logger = logging.getLogger(__name__)
@@ -148,6 +151,46 @@ class Explanation:
         self.image, self.labels, self.ordering = arrays["image"], arrays["labels"], arrays["ordering"].astype(np.int64)
         for name in _FLOAT_FIELDS:
             setattr(self, name, arrays[name].astype(np.float64))
+
+    @classmethod
+    def from_search(
+        cls,
+        result: "SearchResult",
+        *,
+        image: np.ndarray,
+        labels: np.ndarray,
+        p_full: np.ndarray,
+        p_blank: np.ndarray,
+        generation: Generation,
+        positions: Sequence[int],
+        forwards: int,
+        seconds: float,
+        settings: dict[str, Any],
+        saliency_map: np.ndarray | None = None,
+    ) -> "Explanation":
+        """An explanation from a search's ordering and prefix curves on the label map ``labels``;
+        the revealed areas come from the regions' sizes (the last is exactly 1)."""
+        n = int(labels.max()) + 1
+        areas = np.cumsum((np.bincount(labels.ravel(), minlength=n) / labels.size)[np.asarray(result.ordering)])
+        areas[-1] = 1.0
+        return cls(
+            image=np.asarray(image),
+            labels=labels,
+            ordering=result.ordering,
+            areas=areas,
+            ins=result.ins,
+            dele=result.dele,
+            value=result.value,
+            p_full=np.asarray(p_full, dtype=np.float64),
+            p_blank=np.asarray(p_blank, dtype=np.float64),
+            generation=generation,
+            positions=list(positions),
+            forwards=forwards,
+            seconds=seconds,
+            settings=settings,
+            versions=versions(),
+            saliency_map=saliency_map,
+        )
 
     # -- selection -----------------------------------------------------------------------------
     @property

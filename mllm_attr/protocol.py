@@ -33,7 +33,7 @@ import numpy as np
 from .adapters.base import ModelAdapter
 from .baselines._model import as_image, check_positions
 from .baselines.base import AttributionMethod, check_seed, normalise_map
-from .explanation import Explanation, versions
+from .explanation import Explanation
 from .image import ImageLike
 from .mask import BASELINES as FILLS
 from .mask import make_baseline
@@ -130,9 +130,6 @@ def replay_ordering(
     objective = Objective(scorer, labels, lambda1=lambda1, lambda2=lambda2)
     result = replay(objective, ordering)
     p_full, p_blank = objective.endpoints()
-    region_area = np.bincount(labels.ravel(), minlength=n) / labels.size
-    areas = np.cumsum(region_area[result.ordering])
-    areas[-1] = 1.0
     stored = {
         "method": method_name,
         "protocol": "replay",
@@ -147,22 +144,17 @@ def replay_ordering(
         "image": {"size": [int(arr.shape[1]), int(arr.shape[0])]},
     }
     stored.update(settings or {})
-    expl = Explanation(
-        image=np.asarray(arr),
+    expl = Explanation.from_search(
+        result,
+        image=arr,
         labels=labels,
-        ordering=result.ordering,
-        areas=areas,
-        ins=result.ins,
-        dele=result.dele,
-        value=result.value,
-        p_full=np.asarray(p_full, dtype=np.float64),
-        p_blank=np.asarray(p_blank, dtype=np.float64),
+        p_full=p_full,
+        p_blank=p_blank,
         generation=generation,
         positions=positions,
         forwards=scorer.forwards,
         seconds=extra_seconds + (time.perf_counter() - t0),
         settings=stored,
-        versions=versions(),
         saliency_map=None if saliency_map is None else normalise_map(saliency_map),
     )
     logger.info(

@@ -555,6 +555,11 @@ _OPTION_RANGES: dict[str, tuple[type, float, float, bool, bool]] = {
 }
 
 
+def search_option_names(name: str) -> list[str]:
+    """The options search ``name`` takes (its keyword parameters, less the ones the engine passes)."""
+    return sorted(set(inspect.signature(get_search(name)).parameters) - {"objective", "show_progress", "rng"})
+
+
 def search_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     """Check ``options`` for search ``name`` and return them with their types normalised.
 
@@ -562,12 +567,11 @@ def search_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
         ValueError: an unknown search, an unknown option, or a value out of range.
         TypeError: a value of the wrong type (``True``, a string, ``inf`` for a count...).
     """
-    fn = get_search(name)
+    allowed = search_option_names(name)
     if options is None:
         return {}
     if not isinstance(options, dict):
         raise TypeError(f"search_options must be a dict; got {type(options).__name__}")
-    allowed = sorted(set(inspect.signature(fn).parameters) - {"objective", "show_progress", "rng"})
     unknown = sorted(set(options) - set(allowed), key=str)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for search {name!r}; allowed: {allowed}")
@@ -587,3 +591,23 @@ def search_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"search option {key} must be {what}; got {value!r}")
         out[key] = int(v) if kind is int else v
     return out
+
+
+def run_search(
+    name: str,
+    objective: Objective,
+    options: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> SearchResult:
+    """Run search ``name`` with ``options`` on ``objective``; a search that takes them also gets
+    a progress flag and a generator seeded with ``seed`` (the one call every caller shares)."""
+    fn = get_search(name)
+    kwargs = dict(options or {})
+    params = inspect.signature(fn).parameters
+    if "show_progress" in params:
+        kwargs["show_progress"] = show_progress
+    if "rng" in params:
+        kwargs["rng"] = np.random.default_rng(seed)
+    return fn(objective, **kwargs)

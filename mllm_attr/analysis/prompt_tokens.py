@@ -42,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import re
 import time
@@ -58,7 +57,7 @@ from ..explanation import region_values, versions
 from ..image import ImageLike
 from ..mask import compose, make_baseline
 from ..objective import Objective
-from ..search import get_search
+from ..search import run_search
 from ..segment import segment
 from ..targets import TargetLike
 from ..types import ForwardCounter, Generation
@@ -666,14 +665,7 @@ def explain_prompt_tokens(
     bs = ex.batch_size or adapter.default_batch_size()
     scorer = joint_scorer(adapter, arr, generation, positions, words, baseline=base, text_ablation=text_ablation, batch_size=bs)
     objective = JointObjective(scorer, seg.labels, lambda1=ex.lambda1, lambda2=ex.lambda2, max_forwards=ex.max_forwards)
-    search_fn = get_search(ex.search)
-    kwargs = dict(ex.search_options)
-    params = inspect.signature(search_fn).parameters
-    if "show_progress" in params:
-        kwargs["show_progress"] = show_progress
-    if "rng" in params:
-        kwargs["rng"] = np.random.default_rng(seed)
-    result = search_fn(objective, **kwargs)
+    result = run_search(ex.search, objective, ex.search_options, seed=seed, show_progress=show_progress)
     p_full, p_blank = objective.endpoints()
     settings = ex.settings()
     settings.update(

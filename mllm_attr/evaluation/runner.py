@@ -33,7 +33,6 @@ import copy
 import dataclasses
 import datetime as _dt
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -51,7 +50,7 @@ from ..explanation import Explanation, versions
 from ..mask import BASELINES, make_baseline
 from ..metrics import pointing_game
 from ..objective import Objective
-from ..search import SEARCHES, get_search
+from ..search import SEARCHES, run_search, search_option_names
 from ..segment import SEGMENTERS, Segmentation, segment
 from ..types import Generation
 from .summary import RECORDS_FILE, SHARD_DIR, collect_records, record_key, write_outputs
@@ -140,10 +139,10 @@ def _method_spec(entry: Any, index: int) -> dict[str, Any]:
         spec = _section(f"methods[{index}] (eagle)", spec, EAGLE_KEYS)
         if spec["search"] not in SEARCHES:
             raise ValueError(f"methods[{index}]: unknown search {spec['search']!r}; expected one of {sorted(SEARCHES)}")
-        params = set(inspect.signature(get_search(spec["search"])).parameters) - {"objective", "show_progress", "rng"}
-        bad = sorted(set(spec["search_options"]) - params)
+        params = search_option_names(spec["search"])
+        bad = sorted(set(spec["search_options"]) - set(params))
         if bad:
-            raise ValueError(f"methods[{index}]: unknown search option(s) {bad} for {spec['search']!r}; valid: {sorted(params)}")
+            raise ValueError(f"methods[{index}]: unknown search option(s) {bad} for {spec['search']!r}; valid: {params}")
         return {"name": name, **spec}
     options = spec.pop("options", {})
     if spec:
@@ -376,17 +375,6 @@ class ShardWriter:
 # --------------------------------------------------------------------------- methods
 
 
-def _region_areas(labels: np.ndarray) -> np.ndarray:
-    n = int(labels.max()) + 1
-    return np.bincount(labels.ravel(), minlength=n) / labels.size
-
-
-def _areas_of(ordering: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    areas = np.cumsum(_region_areas(labels)[np.asarray(ordering, dtype=np.int64)])
-    areas[-1] = 1.0
-    return areas
-
-
 def run_eagle(
     adapter: Any,
     image: np.ndarray,
@@ -410,12 +398,7 @@ def run_eagle(
     objective = Objective(
         scorer, labels, lambda1=float(spec["lambda1"]), lambda2=float(spec["lambda2"]), max_forwards=spec["max_forwards"]
     )
-    search_fn = get_search(spec["search"])
-    kwargs = dict(spec["search_options"])
-    params = inspect.signature(search_fn).parameters
-    if "rng" in params:
-        kwargs["rng"] = np.random.default_rng(seed)
-    result = search_fn(objective, **kwargs)
+    result = run_search(spec["search"], objective, spec["search_options"], seed=seed)
     p_full, p_blank = objective.endpoints()
     settings = {
         "method": "eagle",
@@ -427,22 +410,17 @@ def run_eagle(
         "search_info": result.info,
         "forward_calls": scorer.counter.calls,
     }
-    return Explanation(
-        image=np.asarray(image),
+    return Explanation.from_search(
+        result,
+        image=image,
         labels=labels,
-        ordering=result.ordering,
-        areas=_areas_of(result.ordering, labels),
-        ins=result.ins,
-        dele=result.dele,
-        value=result.value,
-        p_full=np.asarray(p_full, dtype=np.float64),
-        p_blank=np.asarray(p_blank, dtype=np.float64),
+        p_full=p_full,
+        p_blank=p_blank,
         generation=generation,
-        positions=list(positions),
+        positions=positions,
         forwards=scorer.forwards,
         seconds=time.perf_counter() - t0,
         settings=settings,
-        versions=versions(),
     )
 
 
