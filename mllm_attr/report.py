@@ -28,13 +28,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import viz
+from ._io import write_text_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .explanation import Explanation
@@ -258,20 +258,7 @@ def _write_atomic(path: str | os.PathLike, text: str) -> Path:
     out = Path(path)
     if out.is_dir():
         raise IsADirectoryError(f"report path {str(out)!r} is a directory; expected a file name such as report.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return out
+    return write_text_atomic(out, text)
 
 
 # -- explanation report ------------------------------------------------------------------------

@@ -49,7 +49,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import write_text_atomic
 from ..image import ImageLike, load_image
 from ..mask import compose, make_baseline
 from ..targets import Answer, Positions
@@ -519,15 +519,7 @@ def _append_line(path: Path, record: Mapping[str, Any]) -> None:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=True))
 
 
 def summary_path_for(out: str | os.PathLike) -> Path:

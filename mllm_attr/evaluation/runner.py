@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import write_text_atomic
 from ..explanation import Explanation, versions
 from ..mask import BASELINES, make_baseline
 from ..metrics import pointing_game
@@ -675,9 +676,7 @@ def _prepare_output(config: EvalConfig, *, resume: bool, overwrite: bool, is_mai
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     if not cfg_path.exists() or overwrite:
-        tmp = cfg_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config.to_json(), indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, cfg_path)
+        write_text_atomic(cfg_path, json.dumps(config.to_json(), indent=2, sort_keys=True))
 
 
 def load_model_adapter(config: EvalConfig, state: Any = None) -> Any:

@@ -26,6 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._io import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -139,14 +141,8 @@ def merge_records(output: str | os.PathLike) -> Path:
     out = Path(output)
     records = collect_records(out)
     target = out / RECORDS_FILE
-    tmp = target.with_name(f".{RECORDS_FILE}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, sort_keys=True, allow_nan=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    return target
+    text = "".join(json.dumps(rec, sort_keys=True, allow_nan=False) + "\n" for rec in records)
+    return write_text_atomic(target, text, fsync=True)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -391,8 +387,8 @@ def write_outputs(
     summary["name"] = name
     summary["n_records"] = len(records)
     md = to_markdown(summary)
-    _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True, allow_nan=False))
-    _write_text_atomic(out / "summary.md", md)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True, allow_nan=False))
+    write_text_atomic(out / "summary.md", md)
     plot = plot_curves(records, out / "curves.png")
     report = write_report_page(summary, records, out / "report.html", title=name)
     summary["markdown"] = md
@@ -424,13 +420,3 @@ def write_report_page(
     settings = dict(first["settings"]) if first else {}
     settings["records"] = len(records)
     return write_benchmark_report(rows, page_curves, path, title=title or "Benchmark report", settings=settings)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
