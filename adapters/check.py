@@ -57,10 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{'PASS' if ok else 'FAIL'}] {name}: {detail}", flush=True)
 
     t0 = time.perf_counter()
-    adapter = load_adapter(
-        args.model, family=args.family, dtype=args.dtype, device_map=args.device_map,
-        load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit, trust_remote_code=args.trust_remote_code,
-    )
+    try:
+        adapter = load_adapter(
+            args.model, family=args.family, dtype=args.dtype, device_map=args.device_map,
+            load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit, trust_remote_code=args.trust_remote_code,
+        )
+    except (ValueError, TypeError, OSError) as exc:  # OSError: missing files, no hub access
+        report("load", False, f"{type(exc).__name__}: {exc}")
+        return 1
     report("load", True, f"family={adapter.family} {adapter.describe()} in {time.perf_counter() - t0:.1f}s")
     image = load_image(args.image).array if args.image else _synthetic_image()
 
