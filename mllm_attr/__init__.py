@@ -14,7 +14,7 @@ from .adapters.callable import CallableAdapter, generation_from_text
 from .explainer import Explainer
 from .explanation import Explanation
 from .image import load_image
-from .segment import Segmentation, segment
+from .segment import Segmentation, check_label_map, masks_to_labels, segment
 from .targets import AllTokens, Answer, Positions, TargetNotFoundError, Word
 from .types import Generation
 
@@ -33,9 +33,11 @@ __all__ = [
     "TargetNotFoundError",
     "Word",
     "__version__",
+    "check_label_map",
     "generation_from_text",
     "load_adapter",
     "load_image",
+    "masks_to_labels",
     "segment",
     "supported_families",
 ]

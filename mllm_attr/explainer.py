@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from .adapters.base import ModelAdapter
-from .image import ImageLike, load_image
+from .adapters.base import ModelAdapter, Scorer
+from .image import MAX_PIXELS, ImageLike, LoadedImage, load_image
 from .mask import BASELINES, make_baseline
 from .objective import Objective
 from .search import replay_cost, run_search
 from .search import search_options as _check_search_options
-from .segment import SEGMENTERS, segment
+from .segment import SEGMENTERS, Segmentation, SegmenterLike, check_label_map, segment
 from .targets import Answer, TargetLike, as_target, resolve
 from .types import Generation
 from .explanation import Explanation
@@ -31,13 +32,119 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) ->
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
 
 
+# --------------------------------------------------------------------------- fast path plumbing
+
+#: Values of ``fast_path``: ``"auto"`` (use the adapter's fast path when its probe passes, else
+#: the image processor on every candidate), ``True`` (require it: an error when unavailable), ``False`` (never).
+FAST_PATH_CHOICES: tuple[str | bool, ...] = ("auto", True, False)
+
+
+def check_fast_path(value: Any, *, name: str = "fast_path") -> str | bool:
+    """Validate a ``fast_path`` value: ``"auto"``, ``True`` or ``False`` (``1``/``"on"`` are refused)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value == "auto":
+        return "auto"
+    raise ValueError(f"{name} must be 'auto', True or False; got {value!r}")
+
+
+def adapter_has_fast_path(adapter: Any) -> bool:
+    """Whether ``adapter.scorer`` takes a ``fast_path`` keyword (the HF adapters do; CallableAdapter does not)."""
+    try:
+        params = inspect.signature(adapter.scorer).parameters
+    except (TypeError, ValueError):  # builtins / C callables without a signature
+        return False
+    p = params.get("fast_path")
+    return p is not None and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def require_fast_path_support(adapter: Any, fast_path: str | bool) -> bool:
+    """``adapter_has_fast_path(adapter)``; raises ValueError when ``fast_path`` is True and it has none."""
+    supported = adapter_has_fast_path(adapter)
+    if fast_path is True and not supported:
+        raise ValueError(
+            f"fast_path=True, but adapter {type(adapter).__name__} has no fast path (its scorer takes no "
+            "fast_path argument); use fast_path='auto' or False"
+        )
+    return supported
+
+
+def make_scorer(
+    adapter: Any,
+    image: np.ndarray,
+    generation: Generation,
+    positions: Sequence[int],
+    *,
+    baseline: np.ndarray,
+    batch_size: int,
+    fast_path: str | bool = "auto",
+) -> Scorer:
+    """``adapter.scorer(...)``, passing ``fast_path`` only to adapters whose scorer takes it.
+
+    Raises:
+        ValueError: an invalid ``fast_path``, or ``True`` for an adapter without a fast path.
+    """
+    fast_path = check_fast_path(fast_path)
+    if require_fast_path_support(adapter, fast_path):
+        return adapter.scorer(image, generation, positions, baseline=baseline, batch_size=batch_size, fast_path=fast_path)
+    return adapter.scorer(image, generation, positions, baseline=baseline, batch_size=batch_size)
+
+
+def fast_path_settings(adapter: Any, scorer: Any, requested: str | bool) -> dict[str, Any]:
+    """What is stored as ``settings["fast_path"]``: ``{"requested": ..., **scorer.fast_report}``.
+
+    Read it AFTER the label map is registered (the report is made there). An adapter without a
+    fast path gives ``{"requested": ..., "used": False, "reason": "adapter has no fast path"}``
+    (``"disabled"`` when ``requested`` is False).
+    """
+    if not adapter_has_fast_path(adapter):
+        reason = "disabled" if requested is False else "adapter has no fast path"
+        return {"requested": requested, "used": False, "reason": reason}
+    report = getattr(scorer, "fast_report", None)
+    if not isinstance(report, dict):
+        return {"requested": requested, "used": None, "reason": "the scorer gave no fast-path report"}
+    return {"requested": requested, **report}
+
+
+def downscale_hint(loaded: LoadedImage) -> str:
+    """A note for shape-mismatch errors when ``loaded`` was downscaled on load (``""`` otherwise)."""
+    if tuple(loaded.original_size) == tuple(loaded.size):
+        return ""
+    (w0, h0), (w, h) = loaded.original_size, loaded.size
+    return (
+        f"the image was downscaled on load from {w0}x{h0} to {w}x{h} (images over {MAX_PIXELS} pixels are): "
+        f"supply the label map at {w}x{h}, i.e. shape ({h}, {w}), or downscale the image yourself first"
+    )
+
+
+def check_labels_for_image(
+    labels: Any, loaded: LoadedImage, *, method: str = "user-labels", what: str = "labels"
+) -> Segmentation:
+    """:func:`~mllm_attr.segment.check_label_map` against the explained image's ``(H, W)``
+    (the error says when the image was downscaled on load)."""
+    shape = (int(loaded.array.shape[0]), int(loaded.array.shape[1]))
+    return check_label_map(labels, shape, method=method, what=what, hint=downscale_hint(loaded))
+
+
+def _segmenter_name(fn: Any) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__)
+
+
 class Explainer:
     """Explain generated tokens of a multimodal LLM with the EAGLE objective.
 
     Args:
         adapter: a :class:`~mllm_attr.adapters.ModelAdapter` (see :func:`~mllm_attr.load_adapter`).
-        n_regions: requested number of image regions (the actual count is reported).
-        segmenter: ``"slic"``, ``"grid"`` or ``"felzenszwalb"``; options in ``segmenter_options``.
+        n_regions: requested number of image regions (the actual count is reported); ignored
+            with ``labels`` or a callable ``segmenter``.
+        segmenter: ``"slic"``, ``"grid"`` or ``"felzenszwalb"`` (options in ``segmenter_options``),
+            or a callable ``fn(uint8[H, W, 3] RGB image) -> int[H, W]`` label map, called once per
+            explanation on the image as explained (after any conversion / downscale on load).
+        labels: a ready ``int[H, W]`` label map used instead of the segmenter (e.g. from
+            :func:`~mllm_attr.segment.masks_to_labels`). Its shape must be the explained image's
+            ``(H, W)``; labels that are not ``0..n-1`` are relabelled in ascending order (noted in
+            ``settings["segmenter_params"]``). See :func:`~mllm_attr.segment.check_label_map`.
+            The same map is used for every image this explainer is called on.
         baseline: fill for hidden regions: ``"black"``, ``"blur"`` or ``"mean"``.
         search: a name from :data:`mllm_attr.search.SEARCHES`; options in ``search_options``.
         lambda1, lambda2: weights of insight (sufficiency) and necessity.
@@ -46,6 +153,13 @@ class Explainer:
         seed: seed for any randomised step (stored with the result).
         max_new_tokens: generation length when the explainer generates the answer itself.
         show_progress: show a progress bar.
+        fast_path: ``"auto"`` (default: the adapter's fast path when its probe passes, else the
+            image processor on every candidate), ``True`` (require it) or ``False`` (never). Passed to
+            ``adapter.scorer`` only when it takes ``fast_path``; ``True`` for an adapter without one
+            is a ValueError. What was used is stored in ``settings["fast_path"]``.
+
+    Supplied segments are recorded as ``settings["segmenter"] = "user-labels"`` /
+    ``"user-callable"`` with ``settings["segments_supplied"] = True``.
 
     Example:
         >>> expl = Explainer(adapter, n_regions=64)(image, prompt="Describe the image.", target="cat")  # doctest: +SKIP
@@ -56,8 +170,9 @@ class Explainer:
         adapter: ModelAdapter,
         *,
         n_regions: int = 64,
-        segmenter: str = "slic",
+        segmenter: SegmenterLike = "slic",
         segmenter_options: dict[str, Any] | None = None,
+        labels: np.ndarray | None = None,
         baseline: str = "black",
         search: str = "greedy",
         search_options: dict[str, Any] | None = None,
@@ -68,6 +183,7 @@ class Explainer:
         seed: int = 0,
         max_new_tokens: int = 64,
         show_progress: bool = False,
+        fast_path: str | bool = "auto",
     ):
         if not isinstance(adapter, ModelAdapter):
             raise TypeError(f"expected a ModelAdapter (see load_adapter); got {type(adapter).__name__}")
@@ -76,8 +192,34 @@ class Explainer:
         _check_int("max_forwards", max_forwards, 2, allow_none=True)
         _check_int("max_new_tokens", max_new_tokens, 1)
         _check_int("seed", seed, 0)
-        if segmenter not in SEGMENTERS:
-            raise ValueError(f"unknown segmenter {segmenter!r}; expected one of {list(SEGMENTERS)}")
+        if isinstance(segmenter, str):
+            if segmenter not in SEGMENTERS:
+                raise ValueError(f"unknown segmenter {segmenter!r}; expected one of {list(SEGMENTERS)}")
+        elif isinstance(segmenter, np.ndarray):
+            raise TypeError(
+                "segmenter must be a name from " + str(list(SEGMENTERS)) + " or a callable "
+                f"fn(image) -> label map; got a numpy array of shape {segmenter.shape}: pass a ready "
+                "label map as labels=... instead"
+            )
+        elif callable(segmenter):
+            if segmenter_options:
+                raise ValueError("segmenter_options only apply to the named segmenters, not to a callable segmenter")
+        else:
+            raise TypeError(
+                f"segmenter must be a name from {list(SEGMENTERS)} or a callable fn(image) -> label map; "
+                f"got {type(segmenter).__name__}"
+            )
+        user_labels: np.ndarray | None = None
+        if labels is not None:
+            if callable(segmenter) and not isinstance(segmenter, str):
+                raise ValueError("pass either labels or a callable segmenter, not both")
+            if segmenter_options:
+                raise ValueError("segmenter_options do not apply when labels are given")
+            check_label_map(labels, None, what="labels")  # type, dtype, 2-D, region count: fail early
+            user_labels = np.array(labels, copy=True)
+            user_labels.setflags(write=False)
+        fast_path = check_fast_path(fast_path)
+        require_fast_path_support(adapter, fast_path)
         if baseline not in BASELINES:
             raise ValueError(f"unknown baseline {baseline!r}; expected one of {list(BASELINES)}")
         for name, lam in (("lambda1", lambda1), ("lambda2", lambda2)):
@@ -100,13 +242,36 @@ class Explainer:
         self.seed = int(seed)
         self.max_new_tokens = int(max_new_tokens)
         self.show_progress = show_progress
+        self.labels = user_labels
+        self.fast_path = fast_path
+
+    @property
+    def segments_supplied(self) -> bool:
+        """True when the regions come from the user (``labels`` or a callable segmenter)."""
+        return self.labels is not None or not isinstance(self.segmenter, str)
+
+    def _segmenter_setting(self) -> str:
+        if self.labels is not None:
+            return "user-labels"
+        if not isinstance(self.segmenter, str):
+            return "user-callable"
+        return self.segmenter
 
     def settings(self) -> dict[str, Any]:
         """The explainer's settings as a JSON-serialisable dict (stored with every explanation)."""
+        extra: dict[str, Any] = {}
+        requested: int | None = self.n_regions
+        if self.labels is not None:
+            requested = int(np.unique(self.labels).size)
+        elif not isinstance(self.segmenter, str):
+            requested = None
+            extra["segmenter_name"] = _segmenter_name(self.segmenter)
         return {
             "method": "eagle",
-            "n_regions_requested": self.n_regions,
-            "segmenter": self.segmenter,
+            "n_regions_requested": requested,
+            "segmenter": self._segmenter_setting(),
+            **extra,
+            "segments_supplied": self.segments_supplied,
             "segmenter_options": self.segmenter_options,
             "baseline": self.baseline,
             "search": self.search,
@@ -117,13 +282,34 @@ class Explainer:
             "max_forwards": self.max_forwards,
             "seed": self.seed,
             "max_new_tokens": self.max_new_tokens,
+            "fast_path": {"requested": self.fast_path},
         }
 
+    def segmentation(self, image: ImageLike | LoadedImage) -> Segmentation:
+        """The regions of ``image``: the user ``labels``, the callable segmenter's map, or :func:`segment`.
+
+        Raises:
+            ValueError / TypeError: a supplied map that fails :func:`~mllm_attr.segment.check_label_map`
+                (wrong shape: the message names the expected ``(H, W)``, and says when the image was
+                downscaled on load).
+        """
+        loaded = image if isinstance(image, LoadedImage) else load_image(image)
+        if self.labels is not None:
+            return check_labels_for_image(self.labels, loaded, method="user-labels", what="labels")
+        if not isinstance(self.segmenter, str):
+            name = _segmenter_name(self.segmenter)
+            out = self.segmenter(np.array(loaded.array, copy=True))
+            what = f"the label map returned by segmenter {name!r}"
+            seg = check_labels_for_image(out, loaded, method="user-callable", what=what)
+            return Segmentation(seg.labels, seg.method, seg.requested, {**seg.params, "segmenter_name": name})
+        return segment(loaded.array, self.n_regions, self.segmenter, **self.segmenter_options)
+
     def prepare(
-        self, image: ImageLike, generation: Generation | None, target: TargetLike, prompt: str | None
-    ) -> tuple[Any, Generation, list[int]]:
-        """Load the image, generate (or teacher-force) the answer, and resolve the target."""
-        loaded = load_image(image)
+        self, image: ImageLike | LoadedImage, generation: Generation | None, target: TargetLike, prompt: str | None
+    ) -> tuple[LoadedImage, Generation, list[int]]:
+        """Load the image (a :class:`~mllm_attr.image.LoadedImage` is used as is), generate (or
+        teacher-force) the answer, and resolve the target."""
+        loaded = image if isinstance(image, LoadedImage) else load_image(image)
         spec = as_target(target)
         if generation is None:
             if prompt is None:
@@ -154,8 +340,9 @@ class Explainer:
             target: position(s), a word/phrase, ``"all"``, or ``Answer(text)``.
         """
         t0 = time.perf_counter()
-        loaded, generation, positions = self.prepare(image, generation, target, prompt)
-        seg = segment(loaded.array, self.n_regions, self.segmenter, **self.segmenter_options)
+        loaded = load_image(image)
+        # Regions first: a bad user label map or a too small budget fails before any model work.
+        seg = self.segmentation(loaded)
         needed = 2 + replay_cost(seg.n_regions - 1)
         if self.max_forwards is not None and self.max_forwards < needed:
             raise ValueError(
@@ -163,9 +350,12 @@ class Explainer:
                 f"images plus the insertion and deletion curves alone take {needed} forwards "
                 f"(2 x regions); raise max_forwards or lower n_regions"
             )
+        loaded, generation, positions = self.prepare(loaded, generation, target, prompt)
         base = make_baseline(loaded.array, self.baseline)
         batch_size = self.batch_size or self.adapter.default_batch_size()
-        scorer = self.adapter.scorer(loaded.array, generation, positions, baseline=base, batch_size=batch_size)
+        scorer = make_scorer(
+            self.adapter, loaded.array, generation, positions, baseline=base, batch_size=batch_size, fast_path=self.fast_path
+        )
         objective = Objective(
             scorer, seg.labels, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards
         )
@@ -175,8 +365,10 @@ class Explainer:
         settings.update(
             {
                 "n_regions": seg.n_regions,
+                "n_regions_requested": seg.requested,
                 "batch_size": batch_size,
                 "segmenter_params": seg.params,
+                "fast_path": fast_path_settings(self.adapter, scorer, self.fast_path),
                 "adapter": self.adapter.describe(),
                 "image": {
                     "size": list(loaded.size),

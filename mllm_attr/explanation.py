@@ -49,18 +49,54 @@ def versions() -> dict[str, str]:
     return out
 
 
-def region_values(ordering: np.ndarray, value: np.ndarray, f0: float) -> np.ndarray:
+#: rank -> value rules of :func:`region_values` (the first is the default).
+MAP_RULES: tuple[str, ...] = ("evidence", "reference")
+
+
+def region_values(ordering: np.ndarray, value: np.ndarray, f0: float, rule: str = "evidence") -> np.ndarray:
     """Per-region attribution in ``[0, 1]`` from the ordering and the objective of each prefix.
 
-    Walking the ordering, the value drops by the marginal change ``|F_t − F_{t−1}|``
-    (the reference rule) plus a tiny step, so that it strictly decreases with rank and
-    the map keeps the ordering even where a step changed nothing. Min-max normalised.
+    With ``g_t = F_t − F_{t−1}`` the marginal gain of the region at rank ``t`` (``F_0 = f0``, the
+    objective of the empty set, so the first region's own gain counts):
+
+    * ``"evidence"`` (default): ``v_t = ĝ_t / ĝ_1``, where ``ĝ`` is the non-increasing
+      least-squares fit (isotonic regression) to the clipped gains ``max(g_t, 0)``. A region's
+      value is its own marginal contribution relative to the top region's, smoothed only where
+      a later region gained more than an earlier one. When one region carries the objective,
+      it alone is bright. All zeros (up to the tie-break) when no region gained anything.
+    * ``"reference"``: the research code's rule, ``v_t = −Σ_{s≤t} |g_s|`` (the value is taken
+      AFTER subtracting the region's own gain), min-max normalised. Kept for comparison with
+      published figures: the first region's gain vanishes, so most regions end up near 1.
+
+    Both add a tie-break of ``1e-6 · (n − 1 − t) / (n − 1)`` (relative), so values strictly
+    decrease with rank and the map keeps the ordering (curves and pointing game unchanged)
+    even where steps gained exactly the same.
+
+    Args:
+        ordering: ``int[n]`` region ids, most important first.
+        value: ``float[n]`` objective of each prefix (``value[t]`` after ``t + 1`` regions).
+        f0: objective of the empty prefix.
+        rule: one of :data:`MAP_RULES`.
+
+    Returns:
+        ``float64[n]`` indexed by region id.
     """
+    if rule not in MAP_RULES:
+        raise ValueError(f"unknown map rule {rule!r}; expected one of {list(MAP_RULES)}")
     n = len(ordering)
-    gains = np.abs(np.diff(np.concatenate([[f0], value])))
-    eps = max(float(gains.sum()), 1.0) * 1e-6
-    v = -np.cumsum(gains + eps)
-    v = (v - v.min()) / (v.max() - v.min()) if n > 1 else np.ones(1)
+    gains = np.diff(np.concatenate([[float(f0)], np.asarray(value, dtype=np.float64)]))
+    ramp = 1e-6 * (np.arange(n - 1, -1, -1) / max(n - 1, 1))
+    if rule == "reference":
+        abs_gains = np.abs(gains)
+        eps = max(float(abs_gains.sum()), 1.0) * 1e-6
+        v = -np.cumsum(abs_gains + eps)
+        v = (v - v.min()) / (v.max() - v.min()) if n > 1 else np.ones(1)
+    else:
+        from scipy.optimize import isotonic_regression
+
+        fit = isotonic_regression(np.maximum(gains, 0.0), increasing=False).x if n > 1 else np.maximum(gains, 0.0)
+        top = float(fit[0])
+        v = (fit / top if top > 0 else np.zeros(n)) * (1.0 - 1e-6) + ramp
     out = np.empty(n)
     out[np.asarray(ordering, dtype=np.int64)] = v
     return out
@@ -239,10 +275,26 @@ class Explanation:
         """Maximum of the insertion curve."""
         return float(self.insertion_curve(token)[1].max())
 
-    def region_scores(self) -> np.ndarray:
-        """``float64[n]``: per-region attribution in ``[0, 1]`` (decreasing with rank)."""
-        f0 = float(self.value_empty())
-        return region_values(self.ordering, self.value, f0)
+    def objective_curve(self, token: int | None = None) -> tuple[float, np.ndarray]:
+        """``(F_0, F[n])``: the objective of the empty prefix and of every prefix of the ordering,
+        for the token mean (``token=None``) or one explained token (its own insight + necessity)."""
+        lam1 = float(self.settings.get("lambda1", 1.0))
+        lam2 = float(self.settings.get("lambda2", 1.0))
+        if token is None:
+            return self.value_empty(), self.value
+        ins, dele = self._tok(self.ins, token), self._tok(self.dele, token)
+        f0 = lam1 * float(self._tok(self.p_blank, token)) + lam2 * (1.0 - float(self._tok(self.p_full, token)))
+        return f0, lam1 * ins + lam2 * (1.0 - dele)
+
+    def region_scores(self, *, rule: str = "evidence", token: int | None = None) -> np.ndarray:
+        """``float64[n]``: per-region attribution in ``[0, 1]``, strictly decreasing with rank.
+
+        ``rule`` is ``"evidence"`` (each region's marginal gain from the empty set, relative to
+        the top region's) or ``"reference"`` (the research code's rule); see :func:`region_values`.
+        ``token`` picks one explained token's own objective (default: the token mean).
+        """
+        f0, value = self.objective_curve(token)
+        return region_values(self.ordering, value, f0, rule)
 
     def value_empty(self) -> float:
         """Objective value of the empty subset: ``lambda1 * mean(p_blank) + lambda2 * (1 - mean(p_full))``."""
@@ -250,11 +302,15 @@ class Explanation:
         lam2 = float(self.settings.get("lambda2", 1.0))
         return lam1 * float(self.p_blank.mean()) + lam2 * (1.0 - float(self.p_full.mean()))
 
-    def saliency(self) -> np.ndarray:
-        """``float32[H, W]`` in ``[0, 1]``, the size of the explained image."""
+    def saliency(self, *, rule: str = "evidence", token: int | None = None) -> np.ndarray:
+        """``float32[H, W]`` in ``[0, 1]``, the size of the explained image.
+
+        Region-based results paint :meth:`region_scores` (``rule``, ``token``) on the label
+        map; a map-based method's own map is returned as it is (``rule``/``token`` do not apply).
+        """
         if self.saliency_map is not None:
             return self.saliency_map.astype(np.float32)
-        return self.region_scores()[self.labels].astype(np.float32)
+        return self.region_scores(rule=rule, token=token)[self.labels].astype(np.float32)
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers (what the CLI prints and ``explanation.json`` starts with)."""

@@ -33,6 +33,7 @@ import numpy as np
 from .adapters.base import ModelAdapter
 from .baselines._model import as_image, check_positions
 from .baselines.base import AttributionMethod, check_seed, normalise_map
+from .explainer import check_fast_path, fast_path_settings, make_scorer, require_fast_path_support
 from .explanation import Explanation
 from .image import ImageLike
 from .mask import BASELINES as FILLS
@@ -98,6 +99,7 @@ def replay_ordering(
     saliency_map: np.ndarray | None = None,
     settings: dict[str, Any] | None = None,
     extra_seconds: float = 0.0,
+    fast_path: str | bool = "auto",
 ) -> Explanation:
     """Replay the insertion/deletion curves of a region ``ordering`` and wrap them in an Explanation.
 
@@ -114,8 +116,12 @@ def replay_ordering(
         saliency_map: ``float32[H, W]`` in ``[0, 1]`` to store as the Explanation's map.
         settings: extra settings merged into the stored ones.
         extra_seconds: time spent before the replay (e.g. computing the map), added to ``seconds``.
+        fast_path: ``"auto"``, ``True`` or ``False``: the scorer's fast path (see
+            :class:`~mllm_attr.Explainer`); what was used is stored in ``settings["fast_path"]``.
     """
     t0 = time.perf_counter()
+    fast_path = check_fast_path(fast_path)
+    require_fast_path_support(adapter, fast_path)
     arr = as_image(image)
     positions = check_positions(generation, positions)
     labels = check_labels(labels, arr.shape[:2])
@@ -126,7 +132,9 @@ def replay_ordering(
     if ordering.shape != (n,) or sorted(ordering.tolist()) != list(range(n)):
         raise ValueError(f"ordering must contain each of the {n} regions exactly once; got {ordering.tolist()}")
     bs = batch_size or adapter.default_batch_size()
-    scorer = adapter.scorer(arr, generation, positions, baseline=make_baseline(arr, baseline), batch_size=bs)
+    scorer = make_scorer(
+        adapter, arr, generation, positions, baseline=make_baseline(arr, baseline), batch_size=bs, fast_path=fast_path
+    )
     objective = Objective(scorer, labels, lambda1=lambda1, lambda2=lambda2)
     result = replay(objective, ordering)
     p_full, p_blank = objective.endpoints()
@@ -142,6 +150,7 @@ def replay_ordering(
         "adapter": adapter.describe(),
         "forward_calls": scorer.counter.calls,
         "image": {"size": [int(arr.shape[1]), int(arr.shape[0])]},
+        "fast_path": fast_path_settings(adapter, scorer, fast_path),
     }
     stored.update(settings or {})
     expl = Explanation.from_search(
@@ -181,6 +190,7 @@ def score_map(
     method_name: str = "map",
     settings: dict[str, Any] | None = None,
     map_seconds: float = 0.0,
+    fast_path: str | bool = "auto",
 ) -> Explanation:
     """Score a saliency map by the replay protocol (see the module docstring).
 
@@ -192,11 +202,16 @@ def score_map(
         baseline: fill of hidden pixels (``"black"``, ``"blur"``, ``"mean"``).
         method_name: stored as ``settings["method"]``.
         map_seconds: time spent computing the map (added to ``Explanation.seconds``, stored).
+        fast_path: ``"auto"`` (default), ``True`` or ``False``: the scorer's fast path, passed to
+            ``adapter.scorer`` only when it takes one (``True`` without one is a ValueError);
+            stored as ``settings["fast_path"] = {"requested": ..., **scorer.fast_report}``.
 
     Returns:
         An :class:`~mllm_attr.explanation.Explanation` whose ``saliency_map`` is the map,
         min-max normalised to ``[0, 1]`` (so the pointing game uses the method's own map).
     """
+    fast_path = check_fast_path(fast_path)
+    require_fast_path_support(adapter, fast_path)  # before any segmentation or model work
     arr = as_image(image)
     sal = np.asarray(saliency, dtype=np.float32)
     if sal.shape != arr.shape[:2]:
@@ -217,7 +232,7 @@ def score_map(
     return replay_ordering(
         adapter, arr, generation, positions, ordering, labels,
         baseline=baseline, batch_size=batch_size, lambda1=lambda1, lambda2=lambda2,
-        method_name=method_name, saliency_map=sal, settings=extra, extra_seconds=map_seconds,
+        method_name=method_name, saliency_map=sal, settings=extra, extra_seconds=map_seconds, fast_path=fast_path,
     )
 
 

@@ -112,33 +112,79 @@ def _stale_order(remaining: list[int], last_value: dict[int, float]) -> list[int
     return sorted(remaining, key=lambda r: (-last_value.get(r, -np.inf), r))
 
 
+#: a candidate pool: region ids, or ``taken -> region ids`` for a pool that changes every step.
+_Pool = list[int] | Callable[[list[int]], list[int]]
+
+
+def _greedy_steps(
+    objective: Objective,
+    prefix: list[int],
+    candidates: _Pool,
+    known: Rows,
+    last_value: dict[int, float],
+    *,
+    max_steps: int | None = None,
+    bar: _Progress | None = None,
+) -> tuple[list[int], bool]:
+    """Exact greedy steps after ``prefix``, the one exact-greedy loop: :func:`greedy`, and the
+    exact groups and refine steps of :func:`hierarchical`.
+
+    Each step scores ``prefix + picked + [r]`` for every candidate ``r`` of the pool (two
+    images each) and appends the argmax; exact ties go to the lowest region id (the pool is
+    sorted ascending before the argmax). Every step records its prefix's scores in ``known``
+    (prefix length -> ``(ins[K], dele[K])``) and each candidate's objective in ``last_value``.
+
+    Args:
+        prefix: regions already accepted (not changed).
+        candidates: the pool, either a list of region ids (a picked region leaves it) or a
+            callable ``taken -> pool`` called before every step with ``prefix + picked``
+            (for pools that change with the accepted regions, e.g. their neighbours).
+        max_steps: stop after this many steps (``None``: until the pool is empty).
+        bar: progress bar, advanced once per step.
+
+    Returns:
+        ``(picked, cut)``: the regions accepted in order, and whether the forward budget
+        stopped the steps (checked with :func:`_reserve` before EVERY step, so the curves of
+        the final ordering can always still be replayed).
+    """
+    picked: list[int] = []
+    while max_steps is None or len(picked) < max_steps:
+        taken = prefix + picked
+        pool = sorted(candidates(taken) if callable(candidates) else (r for r in candidates if r not in picked))
+        if not pool:
+            break
+        if not _reserve(objective, 2 * len(pool), known, after=1):
+            return picked, True
+        ev = objective.evaluate([taken + [r] for r in pool])
+        j = int(np.argmax(ev.value))  # first maximum = lowest id among exact ties
+        last_value.update({r: float(v) for r, v in zip(pool, ev.value)})
+        picked.append(pool[j])
+        known[len(taken) + 1] = (ev.ins[j], ev.dele[j])
+        if bar is not None:
+            bar.update()
+    return picked, False
+
+
 def greedy(objective: Objective, *, show_progress: bool = False) -> SearchResult:
     """Exact greedy (the reference algorithm): at each step add the region that maximises F.
 
+    Ties: among candidates with exactly equal F, the lowest region id goes first.
     Cost without a budget: ``n(n+1)`` forwards (two images per candidate per step, plus the
-    full and blank images; the last step is forced and free). Ties go to the lowest region index.
+    full and blank images; the last step is forced and free). Under a budget the steps stop
+    when the next one and the replay of the remaining prefixes no longer fit; the rest is
+    ordered by the last scores (see :func:`_stale_order`).
     """
     n = objective.n_regions
     objective.endpoints()
-    chosen: list[int] = []
-    remaining = list(range(n))
     known: Rows = {}
     last_value: dict[int, float] = {}
     bar = _Progress(n - 1, show_progress, "greedy")
-    cut = False
-    while len(remaining) > 1:
-        if not _reserve(objective, 2 * len(remaining), known, after=1):
-            cut = True
-            break
-        ev = objective.evaluate([chosen + [r] for r in remaining])
-        j = int(np.argmax(ev.value))
-        last_value = {r: float(v) for r, v in zip(remaining, ev.value)}
-        chosen.append(remaining.pop(j))
-        known[len(chosen)] = (ev.ins[j], ev.dele[j])
-        bar.update()
+    chosen, cut = _greedy_steps(objective, [], list(range(n)), known, last_value, max_steps=n - 1, bar=bar)
     bar.close()
-    # Budget cut: order the rest by their most recent (stale) values; unseen ones keep index order.
-    return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"exact_steps": len(chosen), "budget_cut": cut})
+    # The last region is forced; after a budget cut the rest follow their most recent (stale)
+    # values, unseen ones in index order.
+    rest = [r for r in range(n) if r not in chosen]
+    return _finish(objective, chosen + _stale_order(rest, last_value), known, {"exact_steps": len(chosen), "budget_cut": cut})
 
 
 def _tail_step(objective: Objective, head: list[int], tail: list[int], candidates: list[int], known: Rows) -> int | None:
@@ -302,6 +348,9 @@ def lazy_greedy(objective: Objective, *, refresh: int = 4, show_progress: bool =
     f_cur = float(objective.value(p_blank[None], p_full[None])[0])
     heap: list[tuple[float, int]] = []
     fresh_at: dict[int, int] = {}
+    # region -> (F, ins[K], dele[K]) scored with the first fresh_at[region] accepted regions:
+    # a region accepted on a score from an earlier pass at the same length still has its row.
+    rows: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
     last_value: dict[int, float] = {}
     cut = False
     bar = _Progress(n - 1, show_progress, "lazy")
@@ -330,25 +379,31 @@ def lazy_greedy(objective: Objective, *, refresh: int = 4, show_progress: bool =
                     heapq.heappush(heap, item)
                 break
             ev = objective.evaluate([chosen + [r] for r in stale])
-            fresh = {r: (float(v), ev.ins[i], ev.dele[i]) for i, (r, v) in enumerate(zip(stale, ev.value))}
-        else:
-            fresh = {}
-        for g, r in top:
-            if r in fresh:
-                g = -(fresh[r][0] - f_cur)
+            for i, r in enumerate(stale):
+                rows[r] = (float(ev.value[i]), ev.ins[i], ev.dele[i])
                 fresh_at[r] = len(chosen)
-                last_value[r] = fresh[r][0]
+                last_value[r] = rows[r][0]
+        for g, r in top:
+            if r in stale:
+                g = -(rows[r][0] - f_cur)
             heapq.heappush(heap, (g, r))
         g, r = heap[0]
         if fresh_at[r] == len(chosen):
             heapq.heappop(heap)
             chosen.append(r)
-            if r in fresh:
-                known[len(chosen)] = (fresh[r][1], fresh[r][2])
-                f_cur = fresh[r][0]
-            else:
-                f_cur = f_cur - g
+            # Its row was scored at this length (now or in an earlier pass): the prefix is
+            # known, as the budget reservation of that pass assumed.
+            f_cur, ins, dele = rows[r]
+            known[len(chosen)] = (ins, dele)
             bar.update()
+    if cut and 0 < len(chosen) < n - 1:
+        # The passes at this length reserved the replay as if one of their regions came next:
+        # put the best region scored at this length next, so its prefix is known.
+        scored = [r for r in rows if fresh_at[r] == len(chosen) and r not in chosen]
+        if scored:
+            r = min(scored, key=lambda q: (-rows[q][0], q))
+            chosen.append(r)
+            known[len(chosen)] = (rows[r][1], rows[r][2])
     bar.close()
     remaining = [r for r in range(n) if r not in chosen]
     return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"budget_cut": cut})
@@ -431,13 +486,27 @@ def hierarchical(
     scores every remaining group added to the accepted ones (its prefix is part of the curves);
     inside an accepted group each region is scored once added to the accepted prefix, and the
     group's regions follow in that order; the first ``exact_groups`` accepted groups are
-    ordered by exact greedy instead. With ``refine > 0``, right after the first group up to
+    ordered by exact greedy instead (under a budget: as many exact steps as fit, the rest of
+    the group by its last scores). With ``refine > 0``, right after the first group up to
     ``refine`` exact greedy steps are taken over the regions bordering the accepted ones (the
     regions that finish off an object usually touch it). Cost: about ``g(g+1) + 4n`` forwards
     for ``g`` groups and ``n`` regions, curves included, plus ``2·|border|`` per refine step
-    (``n(n+1)`` for exact greedy).
+    (``n(n+1)`` for exact greedy). Exact ties go to the lowest region id, as in :func:`greedy`.
+
+    Raises:
+        ValueError: the objective orders features other than the label map's regions (e.g.
+            prompt words): groups and borders come from the label map, so those features
+            would never be scored.
     """
     n = objective.n_regions
+    n_image = int(objective.labels.max()) + 1
+    if n != n_image:
+        allowed = sorted(set(SEARCHES) - IMAGE_ONLY_SEARCHES)
+        raise ValueError(
+            f"hierarchical groups the {n_image} regions of the label map by their geometry; this objective "
+            f"orders {n} features, {n - n_image} of them not image regions (e.g. prompt words), which it would "
+            f"never score; use one of {allowed}"
+        )
     objective.endpoints()
     image = getattr(objective.scorer, "image", None)
     group_list = region_groups(objective.labels, image, int(groups))
@@ -465,18 +534,12 @@ def hierarchical(
             known[len(chosen) + len(picked)] = (ev.ins[j], ev.dele[j])
         remaining.pop(j)
         k = len(picked)
-        if k > 1 and accepted < exact_groups and _reserve(objective, k * (k + 1), known, after=1):
-            # The head of the ordering matters most: exact greedy inside the first group(s).
-            inner: list[int] = []
-            rest_g = list(picked)
-            while len(rest_g) > 1:
-                ev2 = objective.evaluate([chosen + inner + [r] for r in rest_g])
-                i = int(np.argmax(ev2.value))
-                for r, v in zip(rest_g, ev2.value):
-                    last_value[r] = float(v)
-                inner.append(rest_g.pop(i))
-                known[len(chosen) + len(inner)] = (ev2.ins[i], ev2.dele[i])
-            picked = inner + rest_g
+        if k > 1 and accepted < exact_groups:
+            # The head of the ordering matters most: exact greedy inside the first group(s);
+            # after a budget cut the rest of the group follows its last scores.
+            inner, inner_cut = _greedy_steps(objective, chosen, picked, known, last_value, max_steps=k - 1)
+            cut = cut or inner_cut
+            picked = inner + _stale_order([r for r in picked if r not in inner], last_value)
         elif k > 1:
             if _reserve(objective, 2 * len(picked), known, after=1):
                 ev2 = objective.evaluate([chosen + [r] for r in picked])
@@ -493,19 +556,17 @@ def hierarchical(
         if accepted == 1 and refine > 0:
             # Right after the first group: greedy steps over the regions bordering the head.
             adj = region_adjacency(objective.labels)
-            for _ in range(int(refine)):
+
+            def border(taken: list[int]) -> list[int]:
+                if n - len(taken) <= 1:
+                    return []
                 inside = np.zeros(n, dtype=bool)
-                inside[chosen] = True
-                cands = [int(r) for r in np.nonzero(adj[inside].any(0) & ~inside)[0]]
-                if not cands or n - len(chosen) <= 1 or not _reserve(objective, 2 * len(cands), known, after=1):
-                    break
-                ev3 = objective.evaluate([chosen + [r] for r in cands])
-                i = int(np.argmax(ev3.value))
-                for r, v in zip(cands, ev3.value):
-                    last_value[r] = float(v)
-                chosen.append(cands[i])
-                known[len(chosen)] = (ev3.ins[i], ev3.dele[i])
-                bar.update()
+                inside[taken] = True
+                return [int(r) for r in np.nonzero(adj[inside].any(0) & ~inside)[0]]
+
+            steps, refine_cut = _greedy_steps(objective, chosen, border, known, last_value, max_steps=int(refine), bar=bar)
+            chosen.extend(steps)
+            cut = cut or refine_cut
             taken = set(chosen)
             for g in remaining:
                 group_list[g] = [r for r in group_list[g] if r not in taken]
@@ -526,6 +587,10 @@ SEARCHES: dict[str, Callable[..., SearchResult]] = {
     "lazy": lazy_greedy,
     "hierarchical": hierarchical,
 }
+
+#: Searches that read the label map's geometry (colour groups, adjacent regions): they order
+#: image regions only, never other features such as prompt words.
+IMAGE_ONLY_SEARCHES: frozenset[str] = frozenset({"hierarchical"})
 
 
 def get_search(name: str) -> Callable[..., SearchResult]:

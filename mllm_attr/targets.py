@@ -2,7 +2,8 @@
 
 A target is a small value: a position or list of positions, a word or phrase
 (matched on word boundaries: ``"cat"`` never matches inside ``"catalog"``), all
-tokens, or a counterfactual :class:`Answer` the model did not give. Plain strings
+tokens, or a counterfactual :class:`Answer` the model did not give (all of its tokens, or a
+word / positions inside it: ``Answer("A dog on a sofa", target="dog")``). Plain strings
 and ints are accepted and converted by :func:`as_target`.
 
 >>> resolve(generation, "circle")            # doctest: +SKIP
@@ -49,10 +50,27 @@ class AllTokens:
 class Answer:
     """A counterfactual answer text, teacher-forced in place of the generated one.
 
-    All of its tokens are explained (e.g. explain ``"No"`` where the model said ``"Yes"``).
+    By default all of its tokens are explained (e.g. explain ``"No"`` where the model said
+    ``"Yes"``). ``target`` selects tokens INSIDE the teacher-forced answer instead: a word or
+    phrase (``str`` / :class:`Word`, matched on word boundaries), position(s) into the answer's
+    tokens (``int`` / list / :class:`Positions`), or :class:`AllTokens`. It is resolved after
+    teacher forcing, against the answer's own tokens.
+
+    Example:
+        >>> Answer("A dog on a sofa", target="dog")     # explain "dog" in a forced answer  # doctest: +SKIP
+        >>> Answer("red circle", target=Word("circle"))  # the same, explicit             # doctest: +SKIP
     """
 
     text: str
+    target: "TargetLike | None" = None
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            return
+        if isinstance(self.target, Answer):
+            raise TypeError("Answer.target selects tokens inside the answer; it cannot be another Answer")
+        # Normalise "dog" / 3 / [3, 4] to a target value (hashable, with a readable repr).
+        object.__setattr__(self, "target", as_target(self.target))
 
 
 Target = Union[Positions, Word, AllTokens, Answer]
@@ -98,9 +116,8 @@ def token_spans(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> t
 
 
 def _not_found(generation: Generation, what: str) -> TargetNotFoundError:
-    return TargetNotFoundError(
-        f"{what} in the generated answer {generation.text!r}; its tokens are: {generation.describe_tokens()}"
-    )
+    where = "the teacher-forced answer" if getattr(generation, "counterfactual", False) else "the generated answer"
+    return TargetNotFoundError(f"{what} in {where} {generation.text!r}; its tokens are: {generation.describe_tokens()}")
 
 
 def resolve(generation: Generation, target: TargetLike) -> list[int]:
@@ -128,8 +145,11 @@ def resolve(generation: Generation, target: TargetLike) -> list[int]:
             raise _not_found(generation, "no non-special token")
         return out
     if isinstance(t, Answer):
-        # The explainer teacher-forces the answer first; then every token is the target.
-        return list(range(n))
+        # The explainer teacher-forces the answer first; then every token is the target,
+        # or the tokens that ``t.target`` selects inside it.
+        if t.target is None:
+            return list(range(n))
+        return resolve(generation, t.target)
     if isinstance(t, Word):
         if not isinstance(t.text, str):
             raise TypeError(f"Word.text must be a word or phrase (str); got {type(t.text).__name__} {t.text!r}")

@@ -7,6 +7,7 @@ import pytest
 
 from mllm_attr import CallableAdapter
 from mllm_attr.analysis.prompt_tokens import (
+    PROMPT_SEARCHES,
     DeleteWordsScorer,
     HFPromptScorer,
     JointObjective,
@@ -149,3 +150,47 @@ def test_other_searches_and_budget(rgb_image):
     assert set(eff.ordering[:2].tolist()) == {0, 16 + 4}
     capped = explain_prompt_tokens(adapter, rgb_image, max_forwards=120, **kw)
     assert capped.forwards <= 120 and sorted(capped.ordering.tolist()) == list(range(21))
+
+
+def test_geometry_searches_are_refused_for_prompt_words(rgb_image):
+    from mllm_attr.search import SEARCHES, get_search
+
+    assert set(PROMPT_SEARCHES) == set(SEARCHES) - {"hierarchical"}
+    adapter = circle_adapter(rgb_image)
+    with pytest.raises(ValueError, match=r"'hierarchical' .* prompt word.*supports \['bidirectional', 'efficient', 'greedy', 'lazy', 'phasewin'\]"):
+        explain_prompt_tokens(adapter, rgb_image, prompt="What color is the circle?", n_regions=4, segmenter="grid", search="hierarchical")
+    # The search itself refuses an objective whose features are not all image regions.
+    gen = adapter.from_text(rgb_image, "What color is the circle?", "red")
+    obj = JointObjective(joint_scorer(adapter, rgb_image, gen, [0], prompt_words(gen.prompt)), grid_labels(40, 40, 4))
+    with pytest.raises(ValueError, match="9 features, 5 of them not image regions"):
+        get_search("hierarchical")(obj)
+    assert obj.forwards == 0
+
+
+def word_adapter(image: np.ndarray) -> CallableAdapter:
+    """p = 0.875 if "circle" is in the prompt (else 0) + 0.125 x the visible fraction of grid cell 0."""
+    cell0 = grid_labels(*image.shape[:2], 4) == 0
+
+    def score(images, generation, positions):
+        vis = (np.all(images == image[None], axis=-1) & cell0[None]).sum(axis=(1, 2)) / cell0.sum()
+        p = 0.875 * ("circle" in generation.prompt) + 0.125 * vis
+        return np.repeat(p[:, None], len(positions), axis=1)
+
+    return CallableAdapter(score, lambda img, prompt: "red", name="word-fake", batch_size=5)
+
+
+@pytest.mark.parametrize("search", PROMPT_SEARCHES)
+def test_every_accepted_search_ranks_the_decisive_word_first(rgb_image, search):
+    attr = explain_prompt_tokens(
+        word_adapter(rgb_image), rgb_image, prompt="What color is the circle?", n_regions=4, segmenter="grid", search=search
+    )
+    n = attr.n_regions
+    # F({"circle"}) = 0.875 (ins: no region, word kept) + 1 - 0.125 (del: all regions, word cut)
+    # = 1.75; F({region 0}) = 0.125 + 1 - 0.875 = 0.25; every other feature alone: 0 + 1 - 1 = 0.
+    # Every search scores all single features first, so the word leads the joint ordering.
+    assert attr.ordering[0] == n + 4 and attr.rank_of_word("circle") == 0
+    assert attr.word_rank_among_words("circle") == 0
+    if search in ("greedy", "lazy"):
+        # Step 2 from {"circle"}: + region 0 -> ins 1, del 0 -> F 2; anything else -> 1.75.
+        assert attr.ordering[1] == 0
+    assert sorted(attr.ordering.tolist()) == list(range(n + attr.n_words))

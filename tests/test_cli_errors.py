@@ -78,3 +78,128 @@ def test_out_is_a_file(capsys, llava_dir, img_path, tmp_path):
     f.write_text("x")
     code, err = run(capsys, llava_dir, f, "--image", str(img_path))
     assert code == 2 and "exists" in err and f.read_text() == "x"
+
+
+# --------------------------------------------------------------------------- --labels / --masks
+
+
+def _segment_files(tmp_path):
+    """Files for --labels / --masks, good and bad, for a 32x32 image."""
+    good = np.zeros((32, 32), np.int32)
+    good[:, 16:] = 1
+    files = {"{labels_ok}": tmp_path / "ok.npy", "{labels_shape}": tmp_path / "shape.npy",
+             "{labels_float}": tmp_path / "float.npy", "{labels_one}": tmp_path / "one.npy",
+             "{labels_pickle}": tmp_path / "pickle.npy", "{labels_corrupt}": tmp_path / "corrupt.npy",
+             "{npz}": tmp_path / "masks.npz", "{masks_empty}": tmp_path / "empty.npz",
+             "{masks_shape}": tmp_path / "mshape.npz", "{masks_3d}": tmp_path / "m3d.npz",
+             "{masks_corrupt}": tmp_path / "corrupt.npz", "{missing_npy}": tmp_path / "missing.npy"}
+    np.save(files["{labels_ok}"], good)
+    np.save(files["{labels_shape}"], np.zeros((16, 32), np.int32) + np.arange(32) % 2)
+    np.save(files["{labels_float}"], good.astype(np.float32))
+    np.save(files["{labels_one}"], np.zeros((32, 32), np.int32))
+    np.save(files["{labels_pickle}"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    files["{labels_corrupt}"].write_bytes(b"\x93NUMPY garbage")
+    np.savez(files["{npz}"], a=good == 1)
+    np.savez(files["{masks_empty}"], a=good == 1, b=np.zeros((32, 32), bool))
+    np.savez(files["{masks_shape}"], a=np.ones((16, 16), bool))
+    np.savez(files["{masks_3d}"], a=good == 1, b=np.ones((2, 32, 32), bool))
+    files["{masks_corrupt}"].write_bytes(b"PK\x03\x04 not a zip")
+    return {k: str(v) for k, v in files.items()}
+
+
+SEGMENT_CASES = [
+    (["--labels", "{missing_npy}"], "--labels file not found"),
+    (["--labels", "{labels_corrupt}"], "could not read"),
+    (["--labels", "{labels_pickle}"], "could not read"),
+    (["--labels", "{npz}"], "is an .npz archive; expected a .npy file"),
+    (["--labels", "{labels_shape}"], "expected shape (32, 32) (H, W), the size of the 32x32 explained image; got shape (16, 32)"),
+    (["--labels", "{labels_float}"], "expected an integer label map; got dtype float32"),
+    (["--labels", "{labels_one}"], "a single region"),
+    (["--masks", "{missing_npy}"], "--masks file not found"),
+    (["--masks", "{masks_corrupt}"], "could not read"),
+    (["--masks", "{labels_pickle}"], "could not read"),
+    (["--masks", "{masks_empty}"], "mask 1 is empty"),
+    (["--masks", "{masks_shape}"], "mask 0 has shape (16, 16); expected (32, 32)"),
+    (["--masks", "{masks_3d}"], "array 'b'"),
+]
+
+
+@pytest.mark.parametrize("args,message", SEGMENT_CASES)
+def test_bad_segments_file_is_one_clear_error_before_the_model_loads(args, message, capsys, img_path, tmp_path, monkeypatch):
+    import mllm_attr.cli as cli
+
+    def no_model(_args):
+        raise AssertionError("the model was loaded although the segments file is bad")
+
+    monkeypatch.setattr(cli, "load_model_from_args", no_model)
+    files = _segment_files(tmp_path)
+    out = tmp_path / "out"
+    code = main(["explain", "--image", str(img_path), "--out", str(out), "-q",
+                 *[files.get(a, a) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("mllm-attr: error:") and message in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_labels_and_masks_are_exclusive(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["explain", "--labels", "a.npy", "--masks", "b.npz"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- --answer with --target
+
+
+def _shapes_cli(tmp_path, *extra):
+    from mllm_attr.assets import example_image_path
+
+    out = tmp_path / "out"
+    code = main(["explain", "--image", str(example_image_path()), "--prompt", "What color is the circle?",
+                 "--regions", "4", "--segmenter", "grid", "--max-new-tokens", "2", "--out", str(out), "-q", *extra])
+    return code, out
+
+
+def test_answer_with_target_explains_the_word_inside_the_forced_answer(capsys, tmp_path):
+    from mllm_attr import Explanation
+
+    code, out = _shapes_cli(tmp_path, "--answer", "red circle", "--target", "circle")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    expl = Explanation.load(out)
+    assert expl.generation.text == "red circle" and expl.generation.counterfactual
+    assert list(expl.positions) == [1] and expl.target_text.strip() == "circle"
+    assert "explained tokens: 1:' circle'" in captured.out and "(counterfactual, teacher-forced)" in captured.out
+    assert expl.settings["target"].startswith("Answer(text='red circle', target=Word(text='circle'")
+
+
+def test_answer_with_target_index(capsys, tmp_path):
+    from mllm_attr import Explanation
+
+    code, out = _shapes_cli(tmp_path, "--answer", "red circle", "--target-index", "0")
+    assert code == 0, capsys.readouterr().err
+    expl = Explanation.load(out)
+    assert list(expl.positions) == [0] and expl.generation.tokens[0] == "red"
+
+
+def test_answer_with_a_target_not_in_it_is_one_clear_error(capsys, tmp_path):
+    code, out = _shapes_cli(tmp_path, "--answer", "red circle", "--target", "square")
+    err = capsys.readouterr().err
+    assert code == 2 and "not found in the teacher-forced answer 'red circle'" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_api_answer_with_a_target_inside_it(rgb_image):
+    from mllm_attr import Answer, Explainer, Word
+    from mllm_attr.testing.fake import make_fake_adapter
+
+    adapter = make_fake_adapter(rgb_image, {}, answer="a dog")
+    expl = Explainer(adapter, n_regions=4, segmenter="grid")(rgb_image, prompt="q", target=Answer("a cat on a mat", target="cat"))
+    assert expl.generation.text == "a cat on a mat" and expl.generation.generated_text == "a dog"
+    assert list(expl.positions) == [1]
+    assert Answer("a cat", target="cat") == Answer("a cat", target=Word("cat"))  # normalised, hashable
+    assert hash(Answer("a cat", target=[0, 1])) == hash(Answer("a cat", target=[0, 1]))
+    with pytest.raises(TypeError, match="cannot be another Answer"):
+        Answer("a cat", target=Answer("cat"))
+    with pytest.raises(ValueError, match="empty"):
+        Answer("a cat", target=" ")

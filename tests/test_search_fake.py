@@ -93,8 +93,12 @@ def test_counterfactual_answer(rgb_image, quadrant_weights):
 
 
 def test_region_values_monotone_with_ties():
-    v = region_values(np.array([2, 0, 1, 3]), np.array([1.0, 1.0, 1.0, 1.0]), 1.0)
+    # the research rule min-max normalises: top exactly 1, last exactly 0, strict in between
+    v = region_values(np.array([2, 0, 1, 3]), np.array([1.0, 1.0, 1.0, 1.0]), 1.0, rule="reference")
     assert v[2] == 1.0 and v[3] == 0.0 and v[2] > v[0] > v[1] > v[3]
+    # the evidence rule: nothing was gained, so no region is bright, yet the ranks stay strict
+    v = region_values(np.array([2, 0, 1, 3]), np.array([1.0, 1.0, 1.0, 1.0]), 1.0)
+    assert v.max() < 1e-5 and v[2] > v[0] > v[1] > v[3] >= 0.0
 
 
 def test_save_load_roundtrip_and_no_overwrite(tmp_path, rgb_image, quadrant_weights):

@@ -195,3 +195,22 @@ def test_dollar_signs_are_text_not_mathtext(expl: Explanation) -> None:
     ]
     for fig in figs:
         assert viz.figure_to_rgb(fig, dpi=40).std() > 5
+
+
+def test_per_token_maps_follow_the_same_rule(expl: Explanation) -> None:
+    from mllm_attr.explanation import region_values
+
+    lam1, lam2 = expl.settings["lambda1"], expl.settings["lambda2"]
+    for k in range(len(expl.positions)):
+        f = lam1 * expl.ins[:, k] + lam2 * (1.0 - expl.dele[:, k])
+        f0 = lam1 * expl.p_blank[k] + lam2 * (1.0 - expl.p_full[k])
+        for rule in ("evidence", "reference"):
+            want = region_values(expl.ordering, f, f0, rule)
+            np.testing.assert_allclose(expl.region_scores(rule=rule, token=k), want, atol=1e-12)
+            np.testing.assert_allclose(expl.saliency(rule=rule, token=k), want[expl.labels].astype(np.float32))
+    # the joint map is the rule on the token-mean objective
+    np.testing.assert_allclose(expl.region_scores(), region_values(expl.ordering, expl.value, expl.value_empty()))
+    # the fake 'blue' token only sees the circle: its own map is not the joint one
+    assert not np.allclose(expl.saliency(token=2), expl.saliency())
+    with pytest.raises(IndexError, match="out of range"):
+        expl.saliency(token=3)

@@ -8,8 +8,11 @@ followed by ``m`` words of the prompt. A subset ``S`` of features defines
 * a deletion input: the regions of ``S`` hidden and the prompt words of ``S`` ablated;
 
 and ``F(S) = λ1 · mean_k p_k(insertion) + λ2 · (1 − mean_k p_k(deletion))`` as for regions
-alone. Any search of :mod:`mllm_attr.search` orders the joint set; the result ranks words
-and regions on one scale ("circle" next to the circle's region).
+alone. Every search of :mod:`mllm_attr.search` that treats features as plain indices
+(:data:`PROMPT_SEARCHES`) orders the joint set; the result ranks words and regions on one
+scale ("circle" next to the circle's region). Searches that read the image's geometry
+(``hierarchical``: colour groups and adjacent regions of the label map) would never score a
+word, so they are refused.
 
 Text ablation (``text_ablation``):
 
@@ -57,7 +60,7 @@ from ..explanation import region_values, versions
 from ..image import ImageLike
 from ..mask import compose, make_baseline
 from ..objective import Objective
-from ..search import run_search
+from ..search import IMAGE_ONLY_SEARCHES, SEARCHES, run_search
 from ..segment import segment
 from ..targets import TargetLike
 from ..types import ForwardCounter, Generation
@@ -69,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 #: Named text ablations (an integer token id is accepted too).
 TEXT_ABLATIONS: tuple[str, ...] = ("mask", "pad", "unk", "delete")
+
+#: Searches that can order the joint feature set (regions + prompt words).
+PROMPT_SEARCHES: tuple[str, ...] = tuple(sorted(set(SEARCHES) - IMAGE_ONLY_SEARCHES))
 
 
 @dataclass(frozen=True)
@@ -313,8 +319,7 @@ class HFPromptScorer(JointScorer):
         inner = self.inner
         fast = getattr(inner, "fast", None)
         if fast is not None:
-            pixels = inner._fast_pixels(fast, regions)
-            out = {"pixel_values": torch.cat(pixels, dim=0).to(self.adapter.dtype)}
+            out = {"pixel_values": inner._fast_pixels(fast, regions).to(self.adapter.dtype)}
             for k, v in fast["const"].items():
                 out[k] = torch.cat([v] * len(regions), dim=0)
             return out
@@ -524,24 +529,25 @@ class PromptAttribution:
         """``int64[n]``: rank among all features of each region."""
         return self.ranks()[: self.n_regions]
 
-    def feature_scores(self) -> np.ndarray:
-        """``float64[n + m]`` in ``[0, 1]``, decreasing with rank (the EAGLE rule)."""
+    def feature_scores(self, *, rule: str = "evidence") -> np.ndarray:
+        """``float64[n + m]`` in ``[0, 1]``, strictly decreasing with rank
+        (:func:`~mllm_attr.explanation.region_values`: ``"evidence"`` or ``"reference"``)."""
         lam1 = float(self.settings.get("lambda1", 1.0))
         lam2 = float(self.settings.get("lambda2", 1.0))
         f0 = lam1 * float(self.p_blank.mean()) + lam2 * (1.0 - float(self.p_full.mean()))
-        return region_values(self.ordering, self.value, f0)
+        return region_values(self.ordering, self.value, f0, rule)
 
-    def word_scores(self) -> np.ndarray:
+    def word_scores(self, *, rule: str = "evidence") -> np.ndarray:
         """``float64[m]``: attribution of each prompt word."""
-        return self.feature_scores()[self.n_regions :]
+        return self.feature_scores(rule=rule)[self.n_regions :]
 
-    def region_scores(self) -> np.ndarray:
+    def region_scores(self, *, rule: str = "evidence") -> np.ndarray:
         """``float64[n]``: attribution of each region."""
-        return self.feature_scores()[: self.n_regions]
+        return self.feature_scores(rule=rule)[: self.n_regions]
 
-    def saliency(self) -> np.ndarray:
+    def saliency(self, *, rule: str = "evidence") -> np.ndarray:
         """``float32[H, W]``: the regions' part of the joint attribution."""
-        return self.region_scores()[self.labels].astype(np.float32)
+        return self.region_scores(rule=rule)[self.labels].astype(np.float32)
 
     def ranking(self) -> list[dict[str, Any]]:
         """Features in order: ``{"rank", "kind" ("region"|"word"), "index", "name", "score"}``."""
@@ -630,13 +636,22 @@ def explain_prompt_tokens(
 
     Arguments are those of :class:`~mllm_attr.Explainer` plus ``text_ablation`` and
     ``include_punctuation`` (see the module docstring). Exact greedy costs
-    ``(n + m)(n + m + 1)`` forwards.
+    ``(n + m)(n + m + 1)`` forwards. ``search`` is one of :data:`PROMPT_SEARCHES`.
 
     Returns:
         a :class:`PromptAttribution`.
+
+    Raises:
+        ValueError: ``search`` reads the image geometry (``hierarchical``) and so cannot
+            order prompt words; the message lists the searches that can.
     """
     from ..explainer import Explainer
 
+    if search in IMAGE_ONLY_SEARCHES:
+        raise ValueError(
+            f"search {search!r} orders image regions by their geometry (colour groups, adjacency) and "
+            f"would never score a prompt word; prompt-word attribution supports {list(PROMPT_SEARCHES)}"
+        )
     t0 = time.perf_counter()
     # The Explainer validates the shared options and resolves the target the same way.
     ex = Explainer(
@@ -701,6 +716,7 @@ def explain_prompt_tokens(
 
 
 __all__ = [
+    "PROMPT_SEARCHES",
     "TEXT_ABLATIONS",
     "DeleteWordsScorer",
     "HFPromptScorer",

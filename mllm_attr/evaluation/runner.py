@@ -47,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .._io import write_text_atomic
+from ..explainer import fast_path_settings, make_scorer, require_fast_path_support
 from ..explanation import Explanation, versions
 from ..mask import BASELINES, make_baseline
 from ..metrics import pointing_game
@@ -100,6 +101,7 @@ PROTOCOL_KEYS: dict[str, Any] = {
     "segmenter_options": {},
     "baseline": "black",
     "batch_size": None,
+    "fast_path": "auto",
 }
 EAGLE_KEYS: dict[str, Any] = {
     "search": "greedy",
@@ -213,6 +215,9 @@ class EvalConfig:
         bs = protocol["batch_size"]
         if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
             raise ValueError(f"{source}: protocol.batch_size must be an integer >= 1 or null; got {bs!r}")
+        fp = protocol["fast_path"]
+        if not (isinstance(fp, bool) or fp == "auto"):
+            raise ValueError(f"{source}: protocol.fast_path must be \"auto\", true or false; got {fp!r}")
         methods_raw = data.get("methods", CONFIG_KEYS["methods"])
         if not isinstance(methods_raw, list) or not methods_raw:
             raise ValueError(f"{source}: 'methods' must be a non-empty list; got {methods_raw!r}")
@@ -261,7 +266,8 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> EvalConfig:
           "name": "shapes-caption",
           "task": {"kind": "coco-caption", "root": "data/shapes", "split": "test", "limit": 25},
           "model": {"path": "default", "dtype": "float32"},
-          "protocol": {"n_regions": 25, "segmenter": "slic", "baseline": "black", "batch_size": 64},
+          "protocol": {"n_regions": 25, "segmenter": "slic", "baseline": "black", "batch_size": 64,
+                       "fast_path": "auto"},
           "methods": ["eagle", "random", {"name": "llava_cam", "options": {"n_samples": 4}},
                       {"name": "eagle", "search": "greedy"}],
           "seed": 0,
@@ -387,15 +393,18 @@ def run_eagle(
     baseline: str,
     batch_size: int,
     seed: int,
+    fast_path: str | bool = "auto",
 ) -> Explanation:
     """EAGLE on a GIVEN label map (so every method of a sample shares it).
 
     Same objective and search as :class:`mllm_attr.Explainer`; the search's prefix curves
-    are exactly the replay of its ordering.
+    are exactly the replay of its ordering. ``fast_path`` (``"auto"`` | True | False) is passed
+    to the adapter's scorer when it takes one; what was used is stored in ``settings["fast_path"]``.
     """
     t0 = time.perf_counter()
     base = make_baseline(image, baseline)
-    scorer = adapter.scorer(image, generation, list(positions), baseline=base, batch_size=batch_size)
+    scorer = make_scorer(adapter, image, generation, list(positions), baseline=base, batch_size=batch_size,
+                         fast_path=fast_path)
     objective = Objective(
         scorer, labels, lambda1=float(spec["lambda1"]), lambda2=float(spec["lambda2"]), max_forwards=spec["max_forwards"]
     )
@@ -410,6 +419,7 @@ def run_eagle(
         "seed": seed,
         "search_info": result.info,
         "forward_calls": scorer.counter.calls,
+        "fast_path": fast_path_settings(adapter, scorer, fast_path),
     }
     return Explanation.from_search(
         result,
@@ -553,7 +563,7 @@ def _explain_one(ctx: _Context, sample: Sample, image: np.ndarray, selection: Se
     t0 = time.perf_counter()
     if fn is None:
         expl = run_eagle(ctx.adapter, image, gen, positions, seg.labels, spec=spec, baseline=proto["baseline"],
-                         batch_size=ctx.batch_size, seed=seed)
+                         batch_size=ctx.batch_size, seed=seed, fast_path=proto["fast_path"])
         method_seconds = time.perf_counter() - t0
     else:
         from ..protocol import score_map
@@ -565,6 +575,7 @@ def _explain_one(ctx: _Context, sample: Sample, image: np.ndarray, selection: Se
             labels=seg.labels, n_regions=proto["n_regions"], segmenter=proto["segmenter"],
             baseline=proto["baseline"], batch_size=ctx.batch_size, method_name=spec["name"],
             settings={"seed": seed, "method_options": dict(spec.get("options", {}))}, map_seconds=method_seconds,
+            fast_path=proto["fast_path"],
         )
     seconds = time.perf_counter() - t0
     box_hit, mask_hit = _pointing(expl, selection)
@@ -641,6 +652,9 @@ def _check_resume(config: EvalConfig, out: Path) -> None:
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    if isinstance(saved.get("protocol"), dict):
+        # Configs saved before protocol.fast_path existed ran with the default.
+        saved["protocol"].setdefault("fast_path", PROTOCOL_KEYS["fast_path"])
     now = json.loads(json.dumps(config.to_json()))
     if _fingerprint(saved) != _fingerprint(now):
         diff = [k for k in ("task", "model", "protocol", "seed") if _fingerprint(saved)[k] != _fingerprint(now)[k]]
@@ -774,6 +788,8 @@ def run_evaluation(
     if mine:
         if adapter is None:
             adapter = load_model_adapter(config, state)
+        # fast_path=true on an adapter without one: refuse before any sample is run.
+        require_fast_path_support(adapter, config.protocol["fast_path"])
         writer = ShardWriter(config.output / SHARD_DIR / f"records.rank{rank}of{world}.jsonl")
         process = {"index": rank, "count": world, "host": socket.gethostname(), "pid": os.getpid()}
         ctx = _Context(config, adapter, task, methods, writer, process)
@@ -814,6 +830,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default=None, help="comma-separated subset of the config's methods")
     p.add_argument("--summary-only", action="store_true", help="merge existing records and rewrite the summary")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--fast-path", choices=("auto", "on", "off"), default=None,
+                   help="scorer fast path (overrides the config's protocol.fast_path; default: the config's, 'auto')")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="info logging")
 
@@ -831,6 +849,8 @@ def _config_from_args(args: argparse.Namespace) -> EvalConfig:
         if unknown:
             raise ValueError(f"--methods: {unknown} not in the config's methods {list(by_name)}")
         cfg.methods = [by_name[m] for m in wanted]
+    if getattr(args, "fast_path", None) is not None:
+        cfg.protocol = {**cfg.protocol, "fast_path": {"auto": "auto", "on": True, "off": False}[args.fast_path]}
     if args.quiet:
         cfg.show_progress = False
     return cfg
