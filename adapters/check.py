@@ -6,7 +6,8 @@
 
 Checks, in order (each prints PASS/FAIL with the measured figure):
 1. load_adapter picks a family from the config;
-2. generate() returns tokens with probabilities;
+2. generate() returns tokens with probabilities (greedy; the checkpoint's sampling and
+   repetition-penalty defaults that it overrides are printed);
 3. score(full image) reproduces the generation-time probabilities;
 4. a batch of perturbed images scores the same as one by one;
 5. the fast path (masked candidates built in pixel space) is available and close to the slow path;
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     image = load_image(args.image).array if args.image else _synthetic_image()
 
     gen = adapter.generate(image, args.prompt, max_new_tokens=24)
-    report("generate", len(gen) > 0, f"{gen.text!r} ({len(gen)} tokens)")
+    overridden = adapter.generation_overrides() if hasattr(adapter, "generation_overrides") else {}
+    report("generate", len(gen) > 0, f"{gen.text!r} ({len(gen)} tokens; greedy"
+           + (f", overriding the checkpoint's {overridden}" if overridden else "") + ")")
     positions = list(range(min(len(gen), 8)))
 
     scorer = adapter.scorer(image, gen, positions, batch_size=4, fast_path=False)

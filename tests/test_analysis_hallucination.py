@@ -222,17 +222,17 @@ def test_caption_hallucination_labels(rgb_image):
         return out
 
     adapter = CallableAdapter(score, lambda img, prompt: "a red circle and a blue triangle .")
-    d = caption_hallucinations(adapter, rgb_image, {"circle"})
+    d = caption_hallucinations(adapter, rgb_image, {"circle"}, vocabulary="shapes")
     assert d.forwards == 2
     assert [(m.category, m.present, m.modality.label) for m in d.mentions] == [("circle", True, PERCEPTION), ("triangle", False, PRIOR)]
     assert d.chair_i == 0.5 and d.chair_s == 1.0 and [m.word for m in d.hallucinated()] == ["triangle"]
     assert "\x1b[4m" in d.ansi() and "NO" in d.table()
     assert "line-through" in d.html() and d.html().count("<span") == 2
     json.dumps(d.to_json())
-    agg = chair([d, caption_hallucinations(adapter, rgb_image, {"circle", "triangle"})])
+    agg = chair([d, caption_hallucinations(adapter, rgb_image, {"circle", "triangle"}, vocabulary="shapes")])
     assert agg["chair_i"] == pytest.approx(1 / 4) and agg["chair_s"] == 0.5
     assert agg["hallucinated_words"] == {PRIOR: 1} and agg["present_words"] == {PERCEPTION: 2, PRIOR: 1}
-    unknown = caption_hallucinations(adapter, rgb_image, None)
+    unknown = caption_hallucinations(adapter, rgb_image, None, vocabulary="shapes")
     assert np.isnan(unknown.chair_i) and unknown.mentions[0].present is None
 
 
@@ -271,7 +271,7 @@ def test_caption_grounded_with_masks(rgb_image):
         return out
 
     adapter = CallableAdapter(score, lambda img, prompt: "a circle , a triangle and a star .")
-    d = caption_hallucinations(adapter, rgb_image, None, object_masks={"circle": circle, "star": star})
+    d = caption_hallucinations(adapter, rgb_image, None, vocabulary="shapes", object_masks={"circle": circle, "star": star})
     assert d.ground_truth == frozenset({"circle", "star"}) and d.forwards == 2 + 2 + 2
     rows = {m.category: m for m in d.mentions}
     assert rows["circle"].label == PERCEPTION and rows["circle"].grounded.evidence_object == "circle"

@@ -114,7 +114,9 @@ def measure_captions(adapter, indices, refs: np.ndarray | None = None, seed: int
     out: dict = {k: {"blank": [], "reference": [], "grounded": []} for k in ("present", "partner", "other")}
     for i in indices:
         scene = anchor_scene(i, seed)
-        d = caption_hallucinations(adapter, scene.image, None, object_masks=object_masks(scene), reference_images=refs)
+        d = caption_hallucinations(
+            adapter, scene.image, None, vocabulary="shapes", object_masks=object_masks(scene), reference_images=refs
+        )
         for m in d.mentions:
             key = "present" if m.present else ("partner" if m.category == BIAS.partner else "other")
             md = m.modality

@@ -9,6 +9,7 @@ target positions (``logits_to_keep``), never over the whole sequence.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from typing import Any, ClassVar, Sequence
@@ -361,6 +362,72 @@ def _split_images(feats: dict[str, torch.Tensor], n: int) -> list[dict[str, torc
     return per
 
 
+#: What :meth:`HFAdapter.generate` sets over (a copy of) the checkpoint's ``generation_config``:
+#: greedy search, and every logits processor off. The chosen token is then the argmax of the
+#: model's own next-token distribution, which is what teacher forcing scores (checkpoints such
+#: as Qwen2.5-VL-Instruct ship ``do_sample: true`` with a ``repetition_penalty`` of 1.05).
+#: ``None`` = unset (sampling parameters, which greedy search does not read).
+GREEDY_GENERATION: dict[str, Any] = {
+    "do_sample": False,
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "num_return_sequences": 1,
+    "penalty_alpha": None,
+    "dola_layers": None,
+    "temperature": None,
+    "top_k": None,
+    "top_p": None,
+    "min_p": None,
+    "top_h": None,
+    "typical_p": None,
+    "epsilon_cutoff": None,
+    "eta_cutoff": None,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "diversity_penalty": 0.0,
+    "length_penalty": None,
+    "bad_words_ids": None,
+    "force_words_ids": None,
+    "constraints": None,
+    "sequence_bias": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "guidance_scale": None,
+    "watermarking_config": None,
+    "token_healing": False,
+}
+
+#: Values that mean "off" for a setting, besides ``None`` and its entry in ``GREEDY_GENERATION``.
+_NEUTRAL_EQUIVALENTS: dict[str, tuple[Any, ...]] = {
+    "temperature": (1.0,),
+    "top_p": (1.0,),
+    "typical_p": (1.0,),
+    "top_k": (0, 50),  # 50 is transformers' default, read only when sampling
+    "min_p": (0.0,),
+    "epsilon_cutoff": (0.0,),
+    "eta_cutoff": (0.0,),
+    "length_penalty": (1.0,),
+    "min_new_tokens": (0,),
+    "bad_words_ids": ([],),
+    "suppress_tokens": ([],),
+    "begin_suppress_tokens": ([],),
+}
+
+
+def _is_neutral(key: str, value: Any) -> bool:
+    if value is None or value == GREEDY_GENERATION[key]:
+        return True
+    return any(value == v for v in _NEUTRAL_EQUIVALENTS.get(key, ()))
+
+
 class HFAdapter(ModelAdapter):
     """Generic adapter for a transformers image-text-to-text model with a chat template.
 
@@ -465,6 +532,7 @@ class HFAdapter(ModelAdapter):
             "model_class": type(self.model).__name__,
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": str(self.device),
+            "generation": self.generation_settings(),
         }
 
     def default_batch_size(self) -> int:
@@ -565,22 +633,85 @@ class HFAdapter(ModelAdapter):
             return set()
         return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
 
+    def generation_overrides(self) -> dict[str, list[Any]]:
+        """The checkpoint's generation settings that :meth:`generate` overrides: ``{name: [checkpoint, used]}``.
+
+        Empty when the checkpoint's ``generation_config`` is already greedy with no logits
+        processor. ``used`` is ``None`` for sampling parameters that greedy search does not read.
+        """
+        config = getattr(self.model, "generation_config", None)
+        if config is None:
+            return {}
+        out: dict[str, list[Any]] = {}
+        for key, used in GREEDY_GENERATION.items():
+            value = getattr(config, key, None)
+            if not _is_neutral(key, value):
+                out[key] = [_jsonable(value), used]
+        return out
+
+    def generation_settings(self) -> dict[str, Any]:
+        """How :meth:`generate` decodes (stored with every result through :meth:`describe`).
+
+        ``decoding`` is always ``"greedy"``; ``overridden`` lists the checkpoint's settings that were
+        replaced (see :meth:`generation_overrides`), so a result says when the checkpoint would
+        have sampled or penalised repetitions by default.
+        """
+        return {"decoding": "greedy", "logits_processors": "none", "overridden": self.generation_overrides()}
+
+    def greedy_generation_config(self) -> Any:
+        """A copy of the model's ``generation_config`` with :data:`GREEDY_GENERATION` applied."""
+        from transformers import GenerationConfig
+
+        base = getattr(self.model, "generation_config", None)
+        config = copy.deepcopy(base) if base is not None else GenerationConfig()
+        for key, value in GREEDY_GENERATION.items():
+            if hasattr(config, key) or value is not None:
+                setattr(config, key, value)
+        return config
+
     @torch.inference_mode()
     def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any) -> Generation:
-        """Greedy decoding; per-token probabilities come from the raw logits of each step."""
+        """Greedy decoding; per-token probabilities come from the raw logits of each step.
+
+        Whatever the checkpoint's ``generation_config`` says (sampling, temperature, top-k/p,
+        repetition penalty, n-gram blocking, ...), decoding is greedy with no logits processor:
+        each token is the argmax of the distribution that :meth:`scorer` later scores under
+        teacher forcing, and its recorded probability is that distribution's. What was overridden
+        is in :meth:`generation_settings` (stored with results via :meth:`describe`).
+
+        ``gen_kwargs`` are passed to ``model.generate``; settings that would change the chosen
+        tokens (those of :data:`GREEDY_GENERATION`) are accepted only at their greedy values.
+        """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"expected a non-empty prompt string; got {prompt!r}")
+        for key, value in gen_kwargs.items():
+            if key in GREEDY_GENERATION and not _is_neutral(key, value):
+                raise ValueError(
+                    f"generate() decodes greedily with no logits processor, so that the generated tokens and "
+                    f"their probabilities are those that teacher forcing scores; {key}={value!r} would change "
+                    f"them (allowed: {GREEDY_GENERATION[key]!r})"
+                )
         pil = as_pil(image)
         inputs = self.prompt_inputs(pil, prompt)
         inputs = {k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device)) for k, v in inputs.items()}
-        gen_kwargs.setdefault("do_sample", False)
-        out = self.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            return_dict_in_generate=True,
-            output_logits=True,
-            **gen_kwargs,
-        )
+        config = self.greedy_generation_config()
+        config.max_new_tokens = max_new_tokens
+        config.return_dict_in_generate = True
+        config.output_logits = True
+        for key, value in gen_kwargs.items():
+            if key in GREEDY_GENERATION:
+                setattr(config, key, GREEDY_GENERATION[key])
+        extra = {k: v for k, v in gen_kwargs.items() if k not in GREEDY_GENERATION}
+        # transformers fills every unset (None) field of a passed config from model.generation_config,
+        # which would bring the checkpoint's sampling settings back: the model's config is swapped
+        # for the greedy copy for the duration of the call.
+        model = self.model
+        saved = getattr(model, "generation_config", None)
+        model.generation_config = config
+        try:
+            out = model.generate(**inputs, generation_config=config, **extra)
+        finally:
+            model.generation_config = saved
         prompt_len = inputs["input_ids"].shape[1]
         seq = out.sequences[0, prompt_len:].tolist()
         eos = self._eos_ids()
@@ -620,6 +751,17 @@ class HFAdapter(ModelAdapter):
         """Per-explanation scorer; ``fast_path`` = ``"auto"`` (probe, fall back), ``True`` (require) or ``False``."""
         base = make_baseline(image) if baseline is None else baseline
         return HFScorer(self, image, base, generation, positions, batch_size or self.default_batch_size(), fast_path)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON-friendly data (lists for tuples, ``repr`` for objects)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
 
 
 def _available_ram() -> float:

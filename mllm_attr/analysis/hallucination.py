@@ -30,7 +30,9 @@ do not enter AMCR or CSR.
 Captions (CHAIR-style)
 ----------------------
 :func:`caption_hallucinations` finds the object words of a caption (a vocabulary of
-category names / synonyms, plurals matched), marks each present or absent against the
+category names / synonyms, plurals matched; required, or derived from the ground truth: COCO's
+80 categories with their usual synonyms for COCO annotations or COCO names; a ground-truth
+name outside the vocabulary is an error), marks each present or absent against the
 ground-truth objects, and gives each its modality label (:mod:`.modality`), so the
 hallucinated words that came from the language prior are visible. ``CHAIR_i`` = hallucinated
 mentioned categories / mentioned categories; ``CHAIR_s`` = captions with any hallucination.
@@ -59,7 +61,7 @@ import numpy as np
 from .._io import write_text_atomic
 from ..image import ImageLike, load_image
 from ..mask import compose, make_baseline
-from ..targets import Answer, Positions
+from ..targets import Answer, Positions, find_word
 from ..types import Generation
 from .modality import (
     GroundedModality,
@@ -73,6 +75,7 @@ from .modality import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..adapters.base import ModelAdapter
+    from ..data.coco import CocoImage, CocoObject
     from ..data.pope import PopeQuestion
     from ..explainer import Explainer
     from ..explanation import Explanation
@@ -751,6 +754,9 @@ class CaptionDiagnosis:
         text = self.generation.text
         out, cursor = [], 0
         for s, e, m in self._spans():
+            s = max(s, cursor)  # two mentions may share a token (and so a character)
+            if e <= s:
+                continue
             out.append(plain(text[cursor:s]))
             out.append(mark(text[s:e], m))
             cursor = e
@@ -795,11 +801,148 @@ class CaptionDiagnosis:
         }
 
 
-def _vocabulary(vocabulary: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
-    if vocabulary is None:
+# The 80 COCO object categories (the ``name`` of each entry of ``instances_*.json``'s
+# "categories") with the words that usually name them in captions (after the CHAIR synonym
+# list of Rohrbach et al. 2018, trimmed of words that mostly name something else: "bow",
+# "seat", "container", "computer", "baby" as in "baby elephant"). Regular plurals
+# ("-s", "-es", "-y" -> "-ies") are matched automatically; irregular ones are listed.
+COCO_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "person": (
+        "people", "man", "men", "woman", "women", "boy", "girl", "child", "children", "kid", "adult",
+        "lady", "guy", "gentleman", "teenager", "toddler", "player", "rider", "skier", "snowboarder",
+        "skater", "skateboarder", "surfer", "biker", "bicyclist", "cyclist", "pitcher", "batter",
+        "catcher", "umpire", "referee", "chef", "cook", "baker", "worker", "policeman", "police officer",
+        "officer", "soldier", "passenger", "pedestrian", "spectator", "tourist", "student", "mother",
+        "father", "bride", "groom", "cowboy",
+    ),
+    "bicycle": ("bike", "unicycle", "tricycle"),
+    "car": (
+        "automobile", "sedan", "suv", "van", "minivan", "taxi", "cab", "jeep", "hatchback", "coupe", "limousine", "limo",
+    ),
+    "motorcycle": ("motorbike", "motor bike", "motor cycle", "dirt bike", "scooter", "moped"),
+    "airplane": ("plane", "aeroplane", "air plane", "aircraft", "jet", "jetliner", "airliner", "biplane", "seaplane"),
+    "bus": ("minibus",),
+    "train": ("locomotive", "tram", "streetcar"),
+    "truck": ("lorry", "pickup", "firetruck"),
+    "boat": (
+        "ship", "sailboat", "yacht", "canoe", "kayak", "ferry", "motorboat", "speedboat", "rowboat",
+        "tugboat", "vessel", "barge",
+    ),
+    "traffic light": ("traffic signal", "stoplight", "stop light"),
+    "fire hydrant": ("hydrant",),
+    "stop sign": (),
+    "parking meter": (),
+    "bench": ("pew",),
+    "bird": (
+        "pigeon", "seagull", "gull", "duck", "goose", "geese", "swan", "parrot", "owl", "eagle", "sparrow",
+        "crow", "pelican", "flamingo", "rooster", "heron", "ostrich", "peacock", "hummingbird",
+    ),
+    "cat": ("kitten", "kitty", "feline", "tabby"),
+    "dog": (
+        "puppy", "pup", "doggy", "doggie", "canine", "terrier", "poodle", "labrador", "retriever",
+        "bulldog", "beagle", "chihuahua", "dachshund", "husky", "corgi", "pug", "collie", "sheepdog",
+        "greyhound",
+    ),
+    "horse": ("pony", "foal", "colt", "stallion", "mare"),
+    "sheep": ("lamb", "ram", "ewe"),
+    "cow": ("cattle", "calf", "calves", "bull", "ox", "oxen", "heifer"),
+    "elephant": (),
+    "bear": ("polar bear", "grizzly"),
+    "zebra": (),
+    "giraffe": (),
+    "backpack": ("knapsack", "rucksack"),
+    "umbrella": ("parasol",),
+    "handbag": ("purse", "pocketbook"),
+    "tie": ("necktie", "bow tie"),
+    "suitcase": ("suit case", "luggage"),
+    "frisbee": ("flying disc",),
+    "skis": ("ski",),
+    "snowboard": (),
+    "sports ball": ("ball", "soccer ball", "football", "basketball", "tennis ball", "volleyball"),
+    "kite": (),
+    "baseball bat": (),
+    "baseball glove": ("baseball mitt", "mitt"),
+    "skateboard": ("skate board",),
+    "surfboard": ("surf board",),
+    "tennis racket": ("racket", "racquet", "tennis racquet"),
+    "bottle": (),
+    "wine glass": ("wineglass",),
+    "cup": ("mug", "teacup"),
+    "fork": (),
+    "knife": ("knives",),
+    "spoon": (),
+    "bowl": (),
+    "banana": (),
+    "apple": (),
+    "sandwich": ("burger", "hamburger", "cheeseburger"),
+    "orange": (),
+    "broccoli": (),
+    "carrot": (),
+    "hot dog": ("hotdog",),
+    "pizza": (),
+    "donut": ("doughnut",),
+    "cake": ("cupcake", "cheesecake"),
+    "chair": ("armchair", "stool"),
+    "couch": ("sofa", "loveseat", "settee", "futon"),
+    "potted plant": ("houseplant", "house plant"),
+    "bed": (),
+    "dining table": ("table",),
+    "toilet": (),
+    "tv": ("television", "tv set", "monitor"),
+    "laptop": ("laptop computer", "notebook computer", "macbook"),
+    "mouse": ("mice",),
+    "remote": ("remote control", "controller"),
+    "keyboard": (),
+    "cell phone": ("cellphone", "mobile phone", "phone", "smartphone", "iphone"),
+    "microwave": ("microwave oven",),
+    "oven": ("stove", "stovetop"),
+    "toaster": (),
+    "sink": (),
+    "refrigerator": ("fridge", "freezer"),
+    "book": (),
+    "clock": (),
+    "vase": (),
+    "scissors": (),
+    "teddy bear": ("teddybear", "teddy"),
+    "hair drier": ("hair dryer", "hairdryer", "blow dryer"),
+    "toothbrush": ("tooth brush",),
+}
+
+VOCABULARIES: tuple[str, ...] = ("coco", "shapes")
+"""Names accepted as ``vocabulary=`` by :func:`caption_hallucinations` / :func:`find_object_mentions`."""
+
+
+def coco_vocabulary() -> dict[str, str]:
+    """Object word -> COCO category: the 80 category names and their synonyms (:data:`COCO_SYNONYMS`)."""
+    vocab: dict[str, str] = {}
+    for category, words in COCO_SYNONYMS.items():
+        for w in (category, *words):
+            vocab.setdefault(w.lower(), category)
+    return vocab
+
+
+def _named_vocabulary(name: str) -> Mapping[str, str] | Sequence[str]:
+    key = name.strip().lower()
+    if key == "coco":
+        return coco_vocabulary()
+    if key == "shapes":
         from ..data.shapes import SHAPES
 
-        vocabulary = SHAPES
+        return SHAPES
+    raise ValueError(
+        f"unknown vocabulary {name!r}; expected one of {list(VOCABULARIES)}, a list of words or a dict word -> category"
+    )
+
+
+def _vocabulary(vocabulary: Mapping[str, str] | Sequence[str] | str | None) -> dict[str, str]:
+    """Object word (lower case) -> category."""
+    if vocabulary is None:
+        raise ValueError(
+            "a vocabulary of object words is required: vocabulary='coco' (COCO's 80 categories and synonyms), "
+            "'shapes' (the shapes world), a list of category names, or a dict word -> category"
+        )
+    if isinstance(vocabulary, str):
+        vocabulary = _named_vocabulary(vocabulary)
     if isinstance(vocabulary, Mapping):
         vocab = {str(k).lower(): str(v) for k, v in vocabulary.items()}
     else:
@@ -809,37 +952,129 @@ def _vocabulary(vocabulary: Mapping[str, str] | Sequence[str] | None) -> dict[st
     return vocab
 
 
+def _truth_names(ground_truth: Any) -> tuple[list[str] | None, bool]:
+    """The ground-truth category names, and whether they came from COCO annotations."""
+    if ground_truth is None:
+        return None, False
+    objects = getattr(ground_truth, "objects", None)  # a CocoImage
+    if objects is not None and not isinstance(ground_truth, (str, Mapping)):
+        ground_truth = objects
+        from_coco = True
+    else:
+        from_coco = False
+    if isinstance(ground_truth, str):
+        raise TypeError(f"ground_truth must be a collection of category names; got the string {ground_truth!r}")
+    names = []
+    for g in ground_truth:
+        name = getattr(g, "category_name", None)  # a CocoObject
+        if name is not None:
+            from_coco = True
+            names.append(str(name))
+        else:
+            names.append(str(g))
+    return names, from_coco
+
+
+def _derived_vocabulary(names: list[str] | None, from_coco: bool) -> dict[str, str]:
+    """The vocabulary implied by the ground truth: COCO's when it is COCO annotations or COCO names."""
+    if names is None:
+        raise ValueError(
+            "without ground truth (or object masks) the vocabulary cannot be derived: pass vocabulary='coco', "
+            "'shapes', a list of category names or a dict word -> category"
+        )
+    coco = coco_vocabulary()
+    if from_coco:
+        return coco
+    unknown = sorted({n for n in names if n.lower() not in coco})
+    if not names or unknown:
+        what = "is empty" if not names else f"names {unknown}, which are not COCO categories"
+        raise ValueError(
+            f"cannot derive the object vocabulary: the ground truth {what}; pass vocabulary= "
+            "('coco', 'shapes', a list of category names or a dict word -> category)"
+        )
+    return coco
+
+
+def _truth_categories(names: list[str], vocab: Mapping[str, str]) -> frozenset[str]:
+    """Map ground-truth names onto the vocabulary's categories; an unknown name is an error."""
+    categories = set(vocab.values())
+    by_lower = {c.lower(): c for c in categories}
+    out, missing = set(), []
+    for n in names:
+        if n in categories:
+            out.add(n)
+        elif n.lower() in by_lower:
+            out.add(by_lower[n.lower()])
+        elif n.lower() in vocab:
+            out.add(vocab[n.lower()])  # a synonym: "sofa" -> "couch"
+        else:
+            missing.append(n)
+    if missing:
+        raise ValueError(
+            f"ground-truth object(s) {sorted(set(missing))} are not in the vocabulary (categories: "
+            f"{sorted(categories)[:20]}{' ...' if len(categories) > 20 else ''}); a caption could never be "
+            "checked against them: add them to the vocabulary or pass the right one"
+        )
+    return frozenset(out)
+
+
+def _forms(word: str) -> set[str]:
+    """``word`` and its regular English plural(s) (on the last word of a phrase; ASCII words only):
+    "-s"; "-es" after s, x, z, ch, sh, o ("buses", "benches"; never "ski" -> "skies");
+    consonant + "y" -> "-ies" ("puppies")."""
+    forms = {word}
+    last = word[-1].lower()
+    if not (last.isascii() and last.isalpha()):
+        return forms
+    forms.add(word + "s")
+    if last in "sxzo" or word.lower().endswith(("ch", "sh")):
+        forms.add(word + "es")
+    if last == "y" and len(word) > 1 and word[-2].lower() not in "aeiou":
+        forms.add(word[:-1] + "ies")
+    return forms
+
+
 def find_object_mentions(
-    generation: Generation, vocabulary: Mapping[str, str] | Sequence[str] | None = None
+    generation: Generation, vocabulary: Mapping[str, str] | Sequence[str] | str | None = None
 ) -> list[tuple[str, str, tuple[int, ...]]]:
     """``(word, category, token positions)`` of every object word in the caption, in order.
 
-    Words match on word boundaries (case-insensitive, plural ``-s``/``-es`` allowed); longer
-    vocabulary entries win ("traffic light" before "light").
+    ``vocabulary`` is required (``None`` is an error): ``"coco"``, ``"shapes"``, a list of
+    category names or a dict word -> category. Words match like word targets
+    (:mod:`mllm_attr.targets`: case-insensitive, on word boundaries, CJK words inside runs),
+    regular plurals included ("-s", "-es", "-y" -> "-ies"); where two entries overlap the
+    longer wins ("traffic light" before "light", "hot dog" before "dog").
     """
     vocab = _vocabulary(vocabulary)
-    keys = sorted(vocab, key=len, reverse=True)
-    pattern = r"(?<!\w)(" + "|".join(r"\s+".join(map(re.escape, k.split())) for k in keys) + r")(?:e?s)?(?!\w)"
-    out = []
-    for m in re.finditer(pattern, generation.text, flags=re.IGNORECASE):
-        key = re.sub(r"\s+", " ", m.group(1).lower())
+    text = generation.text
+    cands = []
+    for key in vocab:
+        for form in _forms(key):
+            for s, e in find_word(text, form):
+                cands.append((s, -(e - s), e, key))
+    cands.sort()
+    out, cursor = [], 0
+    for s, _, e, key in cands:
+        if s < cursor:
+            continue
         pos = tuple(
-            i for i, (s, e) in enumerate(generation.spans)
-            if e > s and s < m.end() and e > m.start() and not generation.special[i]
+            i for i, (a, b) in enumerate(generation.spans)
+            if b > a and a < e and b > s and not generation.special[i]
         )
         if pos:
-            out.append((m.group(0), vocab[key], pos))
+            out.append((text[s:e], vocab[key], pos))
+            cursor = e
     return out
 
 
 def caption_hallucinations(
     adapter: "ModelAdapter",
     image: ImageLike,
-    ground_truth: Iterable[str] | None,
+    ground_truth: "Iterable[str] | Iterable[CocoObject] | CocoImage | None",
     *,
     generation: Generation | None = None,
     prompt: str | None = None,
-    vocabulary: Mapping[str, str] | Sequence[str] | None = None,
+    vocabulary: Mapping[str, str] | Sequence[str] | str | None = None,
     baseline: str = "black",
     reference_images: Sequence[np.ndarray] | np.ndarray | None = None,
     object_masks: Mapping[str, np.ndarray] | None = None,
@@ -850,10 +1085,18 @@ def caption_hallucinations(
     """Object words of a caption: present / absent, and prior- or perception-driven.
 
     Args:
-        ground_truth: categories present in the image (None: presence unknown).
+        ground_truth: categories present in the image (None: presence unknown): names, COCO
+            annotations (:class:`~mllm_attr.data.coco.CocoObject` s) or a
+            :class:`~mllm_attr.data.coco.CocoImage` (its objects). Every name must be a
+            category (or a word) of the vocabulary: an unknown one is a ``ValueError``, never a
+            silent "absent".
         generation: the caption; generated from ``prompt`` (default ``"Describe the image."``) when None.
-        vocabulary: object words -> category (or a list of category names); default the
-            shapes-world shapes. For COCO pass the category names and their synonyms.
+        vocabulary: the object words to look for: ``"coco"`` (COCO's 80 categories and their
+            usual synonyms, :data:`COCO_SYNONYMS`), ``"shapes"`` (the shapes world), a list of
+            category names, or a dict word -> category. When None it is derived from the
+            ground truth (or the mask names): COCO's when they are COCO annotations or all
+            COCO category names / synonyms; anything else (or no ground truth) is a
+            ``ValueError`` asking for ``vocabulary=``.
         baseline: the "no image evidence" fill for the modality probabilities.
         reference_images: if given, the prior is the mean over these images (see
             :func:`~mllm_attr.analysis.modality.analyze_modality`).
@@ -875,10 +1118,23 @@ def caption_hallucinations(
         generation = adapter.generate(arr, prompt or "Describe the image.", max_new_tokens=max_new_tokens)
     elif not isinstance(generation, Generation):
         raise TypeError(f"expected a Generation (from adapter.generate); got {type(generation).__name__}")
-    vocab = _vocabulary(vocabulary)
-    if ground_truth is None and object_masks is not None:
-        ground_truth = [c for c, m in object_masks.items() if np.asarray(m).any()]
-    truth = None if ground_truth is None else frozenset(str(g) for g in ground_truth)
+    names, from_coco = _truth_names(ground_truth)
+    if vocabulary is None:
+        pool = None if names is None and object_masks is None else [*(names or []), *map(str, object_masks or {})]
+        vocab = _derived_vocabulary(pool, from_coco)
+    else:
+        vocab = _vocabulary(vocabulary)
+    if object_masks is not None:
+        # Key the masks by the vocabulary's categories ("sofa" -> "couch"); unknown names are errors.
+        keyed: dict[str, np.ndarray] = {}
+        for c, m in object_masks.items():
+            (cat,) = _truth_categories([str(c)], vocab)
+            m = np.asarray(m, dtype=bool)
+            keyed[cat] = keyed[cat] | m if cat in keyed else m
+        object_masks = keyed
+        if names is None:
+            names = [c for c, m in keyed.items() if m.any()]
+    truth = None if names is None else _truth_categories(names, vocab)
     found = find_object_mentions(generation, vocab)
     positions = sorted({p for _, _, pos in found for p in pos})
     mentions: list[ObjectMention] = []
@@ -1003,8 +1259,10 @@ def _cmd_diagnose(args: Any) -> int:
 __all__ = [
     "SCHEDULES",
     "YES_NO",
+    "COCO_SYNONYMS",
     "CaptionDiagnosis",
     "ObjectMention",
+    "VOCABULARIES",
     "RemovalResult",
     "YesNoDiagnosis",
     "add_subcommand",
@@ -1012,6 +1270,7 @@ __all__ = [
     "caption_hallucinations",
     "cased_like",
     "chair",
+    "coco_vocabulary",
     "diagnose_pope",
     "diagnose_yes_no",
     "find_object_mentions",

@@ -334,6 +334,9 @@ class ModalityReport:
         pieces = []
         cursor = 0
         for i, (s, e) in enumerate(gen.spans):
+            # Byte tokens of one character share its span: the character is drawn once, in the
+            # colour of the first of them.
+            s = max(s, cursor)
             if e <= s:
                 continue
             if s > cursor:

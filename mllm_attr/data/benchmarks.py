@@ -9,6 +9,11 @@ POPE / RePOPE  :func:`load_pope`                      :class:`PopeQuestion`
 MMVP           :func:`load_mmvp`, :func:`mmvp_pairs`  :class:`MMVPQuestion`
 =============  =====================================  ==========================
 
+Each loader reads its benchmark's files as the benchmark distributes them (MMVP's ``lndex``
+header, Python-2 RefCOCO pickles, POPE's CRLF / JSON-array files, RePOPE's gapped ids, COCO
+2014 and 2017 files with their ``info`` / ``licenses`` blocks and crowd RLEs); each module's
+docstring lists the quirks, ``tests/fixtures/published/`` reproduces them.
+
 All records are frozen dataclasses that store image *paths*; ``record.load_image()``
 returns an RGB PIL image. Error conventions shared by every loader:
 

@@ -10,6 +10,16 @@ Public layout (either annotation file may be missing, but not both)::
 Image paths are built from each image's ``file_name`` in the JSON, so both the 2014
 (``COCO_val2014_...jpg``) and 2017 (``000000...jpg``) naming work unchanged.
 
+The published files (cocodataset.org, the format of cocodataset/cocoapi) are read as they
+are: the ``info`` and ``licenses`` blocks (which differ between 2014 and 2017) and the extra
+image keys (``license``, ``coco_url``, ``flickr_url``, ``date_captured``) are ignored;
+captions files have no ``categories``; images with no instance annotation (there are some
+in every split) get ``objects == ()``; crowd regions (``iscrowd: 1``) carry an
+*uncompressed* RLE (``{"counts": [int, ...], "size": [H, W]}``) and have 12-digit
+annotation ids (``900100...``); other objects carry one or more polygons, a few of them
+degenerate (zero area, e.g. ``instances_train2017`` annotation 918); captions may end
+with spaces or a newline (stripped here).
+
 This module also holds the small helpers (JSON reading, the id-resolution error types)
 that the RefCOCO, POPE and MMVP loaders share.
 """
@@ -108,7 +118,7 @@ def read_json(path: Path, what: str) -> Any:
     """
     require_file(path, what)
     try:
-        with path.open("r", encoding="utf-8") as fh:
+        with path.open("r", encoding="utf-8-sig") as fh:  # a BOM, if any, is skipped
             return json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: expected {what} (valid JSON); could not parse it: {exc}") from exc

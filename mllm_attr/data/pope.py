@@ -5,9 +5,21 @@ Each line of a POPE file (e.g. ``coco_pope_random.json``, despite the suffix) is
     {"question_id": 1, "image": "COCO_val2014_000000310196.jpg",
      "text": "Is there a snowboard in the image?", "label": "yes"}
 
-RePOPE ships re-annotated files with the same keys (corrected labels). Some files also
-carry ``"category"`` (random / popular / adversarial). A file holding one JSON array of
-such objects is accepted too.
+As published:
+
+* POPE (AoiDragon/POPE ``output/coco/coco_pope_{random,popular,adversarial}.json``):
+  JSON lines, 3000 per file, ``question_id`` 1..3000; ``popular`` and ``adversarial`` end
+  their lines with CRLF, ``random`` with LF. The SEEM-built A-OKVQA / GQA files
+  (``output/seem/{aokvqa,gqa}/*_pope_seem_<setting>.json``) hold one pretty-printed JSON
+  array instead; GQA image names are bare ids (``2405722.jpg``).
+* RePOPE (YanNeu/RePOPE ``annotations/coco_repope_{random,popular,adversarial}.json``):
+  the same keys with corrected labels and the ambiguous questions removed, so
+  ``question_id`` has gaps (e.g. 2774 of 1..3000 for ``random``); the repository also
+  carries copies of the POPE files (``annotations/coco_pope_<setting>.json``, LF, no final
+  newline).
+
+All of these load as they are. A UTF-8 BOM is skipped. Some files also carry
+``"category"`` (random / popular / adversarial), recorded when present.
 """
 
 from __future__ import annotations
@@ -65,7 +77,7 @@ def _iter_entries(path: Path) -> Iterator[tuple[str, Any]]:
     """Yield ``(location, parsed object)`` from JSONL or a JSON array; location is
     ``"line N"`` (1-based) or ``"entry N"`` (0-based array index)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: expected UTF-8 JSON lines (POPE); could not decode it: {exc}") from None
     if text.lstrip().startswith("["):
@@ -135,9 +147,16 @@ def load_pope(
             )
         missing = [k for k in _REQUIRED if k not in entry]
         if missing:
+            hint = ""
+            if missing == ["label"]:
+                hint = (
+                    " - a question file without labels (e.g. LLaVA's llava_pope_test.jsonl) cannot be "
+                    "scored; use the label files coco_pope_<setting>.json (POPE) or "
+                    "coco_repope_<setting>.json (RePOPE)"
+                )
             raise ValueError(
                 f"{path}: {where}: expected keys {list(_REQUIRED)}; missing {missing} "
-                f"(got keys {sorted(map(str, entry))})"
+                f"(got keys {sorted(map(str, entry))}){hint}"
             )
         raw_qid = entry["question_id"]
         qid: int | str = int(raw_qid) if isinstance(raw_qid, int) or str(raw_qid).isdigit() else str(raw_qid)

@@ -8,12 +8,26 @@ Public layout (as distributed with the ``refer`` toolkit)::
 
 Each ref dict carries ``ref_id, ann_id, image_id, split, sentences`` (each sentence a
 dict with ``sent`` / ``raw`` / ``tokens`` / ``sent_id``), plus ``category_id``,
-``sent_ids`` and ``file_name`` which are not needed here.
+``sent_ids`` and ``file_name`` which are not needed here (``file_name`` looks like
+``COCO_train2014_000000581857_16.jpg``, with a number appended: it is *not* an image
+file; the image path comes from the image's ``file_name`` in ``instances.json``).
+
+The published ``refs(<splitBy>).p`` files (``refcoco/refs(unc).p``, ``refcoco/refs(google).p``,
+``refcoco+/refs(unc).p``, ``refcocog/refs(umd).p``, ``refcocog/refs(google).p``) were written
+by Python 2 (``cPickle``), so their strings are Python-2 ``str`` opcodes (raw bytes) rather
+than unicode: :func:`load_data_pickle` decodes them as UTF-8 and, if some are not valid
+UTF-8, reads the whole file again decoding them as latin-1 (which never fails). Pickle
+protocols 0, 1 and 2 (and the Python 3 ones) are all accepted.
 
 The ``.p`` file is read with :class:`DataOnlyUnpickler`, whose ``find_class`` refuses
 every global: a plain refs file (only dicts, lists, str, int, float) loads normally, but
 a pickle that tries to import anything (``os.system``, ``builtins.eval``, a class) fails
 with ``ValueError`` before any of it is called.
+
+Split selection follows the ``refer`` toolkit: ``split="test"`` selects every ``test*``
+split (RefCOCO/RefCOCO+ ``testA`` + ``testB``; RefCOCOg-umd ``test``), ``"testA"`` /
+``"testB"`` / ``"testC"`` select the ``test*`` splits whose name contains that letter
+(``testAB`` too), any other name must match exactly.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ __all__ = [
     "REFCOCO_SPLITS",
     "DataOnlyUnpickler",
     "load_data_pickle",
+    "split_matches",
     "RefCocoRef",
     "load_refcoco",
 ]
@@ -82,10 +97,18 @@ class DataOnlyUnpickler(pickle.Unpickler):
         raise _RefusedGlobal(module, name)
 
 
+#: How Python-2 ``str`` values (raw bytes in the pickle) are decoded, in order of preference.
+PY2_STR_ENCODINGS: tuple[str, ...] = ("utf-8", "latin-1")
+
+
 def load_data_pickle(path: Path, what: str = "a pickle of plain data") -> Any:
     """Load a pickle that may only hold plain data, with :class:`DataOnlyUnpickler`.
 
-    Python 2 ``str`` values are decoded as UTF-8.
+    Python 2 ``str`` values (``STRING`` / ``BINSTRING`` / ``SHORT_BINSTRING`` opcodes, as
+    written by Python 2's ``cPickle``) come back as ``str``: decoded as UTF-8 when every one
+    of them is valid UTF-8 (ASCII included), otherwise the file is read again decoding them
+    as latin-1 (a warning is logged). Python-2 ``unicode`` and Python-3 ``str`` values are
+    UTF-8 in every protocol and unaffected; Python-3 ``bytes`` stay ``bytes``.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
@@ -93,15 +116,32 @@ def load_data_pickle(path: Path, what: str = "a pickle of plain data") -> Any:
     """
     require_file(path, what)
     data = path.read_bytes()
-    try:
-        return DataOnlyUnpickler(io.BytesIO(data), encoding="utf-8").load()
-    except _RefusedGlobal as exc:
-        raise ValueError(
-            f"{path}: expected {what} (only dicts/lists/str/int/float); it references the "
-            f"global {exc.module}.{exc.name}, which is refused for safety - the file was not loaded"
-        ) from None
-    except Exception as exc:  # truncated / corrupt pickles raise many different types
-        raise ValueError(f"{path}: expected {what}; could not unpickle it: {type(exc).__name__}: {exc}") from None
+    for k, encoding in enumerate(PY2_STR_ENCODINGS):
+        try:
+            result = DataOnlyUnpickler(io.BytesIO(data), encoding=encoding).load()
+        except _RefusedGlobal as exc:
+            raise ValueError(
+                f"{path}: expected {what} (only dicts/lists/str/int/float); it references the "
+                f"global {exc.module}.{exc.name}, which is refused for safety - the file was not loaded"
+            ) from None
+        except UnicodeDecodeError as exc:
+            if k + 1 < len(PY2_STR_ENCODINGS):
+                logger.debug("%s: Python-2 strings are not %s (%s); retrying", path, encoding, exc)
+                continue
+            raise ValueError(f"{path}: expected {what}; could not decode its strings: {exc}") from None
+        except Exception as exc:  # truncated / corrupt pickles raise many different types
+            raise ValueError(
+                f"{path}: expected {what}; could not unpickle it: {type(exc).__name__}: {exc}"
+            ) from None
+        if k > 0:
+            logger.warning(
+                "%s: some Python-2 strings are not valid %s; decoded them as %s",
+                path,
+                PY2_STR_ENCODINGS[0],
+                encoding,
+            )
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -182,6 +222,20 @@ def _parse_sentences(raw: Any, path: Path, ref_id: Any) -> tuple[tuple[str, ...]
     return tuple(texts), tuple(ids) if len(ids) == len(texts) else ()
 
 
+def split_matches(ref_split: str, wanted: str) -> bool:
+    """Whether a ref of split ``ref_split`` belongs to the requested split ``wanted``.
+
+    As in the ``refer`` toolkit: ``"test"`` takes every ``test*`` split; ``"testA"`` /
+    ``"testB"`` / ``"testC"`` take the ``test*`` splits whose name contains that letter
+    (so ``testAB`` counts for both ``testA`` and ``testB``); other names match exactly.
+    """
+    if wanted == "test":
+        return ref_split.startswith("test")
+    if wanted in ("testA", "testB", "testC"):
+        return ref_split.startswith("test") and wanted[-1] in ref_split[4:]
+    return ref_split == wanted
+
+
 def _find_dataset_dir(given: Path, dataset: str) -> Path:
     if (given / dataset).is_dir():
         return given / dataset
@@ -224,8 +278,9 @@ def load_refcoco(
             file (``refs(<splitBy>).p``, or any ``.json`` with the same list).
         dataset: ``"refcoco"``, ``"refcoco+"`` or ``"refcocog"``.
         split_by: ``"unc"`` / ``"umd"`` / ``"google"``; default from :data:`REFCOCO_SPLIT_BY`.
-        split: keep only refs of this split (``train``, ``val``, ``test``, ``testA``, ``testB``);
-            ``None`` keeps all.
+        split: keep only refs of this split (``train``, ``val``, ``test``, ``testA``, ``testB``;
+            ``test`` / ``testA`` / ``testB`` as in the ``refer`` toolkit, see
+            :func:`split_matches`); ``None`` keeps all.
         instances_file: default ``<dataset folder>/instances.json``.
         image_dir: COCO train2014 images; default the first existing of
             ``<data root>/images/mscoco/images/train2014``, ``<data root>/images/train2014``,
@@ -289,7 +344,7 @@ def load_refcoco(
     )
 
     present = sorted({str(r.get("split")) for r in refs if isinstance(r, Mapping)})
-    if split is not None and split not in present:
+    if split is not None and not any(split_matches(p, split) for p in present):
         raise ValueError(f"{refs_path}: no refs with split {split!r}; the file has splits {present}")
 
     records: list[RefCocoRef] = []
@@ -303,7 +358,7 @@ def load_refcoco(
                 f"{refs_path}: ref {i} (ref_id {ref.get('ref_id')!r}) lacks keys {missing}; "
                 f"has {sorted(map(str, ref))}"
             )
-        if split is not None and ref["split"] != split:
+        if split is not None and not split_matches(str(ref["split"]), split):
             continue
         ref_id, ann_id, image_id = int(ref["ref_id"]), int(ref["ann_id"]), int(ref["image_id"])
         if image_id not in coco:

