@@ -48,10 +48,22 @@ EXPECTED = {
     "llava_next": {"pixel_values": (1, 3, 3, 336, 336)},
     # 320x640 (2:1) -> a 2x1 grid of 448 px tiles + a thumbnail: 3 x 256 tokens.
     "internvl": {"image_tokens": 768, "pixel_values": (3, 3, 448, 448)},
+    # 300x500 -> best pinpoint 384x768: base view (729 tokens) + a 1x2 grid of 384 px crops
+    # (27 x 54 features) unpadded to the image's aspect, with image_newline tokens: 1998.
+    "llava_onevision": {"image_tokens": 1998, "pixel_values": (1, 3, 3, 384, 384)},
+    # 400x800 -> longest edge 1456 (728x1456) -> a 2x4 grid of 364 px tiles + the global image:
+    # 9 x 169 tokens (26x26 patches, pixel shuffle 2).
+    "idefics3": {"image_tokens": 1521, "pixel_values": (1, 9, 3, 364, 364)},
+    # SmolVLM: 400x800 -> longest edge 2048 (1024x2048) -> 2x4 tiles of 512 px + global: 9 x 64.
+    "smolvlm": {"image_tokens": 576, "pixel_values": (1, 9, 3, 512, 512)},
+    # PaliGemma: one 224 px view (resized, not cropped): 16x16 patches.
+    "paligemma": {"image_tokens": 256, "pixel_values": (1, 3, 224, 224)},
+    # Gemma 3: one 896 px view (600x800 resized, pan-and-scan off): 64x64 patches pooled to 16x16.
+    "gemma3": {"image_tokens": 256, "pixel_values": (1, 3, 896, 896)},
 }
 
 #: Families whose contract test is heavy on one CPU thread (many image tokens): marked slow.
-HEAVY = {"internvl", "llava_next"}
+HEAVY = {"internvl", "llava_next", "smolvlm"}
 
 
 def _scene(h: int, w: int) -> np.ndarray:
@@ -99,6 +111,8 @@ def test_twin_keeps_the_checkpoint_files(twin):
     # Special tokens: the config's image token is the tokenizer's.
     image_id = _image_token_id(adapter)
     image_token = adapter.processor.image_token
+    if family == "gemma3":  # Gemma3Processor.image_token is the placeholder <start_of_image>
+        image_token = adapter.tokenizer.image_token
     assert adapter.tokenizer.convert_tokens_to_ids(image_token) == image_id
     # The generation config is the checkpoint's, sampling settings included.
     saved = (path / "generation_config.json").read_text()

@@ -276,7 +276,8 @@ QWEN3_VL_TEMPLATE = (
 
 def _sharpen(model, factor: float) -> None:
     """Scale the language model's final norm by ``factor`` (peaked distributions)."""
-    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    inner = model.model
+    lm = getattr(inner, "language_model", None) or getattr(inner, "text_model", None) or inner
     norm = lm.norm
     with torch.no_grad():
         if "gemma" in type(norm).__name__.lower():  # Gemma norms scale by (1 + weight)
@@ -810,6 +811,361 @@ def _build_llava_onevision(seed: int):
 
 
 # ----------------------------------------------------------------------------------------------
+# Idefics3 (Llama 3.1)
+# ----------------------------------------------------------------------------------------------
+
+#: HuggingFaceM4/Idefics3-8B-Llama3: "<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\nAssistant:"
+#: (the hub text as recalled, not verified character for character).
+IDEFICS3_TEMPLATE = (
+    "<|begin_of_text|>{% for message in messages %}{{message['role'].capitalize()}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _llama3_tokenizer(*, added: list[str], chat_template: str, model_max_length: int, pad: str, eos: str,
+                      bos: str = "<|begin_of_text|>", n_ranks: int = 128000, leading: tuple[str, ...] = ()):
+    """The real Llama 3 byte-level BPE (128,000 ranks, shipped inside splintr-rs), with Llama 3.1's
+    256 special tokens (128000-128255) and ``added`` tokens from 128256 on.
+
+    With ``n_ranks`` < 128,000 and ``leading`` tokens: a same-kind byte-level BPE of another size
+    (the first ``n_ranks`` ranks form a valid BPE: every token's parts have lower ranks), with
+    ``leading`` special tokens at ids 0, 1, ... and ``added`` tokens after the ranks (SmolLM's layout)."""
+    import splintr
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    src = splintr.Tokenizer.from_pretrained("llama3")
+    ranks = {src.decode_token_bytes(i): i + len(leading) for i in range(n_ranks)}
+    names = []
+    if n_ranks == 128000:
+        specials = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 4: "<|finetune_right_pad_id|>",
+                    6: "<|start_header_id|>", 7: "<|end_header_id|>", 8: "<|eom_id|>", 9: "<|eot_id|>"}
+        reserved = 0
+        for i in range(256):
+            if i in specials:
+                names.append(specials[i])
+            else:
+                names.append(f"<|reserved_special_token_{reserved}|>")
+                reserved += 1
+    converter = TikTokenConverter(vocab_file="", pattern=splintr.LLAMA3_PATTERN,
+                                  extra_special_tokens=names + list(added))
+    converter.load_tiktoken_bpe = lambda _url: ranks
+    backend = converter.converted()
+    if leading:  # special tokens at ids 0, 1, ... inside the BPE vocabulary
+        from tokenizers import AddedToken
+        from tokenizers.models import BPE
+
+        vocab, merges = converter.extract_vocab_merges_from_model("")
+        vocab.update({t: i for i, t in enumerate(leading)})
+        backend.model = BPE(vocab, merges, fuse_unk=False, ignore_merges=True)
+        backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in leading])
+    from tokenizers import processors
+
+    # No automatic <|begin_of_text|>: the chat template writes it (one BOS per prompt).
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad,
+        model_max_length=model_max_length, padding_side="left", chat_template=chat_template,
+        additional_special_tokens=list(added),
+    )
+    return tokenizer
+
+
+def _build_idefics3(seed: int):
+    """HuggingFaceM4/Idefics3-8B-Llama3."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+
+    tokenizer = _llama3_tokenizer(added=["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
+                                  chat_template=IDEFICS3_TEMPLATE, model_max_length=131072,
+                                  pad="<|reserved_special_token_0|>", eos="<end_of_utterance>")
+    image_processor = _image_processor(
+        "Idefics3ImageProcessor",
+        size={"longest_edge": 4 * 364},
+        max_image_size={"longest_edge": 364},
+        do_image_splitting=True,
+        do_pad=True,
+        resample=1,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=169,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    # Real vision: SigLIP-so400m/14 at 364 px (hidden 1152, 27 layers, 16 heads); real text:
+    # Llama-3.1-8B-Instruct (hidden 4096, 32 layers, 32 heads, 8 kv heads, rope_theta 500000).
+    config = Idefics3Config(
+        vision_config={
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_hidden_layers": _VISION_LAYERS,
+            "num_attention_heads": _VISION_HEADS,
+            "image_size": 364,
+            "patch_size": 14,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+        },
+        text_config={
+            "model_type": "llama",
+            **_TEXT_SIZES,
+            "num_key_value_heads": 2,
+            "vocab_size": 128259,
+            "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
+            "hidden_act": "silu",
+            "tie_word_embeddings": False,
+            "bos_token_id": 128000,
+            "eos_token_id": 128258,
+            "pad_token_id": 128002,
+        },
+        image_token_id=128257,
+        scale_factor=2,
+        tie_word_embeddings=False,
+    )
+    _check_vocab(tokenizer, 128259)
+    assert tokenizer.convert_tokens_to_ids("<image>") == 128257
+    generation = {"bos_token_id": 128000, "eos_token_id": [128001, 128258], "pad_token_id": 128002}
+    return _finish(Idefics3ForConditionalGeneration, config, processor, seed, generation)
+
+
+# ----------------------------------------------------------------------------------------------
+# SmolVLM (SmolLM2)
+# ----------------------------------------------------------------------------------------------
+
+#: HuggingFaceTB/SmolVLM-256M-Instruct: "<|im_start|>User:<image>{prompt}<end_of_utterance>\nAssistant:"
+#: (format as recalled, not the hub text character for character).
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+_SMOLVLM_ADDED = (["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+                  + [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)])
+
+
+def _build_smolvlm(seed: int):
+    """HuggingFaceTB/SmolVLM-256M-Instruct."""
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    # SmolLM2's BPE has 49,152 entries, <|endoftext|>/<|im_start|>/<|im_end|> = 0/1/2; same kind here:
+    # the first 49,149 Llama 3 ranks after those three, SmolVLM's added tokens from 49,152 on.
+    tokenizer = _llama3_tokenizer(added=_SMOLVLM_ADDED + ["<video>"], chat_template=SMOLVLM_TEMPLATE,
+                                  model_max_length=8192, pad="<|im_end|>", eos="<end_of_utterance>",
+                                  bos="<|im_start|>", n_ranks=49149,
+                                  leading=("<|endoftext|>", "<|im_start|>", "<|im_end|>"))
+    image_processor = _image_processor(
+        "SmolVLMImageProcessor",
+        size={"longest_edge": 2048},
+        max_image_size={"longest_edge": 512},
+        do_image_splitting=True,
+        do_pad=True,
+        resample=1,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = processor_class_without_video("SmolVLMProcessor")(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=64, chat_template=SMOLVLM_TEMPLATE
+    )
+    # Real vision: SigLIP-B/16 at 512 px (hidden 768, 12 layers, 12 heads); real text: SmolLM2-135M
+    # (hidden 576, 30 layers, 9 heads, 3 kv heads, rope_theta 100000, tied embeddings).
+    config = SmolVLMConfig(
+        vision_config={
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_hidden_layers": _VISION_LAYERS,
+            "num_attention_heads": _VISION_HEADS,
+            "image_size": 512,
+            "patch_size": 16,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+        },
+        text_config={
+            "model_type": "llama",
+            **_TEXT_SIZES,
+            "num_key_value_heads": 2,
+            "vocab_size": 49280,
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
+            "hidden_act": "silu",
+            "tie_word_embeddings": True,
+            "bos_token_id": 1,
+            "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
+            "pad_token_id": 2,
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=4,
+        tie_word_embeddings=True,
+    )
+    _check_vocab(tokenizer, 49280)
+    generation = {"bos_token_id": 1, "eos_token_id": [2, tokenizer.convert_tokens_to_ids("<end_of_utterance>")],
+                  "pad_token_id": 2}
+    return _finish(SmolVLMForConditionalGeneration, config, processor, seed, generation)
+
+
+# ----------------------------------------------------------------------------------------------
+# PaliGemma (no chat template)
+# ----------------------------------------------------------------------------------------------
+
+
+def _build_paligemma(seed: int):
+    """google/paligemma-3b-mix-224."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Same kind as Gemma's (SentencePiece BPE with byte fallback): the real Mistral-7B v0.1 model;
+        # Gemma's <pad>/<eos>/<bos> names. No chat template: the checkpoint has none.
+        tokenizer = _sentencepiece_llama_tokenizer(
+            _mistral_sentencepiece_model(), added=["<pad>"], pad="<pad>", chat_template="",
+            model_max_length=8192, tmp=pathlib.Path(tmp),
+        )
+    tokenizer.chat_template = None
+    image_processor = _image_processor(
+        "SiglipImageProcessor",
+        size={"height": 224, "width": 224},
+        resample=3,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    image_processor.image_seq_length = 256
+    # The processor adds <image> and the 1,024 <locXXXX> + 128 <segXXX> tokens.
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor.chat_template = None
+    # Real vision: SigLIP-so400m/14-224 (hidden 1152, 27 layers); real text: Gemma-2B (hidden 2048,
+    # 18 layers, 8 heads, 1 kv head, head_dim 256), vocab 257,216.
+    config = PaliGemmaConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_hidden_layers": _VISION_LAYERS,
+            "num_attention_heads": _VISION_HEADS,
+            "image_size": 224,
+            "patch_size": 14,
+            "projection_dim": _TEXT_SIZES["hidden_size"],
+            "hidden_act": "gelu_pytorch_tanh",
+            "vision_use_head": False,
+        },
+        text_config={
+            "model_type": "gemma",
+            **_TEXT_SIZES,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "vocab_size": 257216,
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-6,
+            "hidden_activation": "gelu_pytorch_tanh",
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        image_token_index=processor.image_token_id,
+        projection_dim=_TEXT_SIZES["hidden_size"],
+        hidden_size=_TEXT_SIZES["hidden_size"],
+    )
+    config.vision_config.projection_dim = _TEXT_SIZES["hidden_size"]
+    _check_vocab(processor.tokenizer, 257216)
+    generation = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                  "pad_token_id": tokenizer.pad_token_id}
+    # Gemma scales embeddings by sqrt(hidden) and norms by (1 + weight): a milder sharpening keeps the
+    # top probabilities below ~0.99 (float32 cached decoding vs one forward within 1e-5).
+    return _finish(PaliGemmaForConditionalGeneration, config, processor, seed, generation, sharpening=0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gemma 3
+# ----------------------------------------------------------------------------------------------
+
+#: google/gemma-3-4b-it's format for image + text turns: "<bos><start_of_turn>user\n<start_of_image>
+#: {prompt}<end_of_turn>\n<start_of_turn>model\n" (the hub template also handles system prompts;
+#: format as recalled, not the hub text).
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{% if message['content'] is string %}{{ message['content'] | trim }}"
+    "{% else %}{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def _build_gemma3(seed: int):
+    """google/gemma-3-4b-it."""
+    from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = _sentencepiece_llama_tokenizer(
+            _mistral_sentencepiece_model(),
+            added=["<pad>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
+                   "<image_soft_token>"],
+            pad="<pad>", chat_template=GEMMA3_TEMPLATE, model_max_length=131072, tmp=pathlib.Path(tmp),
+        )
+        out = pathlib.Path(tmp) / "gemma3_tokenizer"
+        base.save_pretrained(out)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(out), extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                            "image_token": "<image_soft_token>"},
+        )
+    image_processor = _image_processor(
+        "Gemma3ImageProcessor",
+        size={"height": 896, "width": 896},
+        do_pan_and_scan=False,
+        resample=2,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=GEMMA3_TEMPLATE,
+                                image_seq_length=256)
+    # Real vision: SigLIP-so400m/14-896 (hidden 1152, 27 layers); real text: Gemma 3 4B (hidden 2560,
+    # 34 layers, 8 heads, 4 kv heads, head_dim 256, 5 sliding (1024) : 1 global layers).
+    text = {
+        **_TEXT_SIZES,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "query_pre_attn_scalar": 16,
+        "vocab_size": 262208,
+        "sliding_window": 1024,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_turn>"),
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = Gemma3Config(
+        text_config=text,
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": _VISION_HIDDEN,
+            "intermediate_size": _VISION_INTERMEDIATE,
+            "num_hidden_layers": _VISION_LAYERS,
+            "num_attention_heads": _VISION_HEADS,
+            "image_size": 896,
+            "patch_size": 14,
+            "hidden_act": "gelu_pytorch_tanh",
+            "layer_norm_eps": 1e-6,
+            "vision_use_head": False,
+        },
+        mm_tokens_per_image=256,
+        boi_token_index=tokenizer.boi_token_id,
+        eoi_token_index=tokenizer.eoi_token_id,
+        image_token_index=tokenizer.image_token_id,
+    )
+    _check_vocab(tokenizer, 262208)
+    generation = {"bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id,
+                  "eos_token_id": [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")],
+                  "do_sample": True, "top_k": 64, "top_p": 0.95}
+    return _finish(Gemma3ForConditionalGeneration, config, processor, seed, generation, sharpening=1.0)
+
+
+# ----------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------
 
@@ -966,6 +1322,104 @@ TWINS: dict[str, Twin] = {
                             "image_newline, 2-layer GELU projector, Qwen2 LM (tied embeddings)",
         },
     ),
+    "idefics3": Twin(
+        family="idefics3",
+        checkpoint="HuggingFaceM4/Idefics3-8B-Llama3",
+        builder=_build_idefics3,
+        model_class="Idefics3ForConditionalGeneration",
+        needs=("splintr",),
+        image_hw=(400, 800),
+        facts={
+            "tokenizer": "real: Llama 3 byte-level BPE (the 128,000 ranks shipped in splintr-rs 0.22.0, Llama 3 "
+                         "pre-tokenizer pattern) + Llama 3.1's 256 special tokens; <fake_token_around_image> "
+                         "128256, <image> 128257, <end_of_utterance> 128258 (ids from memory); <global-img> and "
+                         "<row_i_col_j> tokenise as text; no automatic BOS (the template writes <|begin_of_text|>)",
+            "tokenizer_real": True,
+            "template": "hub as recalled (<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\\nAssistant:; "
+                        "not verified character for character)",
+            "template_hub": False,
+            "processor": "Idefics3ImageProcessor: longest_edge 1456 (4 x 364), splitting into 364 px tiles + a "
+                         "global image, Lanczos, mean/std 0.5; 169 tokens per tile (scale_factor 2)",
+            "vocab_size": 128259,
+            "special_ids": "image 128257, bos 128000, eos <end_of_utterance> 128258 (from memory)",
+            "generation_config": "eos [128001, 128258], pad 128002 (from memory, not verified)",
+            "architecture": "SigLIP/14-364 + pixel shuffle (scale 2) + linear connector, Llama 3.1 LM "
+                            "(rope scaling 'llama3' of the real config not kept: default RoPE, theta 500000)",
+        },
+    ),
+    "smolvlm": Twin(
+        family="smolvlm",
+        checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
+        builder=_build_smolvlm,
+        model_class="SmolVLMForConditionalGeneration",
+        needs=("splintr", "num2words"),
+        image_hw=(400, 800),
+        facts={
+            "tokenizer": "same kind: byte-level BPE of SmolLM2's size (49,152 entries: <|endoftext|>/<|im_start|>/"
+                         "<|im_end|> = 0/1/2 + the first 49,149 Llama 3 ranks from splintr-rs; SmolLM2's own "
+                         "merges differ), SmolVLM's added tokens (<fake_token_around_image>, <image>, "
+                         "<end_of_utterance>, <global-img>, 36 row/col tokens) from 49,152 in the twin's own "
+                         "order (hub ids not verified)",
+            "tokenizer_real": False,
+            "template": "format as recalled (<|im_start|>User:<image>{prompt}<end_of_utterance>\\nAssistant:)",
+            "template_hub": False,
+            "processor": "SmolVLMImageProcessor: longest_edge 2048, 512 px tiles + a global image, Lanczos, "
+                         "mean/std 0.5; 64 tokens per tile (16 px patches, scale_factor 4)",
+            "vocab_size": 49280,
+            "special_ids": "<image>, <end_of_utterance>: the twin's own ids (hub's not verified); "
+                           "<|im_start|> 1, <|im_end|> 2",
+            "generation_config": "eos [2, <end_of_utterance>], pad 2 (from memory, not verified)",
+            "architecture": "SigLIP/16-512 + pixel shuffle (scale 4) + linear connector, SmolLM2 (Llama) LM, "
+                            "tied embeddings; vocab 49,280 and sizes from memory",
+        },
+    ),
+    "paligemma": Twin(
+        family="paligemma",
+        checkpoint="google/paligemma-3b-mix-224",
+        builder=_build_paligemma,
+        model_class="PaliGemmaForConditionalGeneration",
+        needs=("mistral_common", "sentencepiece", "google.protobuf"),
+        image_hw=(300, 400),
+        facts={
+            "tokenizer": "same kind: SentencePiece BPE with byte fallback (the real Mistral-7B v0.1 model from "
+                         "mistral-common, 32,000 pieces; Gemma's 256,000 pieces and ids differ) + <pad>, and the "
+                         "processor's <image>, 1,024 <locXXXX>, 128 <segXXX> tokens",
+            "tokenizer_real": False,
+            "template": "none (as the checkpoint): the prompt is the prefix, the processor writes "
+                        "<image> x 256 + <bos> + prefix + \\n",
+            "template_hub": True,
+            "processor": "SiglipImageProcessor: 224 x 224 resize (no crop), bicubic, mean/std 0.5; 256 tokens",
+            "vocab_size": 257216,
+            "special_ids": "<image>: the twin's own id (real 257152); bos/eos/pad the twin tokenizer's",
+            "generation_config": "bos/eos/pad only (greedy; from memory)",
+            "architecture": "SigLIP/14-224 (no head) + linear projector, Gemma LM (prefix-LM: bidirectional "
+                            "attention over image + prefix), sizes from memory",
+        },
+    ),
+    "gemma3": Twin(
+        family="gemma3",
+        checkpoint="google/gemma-3-4b-it",
+        builder=_build_gemma3,
+        model_class="Gemma3ForConditionalGeneration",
+        needs=("mistral_common", "sentencepiece", "google.protobuf"),
+        image_hw=(600, 800),
+        facts={
+            "tokenizer": "same kind: SentencePiece BPE with byte fallback (the real Mistral-7B v0.1 model from "
+                         "mistral-common; Gemma 3's 262k pieces and ids differ) + <pad>, <start_of_turn>, "
+                         "<end_of_turn>, <start_of_image>, <end_of_image>, <image_soft_token> (the twin's ids)",
+            "tokenizer_real": False,
+            "template": "format as recalled (<bos><start_of_turn>user\\n<start_of_image>{prompt}<end_of_turn>"
+                        "\\n<start_of_turn>model\\n), not the hub text",
+            "template_hub": False,
+            "processor": "Gemma3ImageProcessor: 896 x 896 resize, pan-and-scan off, bilinear, mean/std 0.5; "
+                         "256 tokens (64x64 patches average-pooled 4x4)",
+            "vocab_size": 262208,
+            "special_ids": "the twin tokenizer's own ids (real: image 262144, boi 255999, eoi 256000, from memory)",
+            "generation_config": "do_sample true, top_k 64, top_p 0.95 (from memory, not verified)",
+            "architecture": "SigLIP/14-896 + 4x4 average pooling + RMS-normed projector, Gemma 3 LM "
+                            "(sliding/global layers, bidirectional attention over image tokens)",
+        },
+    ),
 }
 
 def _available(twin: Twin) -> bool:
@@ -1017,10 +1471,13 @@ def save_twin(family: str, out_dir: str | os.PathLike, *, seed: int = 0) -> path
 
 
 def _fingerprint() -> str:
+    """Cache key: this module's own source (every recipe, size and tuning value in it) and the
+    transformers version, so that changing a twin's recipe can never reuse a stale build."""
     import transformers
 
-    text = f"{TWIN_VERSION}|{transformers.__version__}|{LOGIT_SHARPENING}"
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
+    h = hashlib.sha1(f"{TWIN_VERSION}|{transformers.__version__}|".encode())
+    h.update(pathlib.Path(__file__).read_bytes())
+    return h.hexdigest()[:10]
 
 
 def twin_dir(family: str, *, seed: int = 0) -> pathlib.Path:
