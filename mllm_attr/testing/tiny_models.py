@@ -193,20 +193,28 @@ def _image_processor(name: str, **settings):
     return getattr(transformers, name)(**settings)
 
 
-def _finish(model_cls, config, processor, seed: int):
-    """Instantiate deterministically; eval mode, float32, a greedy generation config."""
-    tokenizer = processor.tokenizer
+def instantiate(model_cls, config, seed: int):
+    """``model_cls(config)`` with weights drawn from ``seed`` (the global RNG is left as it was),
+    in float32 eval mode.
+
+    Some families zero-initialise weights that matter here (Gemma 3's multimodal projection:
+    with it at zero the image has no effect at all; InternVL's position embeddings). Every
+    all-zero matrix gets small random values so that every part of the input counts.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_cls(config)
-        # Some families zero-initialise weights that matter here (Gemma 3's multimodal projection:
-        # with it at zero the image has no effect at all; InternVL's position embeddings). Give
-        # every all-zero matrix small random values so that every part of the input counts.
         with torch.no_grad():
             for param in model.parameters():
                 if param.dim() >= 2 and not param.any():
                     param.normal_(0.0, 0.02)
-    model = model.to(torch.float32).eval()
+    return model.to(torch.float32).eval()
+
+
+def _finish(model_cls, config, processor, seed: int):
+    """Instantiate deterministically; eval mode, float32, a greedy generation config."""
+    tokenizer = processor.tokenizer
+    model = instantiate(model_cls, config, seed)
     gen = model.generation_config
     gen.eos_token_id = tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id

@@ -290,16 +290,10 @@ def _finish(model_cls, config, processor, seed: int, generation: dict[str, Any],
     """Instantiate deterministically (eval, float32) with the checkpoint's generation config."""
     from transformers import GenerationConfig
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = model_cls(config)
-        with torch.no_grad():
-            # Zero-initialised matrices (projections, position tables) would hide the image.
-            for param in model.parameters():
-                if param.dim() >= 2 and not param.any():
-                    param.normal_(0.0, 0.02)
-        _sharpen(model, LOGIT_SHARPENING * sharpening)
-    model = model.to(torch.float32).eval()
+    from .tiny_models import instantiate
+
+    model = instantiate(model_cls, config, seed)
+    _sharpen(model, LOGIT_SHARPENING * sharpening)  # deterministic: scales one norm's weights
     model.generation_config = GenerationConfig(**generation)
     return model, processor
 
