@@ -2,7 +2,7 @@
 """Project-local set-up and the two README commands, idempotent, stdlib only.
 
     python3 dev.py demo    # explain the example image with the embedded model -> ./demo_out/heatmap.png
-    python3 dev.py test    # run the test suite (what .ci/run calls)
+    python3 dev.py test    # ruff, then the test suite (what .ci/run calls)
 
 Both create ./.venv on first use and install the project with the pinned versions of
 constraints.txt (a CPU build of torch; never the multi-GB CUDA wheels). Re-running is cheap:
@@ -38,7 +38,7 @@ def _run(cmd: list[str], **kw) -> None:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py runs under any python3 and says what it needs
         sys.exit(f"Python >= 3.10 is needed; this is {sys.version.split()[0]}")
     if not PY.exists():
         _run([sys.executable, "-m", "venv", VENV])
@@ -73,6 +73,13 @@ def main(argv: list[str]) -> int:
     if argv[0] == "demo":
         extra = argv[1:] or ["--out", "demo_out", "--overwrite"]
         return subprocess.run([BIN / "mllm-attr", "explain", *extra], cwd=ROOT).returncode
+    if not argv[1:]:  # the whole suite (CI): the linter first, configured in pyproject.toml
+        lint = subprocess.run([BIN / "ruff", "check", "."], cwd=ROOT).returncode
+        lint = lint or subprocess.run([BIN / "ruff", "format", "--check", "."], cwd=ROOT).returncode
+        if lint:
+            fix = ".venv/bin/ruff check --fix . && .venv/bin/ruff format ."
+            print(f"ruff found problems (above): run `{fix}`", flush=True)
+            return lint
     ensure_chromium()
     return subprocess.run([PY, "-m", "pytest", "-q", *argv[1:]], cwd=ROOT).returncode
 

@@ -64,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         adapter = load_adapter(
-            args.model, family=args.family, dtype=args.dtype, device_map=args.device_map,
-            load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit, trust_remote_code=args.trust_remote_code,
+            args.model,
+            family=args.family,
+            dtype=args.dtype,
+            device_map=args.device_map,
+            load_in_4bit=args.load_in_4bit,
+            load_in_8bit=args.load_in_8bit,
+            trust_remote_code=args.trust_remote_code,
         )
     except (ValueError, TypeError, OSError) as exc:  # OSError: missing files, no hub access
         report("load", False, f"{type(exc).__name__}: {exc}")
@@ -75,8 +80,13 @@ def main(argv: list[str] | None = None) -> int:
 
     gen = adapter.generate(image, args.prompt, max_new_tokens=24)
     overridden = adapter.generation_overrides() if hasattr(adapter, "generation_overrides") else {}
-    report("generate", len(gen) > 0, f"{gen.text!r} ({len(gen)} tokens; greedy"
-           + (f", overriding the checkpoint's {overridden}" if overridden else "") + ")")
+    report(
+        "generate",
+        len(gen) > 0,
+        f"{gen.text!r} ({len(gen)} tokens; greedy"
+        + (f", overriding the checkpoint's {overridden}" if overridden else "")
+        + ")",
+    )
     positions = list(range(min(len(gen), 8)))
 
     scorer = adapter.scorer(image, gen, positions, batch_size=4, fast_path=False)
@@ -103,15 +113,23 @@ def main(argv: list[str] | None = None) -> int:
         spread = float((slow_scores.max(axis=0) - slow_scores.min(axis=0)).max())
         diff = float(np.abs(fast.score_regions(subsets) - slow_scores).max())
         ok = diff <= max(args.tol, FAST_REL_TOL * spread)
-        report("fast = processor path", ok, f"max |diff| {diff:.2e} = {diff / max(spread, 1e-300):.1%} of the spread "
-               f"{spread:.2e} (tol {FAST_REL_TOL:.0%}); probe {fast.fast_report}")
+        report(
+            "fast = processor path",
+            ok,
+            f"max |diff| {diff:.2e} = {diff / max(spread, 1e-300):.1%} of the spread "
+            f"{spread:.2e} (tol {FAST_REL_TOL:.0%}); probe {fast.fast_report}",
+        )
     else:
         report("fast path", True, f"not used (slow path is exact): {fast.fast_report.get('reason')}")
 
     t0 = time.perf_counter()
     expl = Explainer(adapter, n_regions=8, batch_size=8, search="lazy")(image, gen, target=positions[:1])
-    report("explain", expl.forwards > 0, f"{expl.forwards} forwards in {time.perf_counter() - t0:.1f}s, "
-           f"insertion AUC {expl.insertion_auc():.3f}, deletion AUC {expl.deletion_auc():.3f}")
+    report(
+        "explain",
+        expl.forwards > 0,
+        f"{expl.forwards} forwards in {time.perf_counter() - t0:.1f}s, "
+        f"insertion AUC {expl.insertion_auc():.3f}, deletion AUC {expl.deletion_auc():.3f}",
+    )
     failed = [name for name, ok, _ in results if not ok]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

@@ -115,7 +115,8 @@ def scene_inputs(adapter, n: int, seed: int = SEED) -> list[tuple[int, object, o
 
 
 def compute_maps(adapter, inputs, method) -> tuple[list[np.ndarray], float]:
-    """The maps of ``method`` (an AttributionMethod) for the first generated token of each input, and the seconds taken."""
+    """The maps of ``method`` (an AttributionMethod) for the first generated token of each input,
+    and the seconds taken."""
     t0 = time.perf_counter()
     maps = [np.asarray(method(adapter, scene.image, gen, [0], seed=i), dtype=np.float64) for i, scene, gen in inputs]
     return maps, time.perf_counter() - t0
@@ -130,7 +131,15 @@ def score(name: str, inputs, maps, *, mutate: str = "none", seconds: float = 0.0
         sal = MUTATIONS[mutate](sal)
         obj = scene.objects[0]
         res.rows.append(
-            Row(i, obj.shape, obj.color, gen.text, float(sal[obj.mask].mean()), float(sal[~obj.mask].mean()), pointing_game(sal, obj.mask))
+            Row(
+                i,
+                obj.shape,
+                obj.color,
+                gen.text,
+                float(sal[obj.mask].mean()),
+                float(sal[~obj.mask].mean()),
+                pointing_game(sal, obj.mask),
+            )
         )
     return res
 
@@ -148,7 +157,8 @@ def table(results: list[Result]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.method} | {r.n} | {r.n_inside_gt_outside}/{r.n} ({r.share:.2f}) | {r.mean_ratio:.2f} ({r.median_ratio:.2f}) | "
+            f"| {r.method} | {r.n} | {r.n_inside_gt_outside}/{r.n} ({r.share:.2f}) | "
+            f"{r.mean_ratio:.2f} ({r.median_ratio:.2f}) | "
             f"{r.n_hits}/{r.n} ({r.hit_rate:.2f}) | {r.seconds:.1f} |"
         )
     return "\n".join(lines)
@@ -159,8 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=24, help="scenes (default 24)")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--options", default="{}", help='JSON {method: {option: value}}, e.g. \'{"igos_pp": {"iterations": 20}}\'')
-    ap.add_argument("--mutate", default="none", help=f"comma-separated transforms of each map before scoring (planted bugs), of {sorted(MUTATIONS)}")
+    ap.add_argument(
+        "--options", default="{}", help='JSON {method: {option: value}}, e.g. \'{"igos_pp": {"iterations": 20}}\''
+    )
+    ap.add_argument(
+        "--mutate",
+        default="none",
+        help=f"comma-separated transforms of each map before scoring (planted bugs), of {sorted(MUTATIONS)}",
+    )
     ap.add_argument("--json", default=None, help="also write per-scene rows here")
     args = ap.parse_args(argv)
 

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.lower().split("x"))
         for i in range(args.scenes):
-            scene = S.make_scene(S.scene_rng(args.seed, "test", i), split="test", size=(h, w), min_objects=1, max_objects=3)
+            scene = S.make_scene(
+                S.scene_rng(args.seed, "test", i), split="test", size=(h, w), min_objects=1, max_objects=3
+            )
             gen = adapter.generate(scene.image, S.color_question(scene.objects[0].shape), max_new_tokens=3)
             labels = segment(scene.image, args.regions, "slic").labels
             runs, secs = {}, {}
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                     "scene": i,
                     "regions": exact.n_regions,
                     "same_ordering": bool(np.array_equal(fast.ordering, exact.ordering)),
-                    "max_curve_diff": float(max(np.abs(fast.ins - exact.ins).max(), np.abs(fast.dele - exact.dele).max())),
+                    "max_curve_diff": float(
+                        max(np.abs(fast.ins - exact.ins).max(), np.abs(fast.dele - exact.dele).max())
+                    ),
                     "insertion_auc_diff": abs(fast.insertion_auc() - exact.insertion_auc()),
                     "deletion_auc_diff": abs(fast.deletion_auc() - exact.deletion_auc()),
                     "fast_path": fast.settings["fast_path"],
@@ -67,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     print(f"{len(rows)} explanations, exact greedy, 1 thread\n")
-    print("| size | scenes | identical orderings | max curve diff | max ins. AUC diff | max del. AUC diff "
-          "| probe max prob diff | set-up images | seconds fast / processor |")
+    print(
+        "| size | scenes | identical orderings | max curve diff | max ins. AUC diff | max del. AUC diff "
+        "| probe max prob diff | set-up images | seconds fast / processor |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes.split(","):
         rs = [r for r in rows if r["size"] == size]

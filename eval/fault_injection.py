@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             if alive:
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            on_disk = sum(f.read_bytes().count(b"\n") for f in (out / "shards").glob("*.jsonl")) if (out / "shards").is_dir() else 0
+            on_disk = (
+                sum(f.read_bytes().count(b"\n") for f in (out / "shards").glob("*.jsonl"))
+                if (out / "shards").is_dir()
+                else 0
+            )
             torn = bool(alive and rng.random() < 0.5)
             if torn:
                 shards = sorted((out / "shards").glob("*.jsonl"))
@@ -129,13 +133,28 @@ def main(argv: list[str] | None = None) -> int:
         differ = [k for k in keys if k in want_by_key and _stable(got[keys.index(k)]) != want_by_key[k]]
         extra = sorted(set(keys) - set(want_by_key))
         ok = proc.returncode == 0 and not lost and not dup and not differ and not extra
-        trials.append({"trial": t, "kills": kills, "final_rc": proc.returncode, "records": len(got), "lost": len(lost),
-                       "duplicated": dup, "different": len(differ), "unexpected": len(extra), "identical": ok,
-                       "stderr_tail": "" if proc.returncode == 0 else err.decode()[-500:]})
-        print(f"trial {t}: kills at {[k['after_s'] for k in kills]}s with {[k['records_on_disk'] for k in kills]} records "
-              f"on disk (killed {sum(k['killed'] for k in kills)}, "
-              f"torn {sum(k['torn_line'] for k in kills)}) -> {len(got)} records, lost {len(lost)}, dup {dup}, "
-              f"different {len(differ)}: {'identical' if ok else 'MISMATCH'}", flush=True)
+        trials.append(
+            {
+                "trial": t,
+                "kills": kills,
+                "final_rc": proc.returncode,
+                "records": len(got),
+                "lost": len(lost),
+                "duplicated": dup,
+                "different": len(differ),
+                "unexpected": len(extra),
+                "identical": ok,
+                "stderr_tail": "" if proc.returncode == 0 else err.decode()[-500:],
+            }
+        )
+        print(
+            f"trial {t}: kills at {[k['after_s'] for k in kills]}s with "
+            f"{[k['records_on_disk'] for k in kills]} records "
+            f"on disk (killed {sum(k['killed'] for k in kills)}, "
+            f"torn {sum(k['torn_line'] for k in kills)}) -> {len(got)} records, lost {len(lost)}, dup {dup}, "
+            f"different {len(differ)}: {'identical' if ok else 'MISMATCH'}",
+            flush=True,
+        )
 
     result = {
         "command": "python " + " ".join(["eval/fault_injection.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -146,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             "trials": len(trials),
             "kills": sum(sum(k["killed"] for k in tr["kills"]) for tr in trials),
             "torn_lines": sum(sum(k["torn_line"] for k in tr["kills"]) for tr in trials),
-            "kills_mid_run": sum(sum(k["killed"] and 0 < k["records_on_disk"] < len(want) for k in tr["kills"]) for tr in trials),
+            "kills_mid_run": sum(
+                sum(k["killed"] and 0 < k["records_on_disk"] < len(want) for k in tr["kills"]) for tr in trials
+            ),
             "identical": sum(tr["identical"] for tr in trials),
             "lost": sum(tr["lost"] for tr in trials),
             "duplicated": sum(tr["duplicated"] for tr in trials),

@@ -40,17 +40,24 @@ def map_rules_figure(out: Path, scenes: tuple[int, ...] = (3, 13, 0), regions: i
             expl = Explainer(adapter, n_regions=regions)(scene.image, gen, target=0)
             ax = axes[row, 0]
             ax.imshow(scene.image, interpolation="nearest")
-            ax.set_title(f"scene {i}: {S.color_question(obj.shape)!r}\nanswer {gen.text.strip()!r}, "
-                         f"{expl.n_regions} regions", fontsize=8)
+            ax.set_title(
+                f"scene {i}: {S.color_question(obj.shape)!r}\nanswer {gen.text.strip()!r}, {expl.n_regions} regions",
+                fontsize=8,
+            )
             for ax, rule in ((axes[row, 1], "evidence"), (axes[row, 2], "reference")):
                 m = expl.saliency(rule=rule).astype(np.float64)
                 ax.imshow(overlay(scene.image, m), interpolation="nearest")
-                ax.set_title(f"{rule}{' (default)' if rule == 'evidence' else ' (research code)'}\n"
-                             f"mass on object {m[obj.mask].sum() / m.sum():.0%} · "
-                             f"pixels > 0.5: {(m > 0.5).mean():.0%}", fontsize=8)
+                ax.set_title(
+                    f"{rule}{' (default)' if rule == 'evidence' else ' (research code)'}\n"
+                    f"mass on object {m[obj.mask].sum() / m.sum():.0%} · "
+                    f"pixels > 0.5: {(m > 0.5).mean():.0%}",
+                    fontsize=8,
+                )
         for ax in axes.ravel():
             ax.axis("off")
-        bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=get_cmap()), ax=list(axes[:, 1:].ravel()), shrink=0.6)
+        bar = fig.colorbar(
+            ScalarMappable(norm=Normalize(0, 1), cmap=get_cmap()), ax=list(axes[:, 1:].ravel()), shrink=0.6
+        )
         bar.set_label("region value", fontsize=8)
     return save_figure(fig, out, dpi=110)
 

@@ -30,7 +30,15 @@ import torch
 from mllm_attr import load_adapter
 from mllm_attr.analysis.multiscale import MultiScaleExplainer, combine
 from mllm_attr.assets import default_model_path
-from mllm_attr.data.shapes import COLOR_NAMES, SHAPES, color_question, make_scene, parse_answer_word, scene_rng, shape_question
+from mllm_attr.data.shapes import (
+    COLOR_NAMES,
+    SHAPES,
+    color_question,
+    make_scene,
+    parse_answer_word,
+    scene_rng,
+    shape_question,
+)
 from mllm_attr.explanation import versions
 from mllm_attr.metrics import box_mask, pointing_game
 from mllm_attr.protocol import score_map
@@ -45,7 +53,15 @@ def _ints(text: str) -> list[int]:
 
 
 def run_scene(
-    adapter, ms_explainer, scene, obj, kind: str, eval_regions: int, res_regions: int, batch_size: int, keep_wrong: bool = False
+    adapter,
+    ms_explainer,
+    scene,
+    obj,
+    kind: str,
+    eval_regions: int,
+    res_regions: int,
+    batch_size: int,
+    keep_wrong: bool = False,
 ) -> dict | None:
     if kind == "color":
         question, vocab, truth = color_question(obj.shape), COLOR_NAMES, obj.color
@@ -116,7 +132,8 @@ def paired(records: list[dict], a: str, b: str, key: str) -> dict:
 
 def markdown(summary: dict, n: int) -> str:
     lines = [
-        f"| method ({n} answers) | insertion AUC ↑ | deletion AUC ↓ | pointing (mask) ↑ | pointing (box) ↑ | explain forwards |",
+        f"| method ({n} answers) | insertion AUC ↑ | deletion AUC ↓ | pointing (mask) ↑ | pointing (box) ↑ "
+        "| explain forwards |",
         "|---|---|---|---|---|---|",
     ]
     for name, m in summary.items():
@@ -133,13 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model dir or hub id (default: the embedded shapes-llava)")
     ap.add_argument("--scenes", type=int, default=20, help="scenes to try (default 20)")
-    ap.add_argument("--questions", default="color,shape", help="question kinds per scene: color, shape or both (default)")
+    ap.add_argument(
+        "--questions", default="color,shape", help="question kinds per scene: color, shape or both (default)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--segmenter", default="slic", choices=("slic", "grid"))
     ap.add_argument("--region-scales", type=_ints, default=[16, 36, 64], help="comma list (default 16,36,64)")
-    ap.add_argument("--resolutions", type=_floats, default=[0.5, 2.0], help="comma list of input scales (default 0.5,2)")
+    ap.add_argument(
+        "--resolutions", type=_floats, default=[0.5, 2.0], help="comma list of input scales (default 0.5,2)"
+    )
     ap.add_argument("--resolution-regions", type=int, default=36, help="regions at the resolution scales (default 36)")
-    ap.add_argument("--eval-regions", type=int, default=None, help="label map used to score every method (default: the largest region scale)")
+    ap.add_argument(
+        "--eval-regions",
+        type=int,
+        default=None,
+        help="label map used to score every method (default: the largest region scale)",
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--keep-wrong", action="store_true", help="also use scenes answered wrongly (smoke runs only)")
@@ -171,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         obj = scene.objects[int(rng.integers(len(scene.objects)))]
         for kind in kinds:
             rec = run_scene(
-                adapter, ms_explainer, scene, obj, kind, eval_regions, args.resolution_regions, args.batch_size, args.keep_wrong
+                adapter,
+                ms_explainer,
+                scene,
+                obj,
+                kind,
+                eval_regions,
+                args.resolution_regions,
+                args.batch_size,
+                args.keep_wrong,
             )
             if rec is None:
                 skipped += 1
@@ -192,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenes_tried": args.scenes,
         "samples_used": len(records),
         "skipped_wrong_answer": skipped,
-        "settings": {k: v for k, v in vars(args).items()},
+        "settings": dict(vars(args)),
         "eval_label_regions": eval_regions,
         "summary": summary,
         "paired_vs_single": comparisons,

@@ -13,7 +13,7 @@ launcher is configured.) Same options as ``mllm-attr evaluate``; see ``--help``.
 
 import sys
 
-from mllm_attr.evaluation.runner import main
+from mllm_attr.cli.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,7 +32,7 @@ from mllm_attr.adapters.hf import HFAdapter
 from mllm_attr.assets import default_model_path
 from mllm_attr.data.shapes import color_question, make_scene, scene_rng
 from mllm_attr.explanation import versions
-from mllm_attr.mask import make_baseline
+from mllm_attr.mask import make_fill
 from mllm_attr.objective import Objective
 from mllm_attr.search import get_search
 from mllm_attr.segment import segment
@@ -56,8 +56,8 @@ SEARCHES: list[tuple[str, str, dict]] = [
 class NaiveScorer(Scorer):
     """The reference point: processor per image, batch of one, logits over the whole sequence."""
 
-    def __init__(self, adapter: HFAdapter, image, baseline, generation, positions):
-        super().__init__(image, baseline, positions, batch_size=1)
+    def __init__(self, adapter: HFAdapter, image, fill, generation, positions):
+        super().__init__(image, fill, positions, batch_size=1)
         self.adapter = adapter
         self.generation = generation
 
@@ -68,7 +68,11 @@ class NaiveScorer(Scorer):
             from PIL import Image
 
             inputs = self.adapter.prompt_inputs(Image.fromarray(im), self.generation.prompt)
-            text = {k: inputs[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids") if k in inputs}
+            text = {
+                k: inputs[k]
+                for k in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+                if k in inputs
+            }
             gen = torch.tensor(self.generation.token_ids, dtype=torch.long)
             text = self.adapter.extend_text_inputs(text, gen)
             pixel = {k: v for k, v in inputs.items() if k not in text}
@@ -86,8 +90,8 @@ def scene_samples(n: int, seed: int):
 
 
 def run_search(adapter, image, gen, positions, labels, name, options, batch_size):
-    base = make_baseline(image, "black")
-    scorer = adapter.scorer(image, gen, positions, baseline=base, batch_size=batch_size)
+    base = make_fill(image, "black")
+    scorer = adapter.scorer(image, gen, positions, fill=base, batch_size=batch_size)
     obj = Objective(scorer, labels)
     t0 = time.perf_counter()
     res = get_search(name)(obj, **options)
@@ -97,12 +101,18 @@ def run_search(adapter, image, gen, positions, labels, name, options, batch_size
     x = np.concatenate([[0], areas])
     ins = np.trapezoid(np.concatenate([[p_blank.mean()], res.ins.mean(1)]), x)
     dele = np.trapezoid(np.concatenate([[p_full.mean()], res.dele.mean(1)]), x)
-    return {"forwards": scorer.forwards, "calls": scorer.counter.calls, "seconds": seconds,
-            "insertion_auc": float(ins), "deletion_auc": float(dele), "fast_path": scorer.fast_report.get("used", False)}
+    return {
+        "forwards": scorer.forwards,
+        "calls": scorer.counter.calls,
+        "seconds": seconds,
+        "insertion_auc": float(ins),
+        "deletion_auc": float(dele),
+        "fast_path": scorer.fast_report.get("used", False),
+    }
 
 
 def naive_greedy(adapter, image, gen, positions, labels):
-    base = make_baseline(image, "black")
+    base = make_fill(image, "black")
     scorer = NaiveScorer(adapter, image, base, gen, positions)
     obj = Objective(scorer, labels)
     t0 = time.perf_counter()
@@ -124,8 +134,11 @@ def cost_breakdown(adapter, image, gen, batch_size: int, repeats: int = 20) -> d
     text = {k: inputs[k] for k in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids") if k in inputs}
     text = adapter.extend_text_inputs(text, torch.tensor(gen.token_ids, dtype=torch.long))
     pixel = {k: v for k, v in inputs.items() if k not in text}
-    out = {"processor_ms": processor_ms, "sequence_length": int(text["input_ids"].shape[1]),
-           "vocab_size": int(adapter.model.get_output_embeddings().weight.shape[0])}
+    out = {
+        "processor_ms": processor_ms,
+        "sequence_length": int(text["input_ids"].shape[1]),
+        "vocab_size": int(adapter.model.get_output_embeddings().weight.shape[0]),
+    }
     for bs, reps in ((1, repeats), (batch_size, 3)):
         tt = {k: v.repeat(bs, *[1] * (v.dim() - 1)) for k, v in text.items()}
         pp = {k: v.repeat(bs, *[1] * (v.dim() - 1)) for k, v in pixel.items()}
@@ -146,7 +159,7 @@ def _rss_now() -> int:
 class PeakRSS:
     """Samples the resident set size every 0.5 ms in a thread; ``peak_kb`` / ``growth_kb`` after."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.base_kb = self.peak_kb = _rss_now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -218,17 +231,28 @@ def main(argv=None) -> int:
     for i, scene, question in scene_samples(args.scenes, args.seed):
         gen = adapter.generate(scene.image, question, max_new_tokens=4)
         labels = segment(scene.image, args.regions, "slic").labels
-        sample = {"scene": i, "question": question, "answer": gen.text, "truth": scene.objects[0].color,
-                  "n_regions": int(labels.max()) + 1, "searches": {}}
+        sample = {
+            "scene": i,
+            "question": question,
+            "answer": gen.text,
+            "truth": scene.objects[0].color,
+            "n_regions": int(labels.max()) + 1,
+            "searches": {},
+        }
         for label, name, options in SEARCHES:
-            sample["searches"][label] = run_search(adapter, scene.image, gen, [0], labels, name, options, args.batch_size)
+            sample["searches"][label] = run_search(
+                adapter, scene.image, gen, [0], labels, name, options, args.batch_size
+            )
         if i < args.naive_scenes:
             naive = naive_greedy(adapter, scene.image, gen, [0], labels)
             sample["naive_greedy"] = {k: v for k, v in naive.items() if k != "ordering"}
         rows.append(sample)
         g = sample["searches"]["greedy"]
-        print(f"scene {i}: {question!r} -> {gen.text!r}; greedy {g['forwards']} fwd {g['seconds']:.1f}s "
-              f"ins {g['insertion_auc']:.3f} del {g['deletion_auc']:.3f}", flush=True)
+        print(
+            f"scene {i}: {question!r} -> {gen.text!r}; greedy {g['forwards']} fwd {g['seconds']:.1f}s "
+            f"ins {g['insertion_auc']:.3f} del {g['deletion_auc']:.3f}",
+            flush=True,
+        )
 
     summary = {}
     for label, _, _ in SEARCHES:
@@ -248,10 +272,14 @@ def main(argv=None) -> int:
             "deletion_ratio": float(np.mean(ratios["deletion"])),
             "forwards_ratio": float(np.mean(ratios["forwards"])),
             # ratios of the means over scenes (a few scenes with a tiny deletion AUC dominate the mean ratio)
-            "insertion_ratio_of_means": float(np.mean([s["searches"][label]["insertion_auc"] for s in rows])
-                                              / np.mean([s["searches"]["greedy"]["insertion_auc"] for s in rows])),
-            "deletion_ratio_of_means": float(np.mean([s["searches"][label]["deletion_auc"] for s in rows])
-                                             / np.mean([s["searches"]["greedy"]["deletion_auc"] for s in rows])),
+            "insertion_ratio_of_means": float(
+                np.mean([s["searches"][label]["insertion_auc"] for s in rows])
+                / np.mean([s["searches"]["greedy"]["insertion_auc"] for s in rows])
+            ),
+            "deletion_ratio_of_means": float(
+                np.mean([s["searches"][label]["deletion_auc"] for s in rows])
+                / np.mean([s["searches"]["greedy"]["deletion_auc"] for s in rows])
+            ),
             "seconds_ratio": float(np.mean(ratios["seconds"])),
         }
     naive = [s for s in rows if "naive_greedy" in s]
@@ -266,26 +294,47 @@ def main(argv=None) -> int:
     first_gen = adapter.generate(first[1].image, first[2], max_new_tokens=4)
     breakdown = cost_breakdown(adapter, first[1].image, first_gen, args.batch_size)
     memory = peak_memory(model, args.batch_size, args.regions)
-    result = {"command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]), "settings": vars(args),
-              "versions": versions(), "summary": summary, "naive_vs_greedy": speed, "cost_breakdown": breakdown, "memory": memory, "samples": rows}
+    result = {
+        "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
+        "settings": vars(args),
+        "versions": versions(),
+        "summary": summary,
+        "naive_vs_greedy": speed,
+        "cost_breakdown": breakdown,
+        "memory": memory,
+        "samples": rows,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out)
-    print("\n| search | forwards | seconds | ins AUC | del AUC | ins/greedy | del/greedy | del/greedy (means) "
-          "| fwd/greedy | s/greedy |")
+    print(
+        "\n| search | forwards | seconds | ins AUC | del AUC | ins/greedy | del/greedy | del/greedy (means) "
+        "| fwd/greedy | s/greedy |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, s in summary.items():
-        print(f"| {label} | {s['forwards']:.0f} | {s['seconds']:.2f} | {s['insertion_auc']:.4f} | {s['deletion_auc']:.4f} "
-              f"| {s['insertion_ratio']:.3f} | {s['deletion_ratio']:.3f} | {s['deletion_ratio_of_means']:.3f} "
-              f"| {s['forwards_ratio']:.3f} | {s['seconds_ratio']:.3f} |")
+        print(
+            f"| {label} | {s['forwards']:.0f} | {s['seconds']:.2f} | {s['insertion_auc']:.4f} "
+            f"| {s['deletion_auc']:.4f} "
+            f"| {s['insertion_ratio']:.3f} | {s['deletion_ratio']:.3f} | {s['deletion_ratio_of_means']:.3f} "
+            f"| {s['forwards_ratio']:.3f} | {s['seconds_ratio']:.3f} |"
+        )
     if speed:
-        print(f"\nnaive greedy {speed['naive_seconds']:.1f}s vs batched greedy {speed['greedy_seconds']:.1f}s: {speed['speedup']:.1f}x")
-    print("per-image cost: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in breakdown.items()))
-    print(f"peak RSS explanation / one batched forward: {memory['ratio_peak_rss']:.3f} "
-          f"(peak {memory['explain']['peak_rss_kb']} vs {memory['forward']['peak_rss_kb']} kB; growth over the "
-          f"warm process {memory['explain']['growth_kb']} vs {memory['forward']['growth_kb']} kB)")
+        print(
+            f"\nnaive greedy {speed['naive_seconds']:.1f}s vs batched greedy {speed['greedy_seconds']:.1f}s: "
+            f"{speed['speedup']:.1f}x"
+        )
+    print(
+        "per-image cost: "
+        + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in breakdown.items())
+    )
+    print(
+        f"peak RSS explanation / one batched forward: {memory['ratio_peak_rss']:.3f} "
+        f"(peak {memory['explain']['peak_rss_kb']} vs {memory['forward']['peak_rss_kb']} kB; growth over the "
+        f"warm process {memory['explain']['growth_kb']} vs {memory['forward']['growth_kb']} kB)"
+    )
     return 0
 
 

@@ -27,14 +27,19 @@ from mllm_attr.evaluation.summary import write_outputs
 
 CONFIGS = ("shapes_caption", "shapes_object", "shapes_refcoco", "shapes_repope")
 DATA = "runs/shapes/data"
-#: Held-out scenes: the same seed as ``python -m mllm_attr.data.evaluate_shapes`` (never used for training).
+#: Held-out scenes: the same seed as ``eval/shapes_model/evaluate.py`` (``EVAL_SEED``; never used for training).
 EVAL_SEED = 20_240_917
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/shapes", help="results root (default runs/shapes)")
-    ap.add_argument("--n-images", type=int, default=120, help="test scenes to write (default 120; the RePOPE task uses all their questions)")
+    ap.add_argument(
+        "--n-images",
+        type=int,
+        default=120,
+        help="test scenes to write (default 120; the RePOPE task uses all their questions)",
+    )
     ap.add_argument("--seed", type=int, default=EVAL_SEED, help="scene seed (default: the held-out eval seed)")
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated config names in eval/configs")
     ap.add_argument("--model", default=None, help="override the configs' model path (default: the shipped model)")

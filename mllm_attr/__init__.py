@@ -5,39 +5,37 @@ Three lines to a result::
     adapter = load_adapter("Qwen/Qwen2.5-VL-3B-Instruct", dtype="bfloat16", device_map="auto")
     gen = adapter.generate(image, "Describe the image.")
     expl = Explainer(adapter, n_regions=64)(image, gen, target="cat")
+
+The names below are imported on first use: ``import mllm_attr`` loads neither torch nor
+transformers (a :class:`CallableAdapter` for a closed model never needs them).
 """
 
-__version__ = "0.1.0"
+from ._lazy import lazy_exports
+from ._version import __version__
 
-from .adapters import HFAdapter, ModelAdapter, Scorer, load_adapter, supported_families
-from .adapters.callable import CallableAdapter, generation_from_text
-from .explainer import Explainer
-from .explanation import Explanation
-from .image import load_image
-from .segment import Segmentation, check_label_map, masks_to_labels, segment
-from .targets import AllTokens, Answer, Positions, TargetNotFoundError, Word
-from .types import Generation
+_EXPORTS = {
+    "AllTokens": ".targets",
+    "Answer": ".targets",
+    "CallableAdapter": ".adapters.callable",
+    "Explainer": ".explainer",
+    "Explanation": ".explanation",
+    "Generation": ".types",
+    "HFAdapter": ".adapters.hf",
+    "ModelAdapter": ".adapters.base",
+    "Positions": ".targets",
+    "Scorer": ".adapters.base",
+    "Segmentation": ".segment",
+    "TargetNotFoundError": ".targets",
+    "Word": ".targets",
+    "check_label_map": ".segment",
+    "generation_from_text": ".adapters.callable",
+    "load_adapter": ".adapters.registry",
+    "load_image": ".image",
+    "masks_to_labels": ".segment",
+    "segment": ".segment",
+    "supported_families": ".adapters.registry",
+}
 
-__all__ = [
-    "AllTokens",
-    "Answer",
-    "CallableAdapter",
-    "Explainer",
-    "Explanation",
-    "Generation",
-    "HFAdapter",
-    "ModelAdapter",
-    "Positions",
-    "Scorer",
-    "Segmentation",
-    "TargetNotFoundError",
-    "Word",
-    "__version__",
-    "check_label_map",
-    "generation_from_text",
-    "load_adapter",
-    "load_image",
-    "masks_to_labels",
-    "segment",
-    "supported_families",
-]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = ["__version__", *sorted(_EXPORTS)]

@@ -5,20 +5,21 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .adapters.base import ModelAdapter, Scorer
+from .explanation import Explanation
 from .image import MAX_PIXELS, ImageLike, LoadedImage, load_image
-from .mask import BASELINES, make_baseline
+from .mask import FILLS, make_fill, resolve_fill
 from .objective import Objective
-from .search import replay_cost, run_search
+from .search import SearchResult, replay, replay_cost, run_search
 from .search import search_options as _check_search_options
 from .segment import SEGMENTERS, Segmentation, SegmenterLike, check_label_map, segment
 from .targets import Answer, TargetLike, as_target, resolve
 from .types import Generation
-from .explanation import Explanation
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def make_scorer(
     generation: Generation,
     positions: Sequence[int],
     *,
-    baseline: np.ndarray,
+    fill: np.ndarray,
     batch_size: int,
     fast_path: str | bool = "auto",
 ) -> Scorer:
@@ -85,9 +86,20 @@ def make_scorer(
         ValueError: an invalid ``fast_path``, or ``True`` for an adapter without a fast path.
     """
     fast_path = check_fast_path(fast_path)
+    kwargs: dict[str, Any] = {"batch_size": batch_size}
     if require_fast_path_support(adapter, fast_path):
-        return adapter.scorer(image, generation, positions, baseline=baseline, batch_size=batch_size, fast_path=fast_path)
-    return adapter.scorer(image, generation, positions, baseline=baseline, batch_size=batch_size)
+        kwargs["fast_path"] = fast_path
+    # Adapters written before the rename take the fill as ``baseline=``.
+    kwargs["fill" if _takes(adapter.scorer, "fill") else "baseline"] = fill
+    return adapter.scorer(image, generation, positions, **kwargs)
+
+
+def _takes(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def fast_path_settings(adapter: Any, scorer: Any, requested: str | bool) -> dict[str, Any]:
@@ -145,7 +157,8 @@ class Explainer:
             ``(H, W)``; labels that are not ``0..n-1`` are relabelled in ascending order (noted in
             ``settings["segmenter_params"]``). See :func:`~mllm_attr.segment.check_label_map`.
             The same map is used for every image this explainer is called on.
-        baseline: fill for hidden regions: ``"black"``, ``"blur"`` or ``"mean"``.
+        fill: what hidden regions show: ``"black"``, ``"blur"`` or ``"mean"`` (``baseline=`` is
+            its deprecated old name).
         search: a name from :data:`mllm_attr.search.SEARCHES`; options in ``search_options``.
         lambda1, lambda2: weights of insight (sufficiency) and necessity.
         batch_size: images per forward pass (default: chosen by the adapter from free memory).
@@ -161,6 +174,12 @@ class Explainer:
     Supplied segments are recorded as ``settings["segmenter"] = "user-labels"`` /
     ``"user-callable"`` with ``settings["segments_supplied"] = True``.
 
+    Subclasses that order other features with the same machinery (segmentation, ``labels``,
+    budget check, answer and target, search, seed, settings) override the protected steps
+    :meth:`_feature_count`, :meth:`_make_scorer`, :meth:`_make_objective` and
+    :meth:`_make_result` (and extend :meth:`settings`), e.g.
+    :class:`~mllm_attr.analysis.prompt_tokens.PromptTokenExplainer`.
+
     Example:
         >>> expl = Explainer(adapter, n_regions=64)(image, prompt="Describe the image.", target="cat")  # doctest: +SKIP
     """
@@ -173,7 +192,7 @@ class Explainer:
         segmenter: SegmenterLike = "slic",
         segmenter_options: dict[str, Any] | None = None,
         labels: np.ndarray | None = None,
-        baseline: str = "black",
+        fill: str = "black",
         search: str = "greedy",
         search_options: dict[str, Any] | None = None,
         lambda1: float = 1.0,
@@ -184,7 +203,9 @@ class Explainer:
         max_new_tokens: int = 64,
         show_progress: bool = False,
         fast_path: str | bool = "auto",
+        baseline: str | None = None,
     ):
+        fill = resolve_fill(fill, baseline, where="Explainer")
         if not isinstance(adapter, ModelAdapter):
             raise TypeError(f"expected a ModelAdapter (see load_adapter); got {type(adapter).__name__}")
         _check_int("n_regions", n_regions, 2)
@@ -220,8 +241,8 @@ class Explainer:
             user_labels.setflags(write=False)
         fast_path = check_fast_path(fast_path)
         require_fast_path_support(adapter, fast_path)
-        if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {baseline!r}; expected one of {list(BASELINES)}")
+        if not isinstance(fill, str) or fill not in FILLS:
+            raise ValueError(f"unknown fill {fill!r}; expected one of {list(FILLS)}")
         for name, lam in (("lambda1", lambda1), ("lambda2", lambda2)):
             if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not np.isfinite(lam) or lam < 0:
                 raise ValueError(f"{name} must be a finite number >= 0; got {lam!r}")
@@ -232,7 +253,7 @@ class Explainer:
         self.n_regions = int(n_regions)
         self.segmenter = segmenter
         self.segmenter_options = dict(segmenter_options or {})
-        self.baseline = baseline
+        self.fill = fill
         self.search = search
         self.search_options = options
         self.lambda1 = float(lambda1)
@@ -273,7 +294,7 @@ class Explainer:
             **extra,
             "segments_supplied": self.segments_supplied,
             "segmenter_options": self.segmenter_options,
-            "baseline": self.baseline,
+            "fill": self.fill,
             "search": self.search,
             "search_options": self.search_options,
             "lambda1": self.lambda1,
@@ -339,28 +360,153 @@ class Explainer:
             generation: the answer, from ``adapter.generate``; or ``None`` with ``prompt``.
             target: position(s), a word/phrase, ``"all"``, or ``Answer(text)``.
         """
+        return self._explain(image, generation, target=target, prompt=prompt)
+
+    def replay(
+        self,
+        image: ImageLike,
+        generation: Generation,
+        ordering: Sequence[int] | np.ndarray,
+        *,
+        target: TargetLike = "all",
+        segmentation: Segmentation | None = None,
+    ) -> Explanation:
+        """The insertion / deletion curves of a GIVEN region ``ordering`` (no search), by the same
+        steps as an explanation: same fill, scorer (fast path included), objective and result.
+
+        Args:
+            image, generation, target: as for :meth:`__call__` (the answer must be given).
+            ordering: every region once, most important first.
+            segmentation: the regions ``ordering`` refers to, taken as they are (empty regions
+                included); default: this explainer's own regions of ``image``.
+
+        Raises:
+            ValueError: ``ordering`` is not a permutation of the regions.
+        """
+        order = np.asarray(ordering, dtype=np.int64)
+
+        def check(seg: Segmentation) -> None:
+            n = int(seg.labels.max()) + 1
+            if order.shape != (n,) or sorted(order.tolist()) != list(range(n)):
+                raise ValueError(f"ordering must contain each of the {n} regions exactly once; got {order.tolist()}")
+
+        if segmentation is not None:
+            check(segmentation)  # before any model work
+
+        def run(objective: Objective, seg: Segmentation) -> SearchResult:
+            check(seg)
+            return replay(objective, order)
+
+        return self._explain(image, generation, target=target, prompt=None, segmentation=segmentation, search=run)
+
+    # -- the steps of one explanation (extension points for subclasses) ------------------------
+    def _explain(
+        self,
+        image: ImageLike,
+        generation: Generation | None,
+        *,
+        target: TargetLike,
+        prompt: str | None,
+        segmentation: Segmentation | None = None,
+        search: Callable[[Objective, Segmentation], SearchResult] | None = None,
+    ) -> Any:
+        """One explanation: regions, budget check, answer and target, scorer, objective, search,
+        settings, result. Subclasses change a step through the hooks below, never the sequence;
+        :meth:`replay` passes its regions and its fixed ordering as ``segmentation`` / ``search``."""
         t0 = time.perf_counter()
         loaded = load_image(image)
         # Regions first: a bad user label map or a too small budget fails before any model work.
-        seg = self.segmentation(loaded)
-        needed = 2 + replay_cost(seg.n_regions - 1)
-        if self.max_forwards is not None and self.max_forwards < needed:
-            raise ValueError(
-                f"max_forwards={self.max_forwards} is too small for {seg.n_regions} regions: the full and blank "
-                f"images plus the insertion and deletion curves alone take {needed} forwards "
-                f"(2 x regions); raise max_forwards or lower n_regions"
-            )
+        seg = self.segmentation(loaded) if segmentation is None else segmentation
+        self.check_budget(seg, generation, prompt)
         loaded, generation, positions = self.prepare(loaded, generation, target, prompt)
-        base = make_baseline(loaded.array, self.baseline)
+        base = make_fill(loaded.array, self.fill)
         batch_size = self.batch_size or self.adapter.default_batch_size()
-        scorer = make_scorer(
-            self.adapter, loaded.array, generation, positions, baseline=base, batch_size=batch_size, fast_path=self.fast_path
-        )
-        objective = Objective(
-            scorer, seg.labels, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards
-        )
-        result = run_search(self.search, objective, self.search_options, seed=self.seed, show_progress=self.show_progress)
+        scorer = self._make_scorer(loaded.array, generation, positions, fill=base, batch_size=batch_size)
+        objective = self._make_objective(scorer, seg)
+        if search is None:
+            result = run_search(
+                self.search, objective, self.search_options, seed=self.seed, show_progress=self.show_progress
+            )
+        else:
+            result = search(objective, seg)
         p_full, p_blank = objective.endpoints()
+        settings = self._run_settings(seg, loaded, target, scorer, result, batch_size)
+        if segmentation is not None:
+            settings.update({"segmenter": segmentation.method, "segments_supplied": True})
+        if search is not None:
+            settings.update({"search": "replay", "search_options": {}})
+        return self._make_result(
+            result,
+            loaded=loaded,
+            seg=seg,
+            generation=generation,
+            positions=positions,
+            p_full=p_full,
+            p_blank=p_blank,
+            scorer=scorer,
+            settings=settings,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _feature_count(self, seg: Segmentation, generation: Generation | None, prompt: str | None) -> tuple[int, str]:
+        """``(N, description)``: how many features the search orders, and how messages name them.
+
+        Called before any model work (the answer may not exist yet); default: the regions.
+        """
+        return seg.n_regions, f"{seg.n_regions} regions"
+
+    def check_budget(self, seg: Segmentation, generation: Generation | None = None, prompt: str | None = None) -> None:
+        """Refuse a ``max_forwards`` below what the full and blank images and the curves of the
+        ordering alone take (``2 + 2 (N - 1)`` forwards for ``N`` features).
+
+        Raises:
+            ValueError: the budget is too small (the message says how many forwards are needed).
+        """
+        n, what = self._feature_count(seg, generation, prompt)
+        needed = 2 + replay_cost(n - 1)
+        if self.max_forwards is not None and self.max_forwards < needed:
+            unit = "regions" if n == seg.n_regions else "features"
+            raise ValueError(
+                f"max_forwards={self.max_forwards} is too small for {what}: the full and blank "
+                f"images plus the insertion and deletion curves alone take {needed} forwards "
+                f"(2 x {unit}); raise max_forwards or lower n_regions"
+            )
+
+    def _make_scorer(
+        self,
+        image: np.ndarray,
+        generation: Generation,
+        positions: Sequence[int],
+        *,
+        fill: np.ndarray,
+        batch_size: int,
+    ) -> Scorer:
+        """The per-explanation scorer (default: the adapter's, via :func:`make_scorer` with ``fast_path``)."""
+        return make_scorer(
+            self.adapter,
+            image,
+            generation,
+            positions,
+            fill=fill,
+            batch_size=batch_size,
+            fast_path=self.fast_path,
+        )
+
+    def _make_objective(self, scorer: Scorer, seg: Segmentation) -> Objective:
+        """The objective the search maximises (default: :class:`~mllm_attr.objective.Objective` over the regions)."""
+        return Objective(scorer, seg.labels, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards)
+
+    def _run_settings(
+        self,
+        seg: Segmentation,
+        loaded: LoadedImage,
+        target: TargetLike,
+        scorer: Scorer,
+        result: SearchResult,
+        batch_size: int,
+    ) -> dict[str, Any]:
+        """:meth:`settings` plus what this call used (regions, batch size, fast path, adapter, image,
+        target, search)."""
         settings = self.settings()
         settings.update(
             {
@@ -381,6 +527,23 @@ class Explainer:
                 "forward_calls": scorer.counter.calls,
             }
         )
+        return settings
+
+    def _make_result(
+        self,
+        result: SearchResult,
+        *,
+        loaded: LoadedImage,
+        seg: Segmentation,
+        generation: Generation,
+        positions: list[int],
+        p_full: np.ndarray,
+        p_blank: np.ndarray,
+        scorer: Scorer,
+        settings: dict[str, Any],
+        seconds: float,
+    ) -> Any:
+        """The result object (default: an :class:`~mllm_attr.explanation.Explanation`), logged."""
         expl = Explanation.from_search(
             result,
             image=loaded.array,
@@ -390,12 +553,17 @@ class Explainer:
             generation=generation,
             positions=positions,
             forwards=scorer.forwards,
-            seconds=time.perf_counter() - t0,
+            seconds=seconds,
             settings=settings,
         )
         logger.info(
             "explained %r: %d regions, %d forwards, %.2fs, insertion AUC %.3f, deletion AUC %.3f",
-            expl.target_text, seg.n_regions, expl.forwards, expl.seconds, expl.insertion_auc(), expl.deletion_auc(),
+            expl.target_text,
+            seg.n_regions,
+            expl.forwards,
+            expl.seconds,
+            expl.insertion_auc(),
+            expl.deletion_auc(),
         )
         return expl
 

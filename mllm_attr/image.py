@@ -10,14 +10,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 #: Images with a shorter side than this cannot be split into meaningful regions.
 MIN_SIDE = 8
@@ -79,9 +78,7 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(
-            f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4); got shape {arr.shape}"
-        )
+        raise ValueError(f"expected an image array of shape (H, W), (H, W, 3) or (H, W, 4); got shape {arr.shape}")
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     if arr.dtype.kind not in "biuf":
@@ -125,9 +122,7 @@ def load_image(image: ImageLike, *, max_pixels: int = MAX_PIXELS) -> LoadedImage
     elif isinstance(image, np.ndarray):
         pil = _array_to_pil(image)
     else:
-        raise TypeError(
-            f"expected an image path, a PIL.Image.Image or a numpy array; got {type(image).__name__}"
-        )
+        raise TypeError(f"expected an image path, a PIL.Image.Image or a numpy array; got {type(image).__name__}")
 
     original_mode = pil.mode
     original_size = (int(pil.width), int(pil.height))

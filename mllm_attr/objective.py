@@ -7,8 +7,8 @@ removed. Per-token probabilities are kept for the analysis; the search uses the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

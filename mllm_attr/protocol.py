@@ -2,7 +2,7 @@
 
 A saliency map is turned into an ordering of the regions of a label map, and the insertion and
 deletion curves of that ordering are replayed with :func:`mllm_attr.search.replay` over the same
-:class:`~mllm_attr.objective.Objective` that EAGLE's searches use (same scorer, baseline fill,
+:class:`~mllm_attr.objective.Objective` that EAGLE's searches use (same scorer, fill fill,
 areas, endpoints). The result is an :class:`~mllm_attr.explanation.Explanation`, so AUCs, highest
 confidence and the pointing game mean the same thing for EAGLE and for every baseline.
 
@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .adapters.base import ModelAdapter
 from .baselines._model import as_image, check_positions
-from .baselines.base import AttributionMethod, check_seed, normalise_map
-from .explainer import check_fast_path, fast_path_settings, make_scorer, require_fast_path_support
+from .baselines.base import AttributionMethod, check_seed
+from .explainer import Explainer, check_fast_path, require_fast_path_support
 from .explanation import Explanation
 from .image import ImageLike
-from .mask import BASELINES as FILLS
-from .mask import make_baseline
-from .objective import Objective
-from .search import replay
-from .segment import SEGMENTERS, segment
+from .maps import normalize_map
+from .mask import resolve_fill
+from .segment import SEGMENTERS, Segmentation, segment
+from .targets import Positions
 from .types import Generation
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def replay_ordering(
     ordering: np.ndarray,
     labels: np.ndarray,
     *,
-    baseline: str = "black",
+    fill: str = "black",
     batch_size: int | None = None,
     lambda1: float = 1.0,
     lambda2: float = 1.0,
@@ -100,6 +100,7 @@ def replay_ordering(
     settings: dict[str, Any] | None = None,
     extra_seconds: float = 0.0,
     fast_path: str | bool = "auto",
+    baseline: str | None = None,
 ) -> Explanation:
     """Replay the insertion/deletion curves of a region ``ordering`` and wrap them in an Explanation.
 
@@ -109,7 +110,8 @@ def replay_ordering(
         generation, positions: the answer and the explained token positions (0-based).
         ordering: ``int64[n]`` every region of ``labels`` once, most important first.
         labels: ``int[H, W]`` region label map.
-        baseline: fill of hidden pixels: ``"black"``, ``"blur"`` or ``"mean"``.
+        fill: what hidden pixels show: ``"black"``, ``"blur"`` or ``"mean"`` (``baseline=`` is its
+            deprecated old name).
         batch_size: images per forward pass (default: the adapter's).
         lambda1, lambda2: objective weights (only affect ``Explanation.value``, not the curves).
         method_name: stored as ``settings["method"]``.
@@ -120,55 +122,29 @@ def replay_ordering(
             :class:`~mllm_attr.Explainer`); what was used is stored in ``settings["fast_path"]``.
     """
     t0 = time.perf_counter()
-    fast_path = check_fast_path(fast_path)
-    require_fast_path_support(adapter, fast_path)
+    fill = resolve_fill(fill, baseline, where="replay_ordering")
     arr = as_image(image)
     positions = check_positions(generation, positions)
     labels = check_labels(labels, arr.shape[:2])
-    if baseline not in FILLS:
-        raise ValueError(f"unknown baseline {baseline!r}; expected one of {list(FILLS)}")
     n = int(labels.max()) + 1
-    ordering = np.asarray(ordering, dtype=np.int64)
-    if ordering.shape != (n,) or sorted(ordering.tolist()) != list(range(n)):
-        raise ValueError(f"ordering must contain each of the {n} regions exactly once; got {ordering.tolist()}")
     bs = batch_size or adapter.default_batch_size()
-    scorer = make_scorer(
-        adapter, arr, generation, positions, baseline=make_baseline(arr, baseline), batch_size=bs, fast_path=fast_path
+    # The one explain path: the Explainer's steps, with this ordering instead of a search.
+    explainer = Explainer(adapter, fill=fill, batch_size=bs, lambda1=lambda1, lambda2=lambda2, fast_path=fast_path)
+    seg = Segmentation(labels, "given", n, {})
+    expl = explainer.replay(arr, generation, ordering, target=Positions(tuple(positions)), segmentation=seg)
+    expl.settings.update(
+        {"method": method_name, "protocol": "replay", "rank_rule": RANK_RULE, "n_regions": n, **(settings or {})}
     )
-    objective = Objective(scorer, labels, lambda1=lambda1, lambda2=lambda2)
-    result = replay(objective, ordering)
-    p_full, p_blank = objective.endpoints()
-    stored = {
-        "method": method_name,
-        "protocol": "replay",
-        "rank_rule": RANK_RULE,
-        "n_regions": n,
-        "baseline": baseline,
-        "lambda1": float(lambda1),
-        "lambda2": float(lambda2),
-        "batch_size": bs,
-        "adapter": adapter.describe(),
-        "forward_calls": scorer.counter.calls,
-        "image": {"size": [int(arr.shape[1]), int(arr.shape[0])]},
-        "fast_path": fast_path_settings(adapter, scorer, fast_path),
-    }
-    stored.update(settings or {})
-    expl = Explanation.from_search(
-        result,
-        image=arr,
-        labels=labels,
-        p_full=p_full,
-        p_blank=p_blank,
-        generation=generation,
-        positions=positions,
-        forwards=scorer.forwards,
-        seconds=extra_seconds + (time.perf_counter() - t0),
-        settings=stored,
-        saliency_map=None if saliency_map is None else normalise_map(saliency_map),
-    )
+    expl.seconds = extra_seconds + (time.perf_counter() - t0)
+    if saliency_map is not None:
+        expl.saliency_map = normalize_map(saliency_map)
     logger.info(
         "%s: %d regions, %d forwards, insertion AUC %.3f, deletion AUC %.3f",
-        method_name, n, expl.forwards, expl.insertion_auc(), expl.deletion_auc(),
+        method_name,
+        n,
+        expl.forwards,
+        expl.insertion_auc(),
+        expl.deletion_auc(),
     )
     return expl
 
@@ -183,7 +159,7 @@ def score_map(
     labels: np.ndarray | None = None,
     n_regions: int = 64,
     segmenter: str = "slic",
-    baseline: str = "black",
+    fill: str = "black",
     batch_size: int | None = None,
     lambda1: float = 1.0,
     lambda2: float = 1.0,
@@ -191,6 +167,7 @@ def score_map(
     settings: dict[str, Any] | None = None,
     map_seconds: float = 0.0,
     fast_path: str | bool = "auto",
+    baseline: str | None = None,
 ) -> Explanation:
     """Score a saliency map by the replay protocol (see the module docstring).
 
@@ -199,7 +176,8 @@ def score_map(
         labels: ``int[H, W]`` label map to rank (pass EAGLE's ``Explanation.labels`` to compare on
             the very same regions); default: ``segment(image, n_regions, segmenter)``.
         n_regions, segmenter: used only when ``labels`` is None.
-        baseline: fill of hidden pixels (``"black"``, ``"blur"``, ``"mean"``).
+        fill: what hidden pixels show (``"black"``, ``"blur"``, ``"mean"``; ``baseline=`` is its
+            deprecated old name).
         method_name: stored as ``settings["method"]``.
         map_seconds: time spent computing the map (added to ``Explanation.seconds``, stored).
         fast_path: ``"auto"`` (default), ``True`` or ``False``: the scorer's fast path, passed to
@@ -210,6 +188,7 @@ def score_map(
         An :class:`~mllm_attr.explanation.Explanation` whose ``saliency_map`` is the map,
         min-max normalised to ``[0, 1]`` (so the pointing game uses the method's own map).
     """
+    fill = resolve_fill(fill, baseline, where="score_map")
     fast_path = check_fast_path(fast_path)
     require_fast_path_support(adapter, fast_path)  # before any segmentation or model work
     arr = as_image(image)
@@ -230,9 +209,21 @@ def score_map(
     extra["map_seconds"] = float(map_seconds)
     extra.update(settings or {})
     return replay_ordering(
-        adapter, arr, generation, positions, ordering, labels,
-        baseline=baseline, batch_size=batch_size, lambda1=lambda1, lambda2=lambda2,
-        method_name=method_name, saliency_map=sal, settings=extra, extra_seconds=map_seconds, fast_path=fast_path,
+        adapter,
+        arr,
+        generation,
+        positions,
+        ordering,
+        labels,
+        fill=fill,
+        batch_size=batch_size,
+        lambda1=lambda1,
+        lambda2=lambda2,
+        method_name=method_name,
+        saliency_map=sal,
+        settings=extra,
+        extra_seconds=map_seconds,
+        fast_path=fast_path,
     )
 
 
@@ -269,8 +260,15 @@ def score_method(
     settings = dict(protocol.pop("settings", None) or {})
     settings.update({"method_options": baseline_options(method), "seed": int(seed)})
     return score_map(
-        adapter, arr, generation, positions, sal,
-        method_name=protocol.pop("method_name", name), settings=settings, map_seconds=map_seconds, **protocol,
+        adapter,
+        arr,
+        generation,
+        positions,
+        sal,
+        method_name=protocol.pop("method_name", name),
+        settings=settings,
+        map_seconds=map_seconds,
+        **protocol,
     )
 
 

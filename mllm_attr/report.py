@@ -20,7 +20,6 @@ explanation 0 (``#e0:joint`` the joint map).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as _dt
 import html
@@ -28,8 +27,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,7 +48,8 @@ _CSS = """
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--fg);
        background: var(--bg); margin: 0 auto; padding: 18px 24px 40px; max-width: 1180px; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 0 0 8px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 0 0 8px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
 header p, footer, .muted { color: var(--muted); }
 nav a { margin-right: 12px; }
 section.expl, section.bench { border: 1px solid var(--line); border-radius: 10px; padding: 16px 18px; margin: 16px 0; }
@@ -73,7 +74,8 @@ table { border-collapse: collapse; margin: 4px 0 8px; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: #f6f7f8; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.sel td { background: #fff4ec; }
-td.val { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all; max-width: 720px; }
+td.val { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all;
+  max-width: 720px; }
 details { margin-top: 10px; } summary { cursor: pointer; font-weight: 600; }
 svg text { font: 11px system-ui, "DejaVu Sans", sans-serif; fill: #333; }
 """
@@ -91,7 +93,9 @@ _JS = """
       buttons[i].setAttribute('aria-pressed', buttons[i].getAttribute('data-view') === key ? 'true' : 'false');
     }
     var rows = section.querySelectorAll('tr[data-view]');
-    for (var i = 0; i < rows.length; i++) { rows[i].classList.toggle('sel', rows[i].getAttribute('data-view') === key); }
+    for (var i = 0; i < rows.length; i++) {
+      rows[i].classList.toggle('sel', rows[i].getAttribute('data-view') === key);
+    }
     section.setAttribute('data-selected', key);
   }
   var sections = document.querySelectorAll('section.expl');
@@ -99,7 +103,9 @@ _JS = """
     (function (sec) {
       var buttons = sec.querySelectorAll('button.tok[data-view]');
       for (var i = 0; i < buttons.length; i++) {
-        buttons[i].addEventListener('click', function (ev) { select(sec, ev.currentTarget.getAttribute('data-view')); });
+        buttons[i].addEventListener('click', function (ev) {
+          select(sec, ev.currentTarget.getAttribute('data-view'));
+        });
       }
     })(sections[s]);
   }
@@ -154,9 +160,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], row_attrs: Sequ
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
-        cells = "".join(
-            f'<td class="num">{_e(_fmt(c))}</td>' if _is_num(c) else f"<td>{_e(_fmt(c))}</td>" for c in row
-        )
+        cells = "".join(f'<td class="num">{_e(_fmt(c))}</td>' if _is_num(c) else f"<td>{_e(_fmt(c))}</td>" for c in row)
         attrs = f" {row_attrs[i]}" if row_attrs else ""
         body.append(f"<tr{attrs}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -212,8 +216,7 @@ def _svg_curves(
     def py(y: float) -> float:
         return top + ph * (1 - float(np.clip(np.nan_to_num(y), 0, ymax)) / ymax)
 
-    parts = [f'<svg role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" class="curves">']
+    parts = [f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" class="curves">']
     if title:
         parts.append(f'<text x="{left}" y="15" style="font-weight:600">{_e(title)}</text>')
     for i in range(6):
@@ -225,26 +228,32 @@ def _svg_curves(
         parts.append(f'<text x="{left - 5}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:.1f}</text>')
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{top + ph + 32}" text-anchor="middle">{_e(xlabel)}</text>')
-    parts.append(f'<text transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">{_e(ylabel)}</text>')
+    parts.append(
+        f'<text transform="translate(12 {top + ph / 2:.1f}) rotate(-90)" text-anchor="middle">{_e(ylabel)}</text>'
+    )
     for j, (label, x, y, colour, dashed) in enumerate(series):
         pts = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, y))
         dash = ' stroke-dasharray="6 4"' if dashed else ""
-        parts.append(f'<polyline fill="none" stroke="{_e(colour)}" stroke-width="2"{dash} points="{pts}">'
-                     f"<title>{_e(label)}</title></polyline>")
+        parts.append(
+            f'<polyline fill="none" stroke="{_e(colour)}" stroke-width="2"{dash} points="{pts}">'
+            f"<title>{_e(label)}</title></polyline>"
+        )
         ly = top + ph + 54 + 16 * j
         lx = left
-        parts.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 22}" y2="{ly - 4}" stroke="{_e(colour)}" stroke-width="2"{dash}/>')
+        parts.append(
+            f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 22}" y2="{ly - 4}" stroke="{_e(colour)}" stroke-width="2"{dash}/>'
+        )
         parts.append(f'<text x="{lx + 27}" y="{ly}">{_e(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _page(title: str, body: str, subtitle: str = "") -> str:
-    from . import __version__
+    from ._version import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
@@ -270,7 +279,7 @@ def _display_token(tok: str) -> str:
     return "⏎" if "\n" in tok else "␣"
 
 
-def _curve_svg(expl: "Explanation", token: int | None) -> str:
+def _curve_svg(expl: Explanation, token: int | None) -> str:
     xi, yi = expl.insertion_curve(token)
     xd, yd = expl.deletion_curve(token)
     name = "mean over explained tokens" if token is None else f"token {_display_token(expl.target_tokens[token])!r}"
@@ -284,34 +293,47 @@ def _curve_svg(expl: "Explanation", token: int | None) -> str:
     )
 
 
-def _section(expl: "Explanation", idx: int) -> str:
+def _section(expl: Explanation, idx: int) -> str:
     gen = expl.generation
     sid = f"e{idx}"
     explained = {p: j for j, p in enumerate(expl.positions)}
     meta = [("prompt", gen.prompt)]
     if gen.counterfactual:
-        meta += [("generated", gen.generated_text or ""), ("explained answer", f"{gen.text}  (counterfactual, teacher-forced)")]
+        meta += [
+            ("generated", gen.generated_text or ""),
+            ("explained answer", f"{gen.text}  (counterfactual, teacher-forced)"),
+        ]
     else:
         meta += [("answer", gen.text)]
     meta += [("explained", f"{expl.target_text!r} (tokens {', '.join(str(p) for p in expl.positions)})")]
     meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
 
-    chips = ['<button type="button" class="tok joint" data-view="joint" aria-pressed="true" '
-             'title="all explained tokens together (the search objective)">joint map</button>']
+    chips = [
+        '<button type="button" class="tok joint" data-view="joint" aria-pressed="true" '
+        'title="all explained tokens together (the search objective)">joint map</button>'
+    ]
     for i, tok in enumerate(gen.tokens):
         prob = gen.probs[i]
         ptxt = "" if prob is None or (isinstance(prob, float) and math.isnan(prob)) else f", p={prob:.3f}"
         if i in explained:
-            chips.append(f'<button type="button" class="tok explained" data-view="t{explained[i]}" data-pos="{i}" '
-                         f'aria-pressed="false" title="token {i}{_e(ptxt)}: explained">{_e(_display_token(tok))}</button>')
+            chips.append(
+                f'<button type="button" class="tok explained" data-view="t{explained[i]}" data-pos="{i}" '
+                f'aria-pressed="false" title="token {i}{_e(ptxt)}: explained">{_e(_display_token(tok))}</button>'
+            )
         else:
-            chips.append(f'<span class="tok" data-pos="{i}" title="token {i}{_e(ptxt)}: not explained in this run">'
-                         f"{_e(_display_token(tok))}</span>")
+            chips.append(
+                f'<span class="tok" data-pos="{i}" title="token {i}{_e(ptxt)}: not explained in this run">'
+                f"{_e(_display_token(tok))}</span>"
+            )
 
-    joint_bar = (f'<div class="bar" style="background:{_gradient(None)}"></div>'
-                 '<div class="barlabels"><span>least important</span><span>most important</span></div>')
-    gain_bar = (f'<div class="bar" style="background:{_gradient(viz.GAIN_CMAP)}"></div>'
-                '<div class="barlabels"><span>hurt the token</span><span>0</span><span>helped the token</span></div>')
+    joint_bar = (
+        f'<div class="bar" style="background:{_gradient(None)}"></div>'
+        '<div class="barlabels"><span>least important</span><span>most important</span></div>'
+    )
+    gain_bar = (
+        f'<div class="bar" style="background:{_gradient(viz.GAIN_CMAP)}"></div>'
+        '<div class="barlabels"><span>hurt the token</span><span>0</span><span>helped the token</span></div>'
+    )
     views = [
         '<div class="view" data-view="joint"><figure>'
         + _img(viz.overlay(expl.image, expl.saliency()), "joint heatmap")
@@ -331,19 +353,47 @@ def _section(expl: "Explanation", idx: int) -> str:
             + f"<figure>{_curve_svg(expl, j)}</figure></div>"
         )
     h, w = expl.image.shape[:2]
-    panels = (f'<div class="panels"><figure>{_img(expl.image, "input image")}<figcaption>input image, {w}×{h} px, '
-              f"{expl.n_regions} regions</figcaption></figure>{''.join(views)}</div>")
+    panels = (
+        f'<div class="panels"><figure>{_img(expl.image, "input image")}<figcaption>input image, {w}×{h} px, '
+        f"{expl.n_regions} regions</figcaption></figure>{''.join(views)}</div>"
+    )
 
-    header = ["token", "position", "p(full)", "p(blank)", "p(full) − p(blank)", "insertion AUC ↑", "deletion AUC ↓",
-              "highest confidence"]
-    rows = [["mean (joint)", "", float(expl.p_full.mean()), float(expl.p_blank.mean()),
-             float(expl.p_full.mean() - expl.p_blank.mean()), expl.insertion_auc(), expl.deletion_auc(),
-             expl.highest_confidence()]]
+    header = [
+        "token",
+        "position",
+        "p(full)",
+        "p(blank)",
+        "p(full) − p(blank)",
+        "insertion AUC ↑",
+        "deletion AUC ↓",
+        "highest confidence",
+    ]
+    rows = [
+        [
+            "mean (joint)",
+            "",
+            float(expl.p_full.mean()),
+            float(expl.p_blank.mean()),
+            float(expl.p_full.mean() - expl.p_blank.mean()),
+            expl.insertion_auc(),
+            expl.deletion_auc(),
+            expl.highest_confidence(),
+        ]
+    ]
     attrs = ['data-view="joint" class="sel"']
     for j, pos in enumerate(expl.positions):
-        rows.append([_display_token(gen.tokens[pos]), pos, float(expl.p_full[j]), float(expl.p_blank[j]),
-                     float(expl.p_full[j] - expl.p_blank[j]), expl.insertion_auc(j), expl.deletion_auc(j),
-                     expl.highest_confidence(j)])
+        rows.append(
+            [
+                _display_token(gen.tokens[pos]),
+                pos,
+                float(expl.p_full[j]),
+                float(expl.p_blank[j]),
+                float(expl.p_full[j] - expl.p_blank[j]),
+                expl.insertion_auc(j),
+                expl.deletion_auc(j),
+                expl.highest_confidence(j),
+            ]
+        )
         attrs.append(f'data-view="t{j}"')
     run = {
         "regions": expl.n_regions,
@@ -354,19 +404,22 @@ def _section(expl: "Explanation", idx: int) -> str:
         "method": expl.settings.get("method", "–"),
     }
     numbers = _table(header, rows, attrs) + _kv_table(run)
-    settings = (f"<details><summary>Settings</summary>{_kv_table(expl.settings)}</details>"
-                f"<details><summary>Versions</summary>{_kv_table(expl.versions)}</details>")
+    settings = (
+        f"<details><summary>Settings</summary>{_kv_table(expl.settings)}</details>"
+        f"<details><summary>Versions</summary>{_kv_table(expl.versions)}</details>"
+    )
     return (
         f'<section class="expl" id="{sid}" data-selected="joint">'
         f"<h2>{idx + 1}. “{_e(expl.target_text)}”{' (counterfactual)' if gen.counterfactual else ''}</h2>"
-        f"<dl class=\"meta\">{meta_html}</dl>"
+        f'<dl class="meta">{meta_html}</dl>'
         f'<div class="tokens" role="group" aria-label="generated tokens">{"".join(chips)}</div>'
         f"{panels}<h3>Numbers</h3>{numbers}{settings}</section>"
     )
 
 
-def write_report(expl_or_list: "Explanation | Sequence[Explanation]", path: str | os.PathLike, *,
-                 title: str | None = None) -> Path:
+def write_report(
+    expl_or_list: Explanation | Sequence[Explanation], path: str | os.PathLike, *, title: str | None = None
+) -> Path:
     """Write ONE self-contained HTML page for an explanation (or several, one section each).
 
     Args:
@@ -394,9 +447,15 @@ def write_report(expl_or_list: "Explanation | Sequence[Explanation]", path: str 
         title = f"Explanation: {items[0].target_text}" if len(items) == 1 else f"{len(items)} explanations"
     nav = ""
     if len(items) > 1:
-        nav = "<nav>" + "".join(f'<a href="#e{i}:joint">{i + 1}. {_e(e.target_text)}</a>' for i, e in enumerate(items)) + "</nav>"
+        nav = (
+            "<nav>"
+            + "".join(f'<a href="#e{i}:joint">{i + 1}. {_e(e.target_text)}</a>' for i, e in enumerate(items))
+            + "</nav>"
+        )
     body = nav + "".join(_section(e, i) for i, e in enumerate(items))
-    subtitle = "Click a highlighted token to see its own map and curves; the joint map ranks regions for all explained tokens."
+    subtitle = (
+        "Click a highlighted token to see its own map and curves; the joint map ranks regions for all explained tokens."
+    )
     out = _write_atomic(path, _page(title, body, subtitle))
     logger.info("wrote report %s", out)
     return out
@@ -433,14 +492,19 @@ def write_benchmark_report(
         if not isinstance(row, Mapping):
             raise TypeError(f"summary_rows[{i}] is a {type(row).__name__}; expected a dict of column -> value")
     if not isinstance(curves, Mapping):
-        raise TypeError(f"curves must be a dict: method -> {{'insertion': ..., 'deletion': ...}}; got {type(curves).__name__}")
+        raise TypeError(
+            f"curves must be a dict: method -> {{'insertion': ..., 'deletion': ...}}; got {type(curves).__name__}"
+        )
     columns: list[str] = []
     for row in summary_rows:
         for key in row:
             if key not in columns:
                 columns.append(str(key))
-    table = (_table(columns, [[row.get(c, "") for c in columns] for row in summary_rows])
-             if summary_rows else "<p class=\"muted\">no rows</p>")
+    table = (
+        _table(columns, [[row.get(c, "") for c in columns] for row in summary_rows])
+        if summary_rows
+        else '<p class="muted">no rows</p>'
+    )
     plots = ""
     if curves:
         panels = {"insertion": [], "deletion": []}
@@ -449,7 +513,9 @@ def write_benchmark_report(
                 raise TypeError(f"curves[{name!r}] must be a dict with 'insertion'/'deletion'; got {type(c).__name__}")
             unknown = set(c) - set(panels)
             if unknown:
-                raise ValueError(f"curves[{name!r}] has unknown key(s) {sorted(unknown)}; expected 'insertion'/'deletion'")
+                raise ValueError(
+                    f"curves[{name!r}] has unknown key(s) {sorted(unknown)}; expected 'insertion'/'deletion'"
+                )
             colour = viz.OKABE_ITO[i % len(viz.OKABE_ITO)]
             for key in panels:
                 if key in c:
@@ -465,8 +531,10 @@ def write_benchmark_report(
     extra = ""
     for caption, fig in (figures or {}).items():
         arr = fig if isinstance(fig, np.ndarray) else viz.figure_to_rgb(fig, dpi=110)
-        extra += f'<figure><img class="pic" style="width:auto;max-width:100%" alt="{_e(caption)}" ' \
-                 f'src="{_data_uri(viz.png_bytes(arr))}"><figcaption>{_e(caption)}</figcaption></figure>'
+        extra += (
+            f'<figure><img class="pic" style="width:auto;max-width:100%" alt="{_e(caption)}" '
+            f'src="{_data_uri(viz.png_bytes(arr))}"><figcaption>{_e(caption)}</figcaption></figure>'
+        )
     body = f'<section class="bench"><h2>Summary</h2>{table}'
     if plots:
         body += f"<h3>Curves</h3>{plots}"
@@ -480,25 +548,4 @@ def write_benchmark_report(
     return out
 
 
-# -- command line ------------------------------------------------------------------------------
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .explanation import Explanation
-
-    expls = [Explanation.load(d) for d in args.explanations]
-    out = write_report(expls, args.out, title=args.title)
-    print(f"wrote: {out}")
-    return 0
-
-
-def add_subcommand(subparsers: Any) -> None:
-    """``mllm-attr report DIR [DIR ...] --out report.html``: an HTML page from saved explanations."""
-    p = subparsers.add_parser("report", help="write a self-contained HTML report from saved explanation directories")
-    p.add_argument("explanations", nargs="+", help="directories written by `mllm-attr explain` / Explanation.save")
-    p.add_argument("--out", default="report.html", help="HTML file to write (default: ./report.html)")
-    p.add_argument("--title", default=None, help="page title")
-    p.set_defaults(func=_cmd_report)
-
-
-__all__ = ["add_subcommand", "write_benchmark_report", "write_report"]
+__all__ = ["write_benchmark_report", "write_report"]

@@ -14,8 +14,9 @@ from __future__ import annotations
 import heapq
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -184,10 +185,14 @@ def greedy(objective: Objective, *, show_progress: bool = False) -> SearchResult
     # The last region is forced; after a budget cut the rest follow their most recent (stale)
     # values, unseen ones in index order.
     rest = [r for r in range(n) if r not in chosen]
-    return _finish(objective, chosen + _stale_order(rest, last_value), known, {"exact_steps": len(chosen), "budget_cut": cut})
+    return _finish(
+        objective, chosen + _stale_order(rest, last_value), known, {"exact_steps": len(chosen), "budget_cut": cut}
+    )
 
 
-def _tail_step(objective: Objective, head: list[int], tail: list[int], candidates: list[int], known: Rows) -> int | None:
+def _tail_step(
+    objective: Objective, head: list[int], tail: list[int], candidates: list[int], known: Rows
+) -> int | None:
     """Among ``candidates``, the one whose removal (with the current tail) hurts F least."""
     if not candidates or not _reserve(objective, 2 * len(candidates), known, after=1):
         return None
@@ -265,7 +270,13 @@ def bidirectional(objective: Objective, *, pending_samples: int = 4, show_progre
     """LIMA-style bidirectional greedy: each step adds the best region to the head (all
     candidates scored) and, among the ``pending_samples`` regions with the lowest head gain
     (the cheap proxy), the one whose removal hurts least to the tail."""
-    return efficient(objective, search_scope=objective.n_regions, pending_samples=pending_samples, update_step=1, show_progress=show_progress)
+    return efficient(
+        objective,
+        search_scope=objective.n_regions,
+        pending_samples=pending_samples,
+        update_step=1,
+        show_progress=show_progress,
+    )
 
 
 def phasewin(
@@ -284,7 +295,9 @@ def phasewin(
     ``accept_ratio`` of the window's best.
     """
     if not 0 < window <= 1 or not 0 < accept_ratio <= 1 or not 0 <= prune_ratio < 1:
-        raise ValueError(f"expected 0<window<=1, 0<accept_ratio<=1, 0<=prune_ratio<1; got {window}, {accept_ratio}, {prune_ratio}")
+        raise ValueError(
+            f"expected 0<window<=1, 0<accept_ratio<=1, 0<=prune_ratio<1; got {window}, {accept_ratio}, {prune_ratio}"
+        )
     n = objective.n_regions
     p_full, p_blank = objective.endpoints()
     chosen: list[int] = []
@@ -557,14 +570,16 @@ def hierarchical(
             # Right after the first group: greedy steps over the regions bordering the head.
             adj = region_adjacency(objective.labels)
 
-            def border(taken: list[int]) -> list[int]:
+            def border(taken: list[int], adj: np.ndarray = adj) -> list[int]:
                 if n - len(taken) <= 1:
                     return []
                 inside = np.zeros(n, dtype=bool)
                 inside[taken] = True
                 return [int(r) for r in np.nonzero(adj[inside].any(0) & ~inside)[0]]
 
-            steps, refine_cut = _greedy_steps(objective, chosen, border, known, last_value, max_steps=int(refine), bar=bar)
+            steps, refine_cut = _greedy_steps(
+                objective, chosen, border, known, last_value, max_steps=int(refine), bar=bar
+            )
             chosen.extend(steps)
             cut = cut or refine_cut
             taken = set(chosen)
@@ -643,8 +658,10 @@ def search_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in options.items():
         kind, low, high, low_in, high_in = _OPTION_RANGES[key]
-        what = "an integer >= 1" if kind is int else (
-            f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+        what = (
+            "an integer >= 1"
+            if kind is int
+            else (f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
         )
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"search option {key} must be {what}; got {value!r}")

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ SEGMENTERS: tuple[str, ...] = ("slic", "grid", "felzenszwalb")
 #: A user segmenter: ``fn(uint8[H, W, 3] RGB) -> int[H, W]`` label map.
 SegmenterFn = Callable[[np.ndarray], Any]
 #: What ``Explainer(segmenter=...)`` takes: a name from :data:`SEGMENTERS` or a :data:`SegmenterFn`.
-SegmenterLike = Union[str, SegmenterFn]
+SegmenterLike = str | SegmenterFn
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,13 @@ def _check_option(method: str, name: str, value: Any) -> None:
     low, strict, integer = _OPTION_RULES[name]
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise TypeError(f"option {name} of segmenter {method!r} must be {'an integer' if integer else 'a number'}; got {value!r}")
+        raise TypeError(
+            f"option {name} of segmenter {method!r} must be {'an integer' if integer else 'a number'}; got {value!r}"
+        )
     if not np.isfinite(value) or value < low or (strict and value == low):
-        raise ValueError(f"option {name} of segmenter {method!r} must be finite and {'>' if strict else '>='} {low:g}; got {value!r}")
+        raise ValueError(
+            f"option {name} of segmenter {method!r} must be finite and {'>' if strict else '>='} {low:g}; got {value!r}"
+        )
 
 
 def segment(image: np.ndarray, n_regions: int = 64, method: str = "slic", **params: Any) -> Segmentation:
@@ -152,7 +157,9 @@ def segment(image: np.ndarray, n_regions: int = 64, method: str = "slic", **para
         allowed = set(inspect.signature(_METHODS[method]).parameters) - {"image", "n_regions"}
         unknown = set(params) - allowed
         if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)} for segmenter {method!r}; allowed: {sorted(allowed)}")
+            raise ValueError(
+                f"unknown option(s) {sorted(unknown)} for segmenter {method!r}; allowed: {sorted(allowed)}"
+            )
         for key, value in params.items():
             _check_option(method, key, value)
         labels = _METHODS[method](image, int(n_regions), **params)
@@ -274,9 +281,7 @@ def _as_mask(mask: Any, index: int) -> np.ndarray:
     return arr.astype(bool)
 
 
-def masks_to_labels(
-    masks: Sequence[np.ndarray] | np.ndarray, *, shape: tuple[int, int] | None = None
-) -> np.ndarray:
+def masks_to_labels(masks: Sequence[np.ndarray] | np.ndarray, *, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Turn boolean masks into ONE ``int32[H, W]`` label map.
 
     Mask ``i`` becomes region ``i``. Overlaps are resolved in order: **the earlier mask wins**
@@ -307,12 +312,16 @@ def masks_to_labels(
         if masks.ndim == 2:
             masks = masks[None]
         if masks.ndim != 3:
-            raise ValueError(f"expected masks as a list of (H, W) arrays or one (N, H, W) array; got shape {masks.shape}")
+            raise ValueError(
+                f"expected masks as a list of (H, W) arrays or one (N, H, W) array; got shape {masks.shape}"
+            )
         items: list[Any] = list(masks)
     elif isinstance(masks, (list, tuple)):
         items = list(masks)
     else:
-        raise TypeError(f"expected masks as a list of boolean (H, W) arrays or one (N, H, W) array; got {type(masks).__name__}")
+        raise TypeError(
+            f"expected masks as a list of boolean (H, W) arrays or one (N, H, W) array; got {type(masks).__name__}"
+        )
     if not items:
         raise ValueError("expected at least one mask; got none")
     arrays = [_as_mask(m, i) for i, m in enumerate(items)]

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
 
 from .types import Generation
 
@@ -90,7 +90,7 @@ class Answer:
     """
 
     text: str
-    target: "TargetLike | None" = None
+    target: TargetLike | None = None
 
     def __post_init__(self) -> None:
         if self.target is None:
@@ -101,8 +101,8 @@ class Answer:
         object.__setattr__(self, "target", as_target(self.target))
 
 
-Target = Union[Positions, Word, AllTokens, Answer]
-TargetLike = Union[Target, int, str, Sequence[int]]
+Target = Positions | Word | AllTokens | Answer
+TargetLike = Target | int | str | Sequence[int]
 
 
 def as_target(spec: TargetLike) -> Target:
@@ -267,7 +267,7 @@ def _grapheme_boundary(text: str, i: int) -> bool:
             run += 1
             j -= 1
         return run % 2 == 0  # flags are pairs of regional indicators
-    return False if _hangul_joins(prev, nxt) else True
+    return not _hangul_joins(prev, nxt)
 
 
 def _hangul_joins(prev: str, nxt: str) -> bool:

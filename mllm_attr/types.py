@@ -53,7 +53,7 @@ class Generation:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Generation":
+    def from_dict(cls, d: dict[str, Any]) -> Generation:
         """Inverse of :meth:`to_dict`; ``counterfactual`` and ``generated_text`` may be absent from ``d``."""
         return cls(
             prompt=d["prompt"],

@@ -36,20 +36,25 @@ import io
 import logging
 import math
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .maps import normalize_map, resize_map
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
 
-    from .explanation import Explanation
-
 logger = logging.getLogger(__name__)
+
+#: What the plots take: an :class:`mllm_attr.explanation.Explanation` (read through its public
+#: attributes; this module sits below the result types and does not import them).
+ExplanationLike = Any
 
 #: Colour map of joint saliency overlays (the EAGLE paper's figures use jet), of which only
 #: :data:`HEATMAP_RANGE` is used: jet's last eighth is a dark red that, blended over an image,
@@ -90,7 +95,7 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _new_figure(width: float, height: float, layout: str | None = "constrained") -> "Figure":
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -109,26 +114,7 @@ def _check_image(image: Any, name: str = "image") -> np.ndarray:
     return arr
 
 
-def _resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``float32[h, w]`` resized (bilinear) to ``shape`` = ``(H, W)``."""
-    if values.shape == tuple(shape):
-        return values.astype(np.float32)
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
-
-
-def normalize_map(values: np.ndarray) -> np.ndarray:
-    """``float32[H, W]`` min-max scaled to ``[0, 1]`` (a constant map becomes zeros; NaN -> 0)."""
-    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
-    lo, hi = float(v.min()), float(v.max())
-    if hi - lo <= 1e-12:
-        return np.zeros(v.shape, dtype=np.float32)
-    return ((v - lo) / (hi - lo)).astype(np.float32)
-
-
-def get_cmap(cmap: "str | Colormap | None" = None) -> "Colormap":
+def get_cmap(cmap: str | Colormap | None = None) -> Colormap:
     """A matplotlib colour map: by name, as given, or (``None``) the heatmap map.
 
     The heatmap map is :data:`HEATMAP_CMAP` restricted to :data:`HEATMAP_RANGE` (blue for the
@@ -143,7 +129,9 @@ def get_cmap(cmap: "str | Colormap | None" = None) -> "Colormap":
         return ListedColormap(base(np.linspace(lo, hi, 256)), name=f"{HEATMAP_CMAP}_bright")
     if isinstance(cmap, str):
         if cmap not in matplotlib.colormaps:
-            raise ValueError(f"unknown colour map {cmap!r}; expected a matplotlib colour map name such as 'jet' or 'viridis'")
+            raise ValueError(
+                f"unknown colour map {cmap!r}; expected a matplotlib colour map name such as 'jet' or 'viridis'"
+            )
         return matplotlib.colormaps[cmap]
     if isinstance(cmap, Colormap):
         return cmap
@@ -151,7 +139,7 @@ def get_cmap(cmap: "str | Colormap | None" = None) -> "Colormap":
 
 
 def overlay(
-    image: np.ndarray, saliency: np.ndarray, alpha: float = 0.55, cmap: "str | Colormap | None" = None
+    image: np.ndarray, saliency: np.ndarray, alpha: float = 0.55, cmap: str | Colormap | None = None
 ) -> np.ndarray:
     """``uint8[H, W, 3]``: the saliency (``float[H, W]`` in ``[0, 1]``) blended over the RGB image.
 
@@ -176,7 +164,6 @@ def overlay_signed(
     image underneath is shown in light grey levels, so its own colours are not mistaken
     for the map's.
     """
-    import matplotlib
 
     image = _check_image(image)
     v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), -1.0, 1.0)
@@ -192,7 +179,7 @@ def overlay_signed(
     return np.clip(blended * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def figure_to_rgb(fig: "Figure", dpi: float = 150) -> np.ndarray:
+def figure_to_rgb(fig: Figure, dpi: float = 150) -> np.ndarray:
     """``uint8[H, W, 3]``: the figure rendered with Agg at ``dpi`` (white background, no alpha)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -209,7 +196,7 @@ def figure_to_rgb(fig: "Figure", dpi: float = 150) -> np.ndarray:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
-def png_bytes(array_or_figure: "np.ndarray | Figure", dpi: float = 150) -> bytes:
+def png_bytes(array_or_figure: np.ndarray | Figure, dpi: float = 150) -> bytes:
     """PNG bytes (RGB) of a ``uint8[H, W, 3]`` array or of a figure rendered at ``dpi``."""
     from PIL import Image
 
@@ -219,7 +206,7 @@ def png_bytes(array_or_figure: "np.ndarray | Figure", dpi: float = 150) -> bytes
     return buf.getvalue()
 
 
-def save_figure(fig: "Figure", path: str | os.PathLike, *, dpi: float = 200) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 200) -> Path:
     """Write a figure: ``.png`` as an RGB PNG at ``dpi``; ``.pdf``/``.svg``/``.eps`` as vectors.
 
     Raises:
@@ -239,7 +226,7 @@ def save_figure(fig: "Figure", path: str | os.PathLike, *, dpi: float = 200) -> 
 # -- per-token quantities ----------------------------------------------------------------------
 
 
-def token_region_gains(expl: "Explanation") -> np.ndarray:
+def token_region_gains(expl: ExplanationLike) -> np.ndarray:
     """``float64[K, n]``: marginal gain of each region (by region id) for each explained token.
 
     See the module docstring for the definition. Row ``k`` sums to
@@ -256,7 +243,7 @@ def token_region_gains(expl: "Explanation") -> np.ndarray:
     return out
 
 
-def token_gain_map(expl: "Explanation", token: int, *, normalize: bool = True) -> np.ndarray:
+def token_gain_map(expl: ExplanationLike, token: int, *, normalize: bool = True) -> np.ndarray:
     """``float32[H, W]``: explained token ``token``'s region gains painted on the label map.
 
     With ``normalize`` the map is divided by its largest absolute value (so it lies in
@@ -287,9 +274,7 @@ def _short(text: str, n: int = 60) -> str:
 # -- explanation plots -------------------------------------------------------------------------
 
 
-def plot_heatmap(
-    expl: "Explanation", ax: "Axes | None" = None, *, alpha: float = 0.55, colorbar: bool = True
-) -> "Axes":
+def plot_heatmap(expl: ExplanationLike, ax: Axes | None = None, *, alpha: float = 0.55, colorbar: bool = True) -> Axes:
     """Draw the joint heatmap overlay, titled with the explained words, with a colour bar of the
     attribution scale (``colorbar=False`` to leave it out); returns the axes."""
     from matplotlib.cm import ScalarMappable
@@ -315,7 +300,7 @@ def plot_heatmap(
     return ax
 
 
-def save_heatmap(expl: "Explanation", path: str | os.PathLike) -> Path:
+def save_heatmap(expl: ExplanationLike, path: str | os.PathLike) -> Path:
     """Write the joint heatmap overlay (titled with the explained words) as an RGB PNG."""
     with _style():
         fig = _new_figure(4.8, 4.6)
@@ -325,8 +310,13 @@ def save_heatmap(expl: "Explanation", path: str | os.PathLike) -> Path:
 
 
 def plot_curves(
-    expl: "Explanation", ax: "Axes | None" = None, token: int | None = None, *, legend: bool = True, compact: bool = False
-) -> "Axes":
+    expl: ExplanationLike,
+    ax: Axes | None = None,
+    token: int | None = None,
+    *,
+    legend: bool = True,
+    compact: bool = False,
+) -> Axes:
     """Insertion (solid, shaded) and deletion (dashed) curves with their AUCs; returns the axes.
 
     Args:
@@ -358,19 +348,23 @@ def plot_curves(
             ax.set_ylabel("probability")
             ax.set_title(name)
             if legend:
-                ax.legend(loc="lower right" if yi[len(yi) // 2] < 0.5 else "center right", frameon=True,
-                          framealpha=0.85, edgecolor="none")
+                ax.legend(
+                    loc="lower right" if yi[len(yi) // 2] < 0.5 else "center right",
+                    frameon=True,
+                    framealpha=0.85,
+                    edgecolor="none",
+                )
     return ax
 
 
 def plot_token_heatmaps(
-    expl: "Explanation",
+    expl: ExplanationLike,
     *,
     tokens: Sequence[int] | None = None,
     curves: bool = True,
     max_tokens: int = 6,
     alpha: float = 0.55,
-) -> "Figure":
+) -> Figure:
     """A figure: the joint map, then one per explained token (its signed gains), curves below.
 
     Column 0 is the joint map (``expl.saliency()``) with the token-mean curves; then, per
@@ -418,8 +412,10 @@ def plot_token_heatmaps(
                 if col:
                     axes[1, col].tick_params(labelleft=False)
             axes[1, 0].set_ylabel("probability")
-            handles = [Line2D([], [], color=INSERTION_COLOR, label="insertion"),
-                       Line2D([], [], color=DELETION_COLOR, linestyle="--", label="deletion")]
+            handles = [
+                Line2D([], [], color=INSERTION_COLOR, label="insertion"),
+                Line2D([], [], color=DELETION_COLOR, linestyle="--", label="deletion"),
+            ]
             fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
         extra = f"  ({k - len(shown)} more explained tokens not shown)" if len(shown) < k else ""
         fig.suptitle(f"{_short(expl.generation.text, 90)!r}{extra}", fontsize=9)
@@ -494,14 +490,14 @@ def modality_palette(labels: Iterable[str], palette: Mapping[str, str] | None = 
 
 def render_modality_text(
     items: Sequence[Any],
-    ax: "Axes | None" = None,
+    ax: Axes | None = None,
     *,
     palette: Mapping[str, str] | None = None,
     show_scores: bool = True,
     width: float = 7.0,
     fontsize: float = 11.0,
     title: str | None = None,
-) -> "Axes":
+) -> Axes:
     """Generated text with each token boxed in the colour of its modality label.
 
     Args:
@@ -579,16 +575,35 @@ def render_modality_text(
             y = title_h + ln * line_h + 0.1
             opacity = 0.85 if score is None else 0.2 + 0.7 * float(np.clip(score, 0.0, 1.0))
             ax.text(
-                x0 + pad, y + pad, shown, va="top", ha="left", fontproperties=prop,
-                bbox=dict(boxstyle=f"round,pad={0.3}", facecolor=colours[label], alpha=opacity, edgecolor="none"),
+                x0 + pad,
+                y + pad,
+                shown,
+                va="top",
+                ha="left",
+                fontproperties=prop,
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": colours[label], "alpha": opacity, "edgecolor": "none"},
             )
             if show_scores and score is not None:
-                ax.text(x0 + pad, y + pad + fontsize / 72 * 1.45, f"{score:.2f}", fontsize=fontsize * 0.6,
-                        va="top", ha="left", color="#444444")
+                ax.text(
+                    x0 + pad,
+                    y + pad + fontsize / 72 * 1.45,
+                    f"{score:.2f}",
+                    fontsize=fontsize * 0.6,
+                    va="top",
+                    ha="left",
+                    color="#444444",
+                )
         handles = [Patch(facecolor=c, edgecolor="none", label=lab) for lab, c in colours.items()]
-        ax.legend(handles=handles, loc="upper left", ncol=min(len(handles), 6), frameon=False,
-                  bbox_to_anchor=(0.0, 1.0 - text_bottom / height), handlelength=1.2, fontsize=fontsize * 0.75,
-                  borderaxespad=0.2)
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            ncol=min(len(handles), 6),
+            frameon=False,
+            bbox_to_anchor=(0.0, 1.0 - text_bottom / height),
+            handlelength=1.2,
+            fontsize=fontsize * 0.75,
+            borderaxespad=0.2,
+        )
     return ax
 
 
@@ -607,7 +622,7 @@ def plot_hallucination_panel(
     removed_fraction: float | None = None,
     title: str | None = None,
     alpha: float = 0.55,
-) -> "Figure":
+) -> Figure:
     """Three panels: the wrong answer, the evidence for the correct one, the minimal removal.
 
     Args:
@@ -630,7 +645,7 @@ def plot_hallucination_panel(
     if mask.shape != image.shape[:2]:
         raise ValueError(f"removal_mask has shape {mask.shape}; expected the image's {image.shape[:2]}")
     mask = mask.astype(bool)
-    ev = normalize_map(_resize_map(ev, image.shape[:2]))
+    ev = normalize_map(resize_map(ev, image.shape[:2]))
     frac = float(mask.mean()) if removed_fraction is None else float(removed_fraction)
     removed = image.copy()
     removed[mask] = 0
@@ -662,7 +677,7 @@ def plot_methods(
     ncols: int | None = None,
     alpha: float = 0.55,
     title: str | None = None,
-) -> "Figure":
+) -> Figure:
     """Side-by-side maps of several methods over one image (the input first).
 
     Args:
@@ -691,11 +706,14 @@ def plot_methods(
             m = np.asarray(m, dtype=np.float64)
             if m.ndim != 2:
                 raise ValueError(f"map of {name!r} must be float[H, W]; got shape {m.shape}")
-            a.imshow(overlay(image, normalize_map(_resize_map(m, image.shape[:2])), alpha=alpha), interpolation="nearest")
+            a.imshow(
+                overlay(image, normalize_map(resize_map(m, image.shape[:2])), alpha=alpha), interpolation="nearest"
+            )
             label = str(name)
             if metrics and name in metrics:
-                label += "\n" + " · ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                           for k, v in metrics[name].items())
+                label += "\n" + " · ".join(
+                    f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics[name].items()
+                )
             a.set_title(label)
         for a in axes:
             a.axis("off")
@@ -711,7 +729,9 @@ def _as_curve(value: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
         y = np.asarray(value, dtype=np.float64)
         x = np.linspace(0.0, 1.0, len(y)) if y.ndim == 1 else np.empty(0)
     if x.ndim != 1 or y.ndim != 1 or len(x) != len(y) or len(y) < 2:
-        raise ValueError(f"{what} must be (x, y) of equal length >= 2 or a 1-D y array; got shapes {x.shape}, {y.shape}")
+        raise ValueError(
+            f"{what} must be (x, y) of equal length >= 2 or a 1-D y array; got shapes {x.shape}, {y.shape}"
+        )
     return x, y
 
 
@@ -721,7 +741,7 @@ def _auc(x: np.ndarray, y: np.ndarray) -> float:
     return float(auc(x, y))
 
 
-def plot_mean_curves(curves: Mapping[str, Mapping[str, Any]], *, title: str | None = None) -> "Figure":
+def plot_mean_curves(curves: Mapping[str, Mapping[str, Any]], *, title: str | None = None) -> Figure:
     """Insertion and deletion curves of several methods (e.g. benchmark means), two panels.
 
     Args:
@@ -735,7 +755,9 @@ def plot_mean_curves(curves: Mapping[str, Mapping[str, Any]], *, title: str | No
         axes = fig.subplots(1, 2)
         for i, (name, c) in enumerate(curves.items()):
             if not isinstance(c, Mapping):
-                raise TypeError(f"curves[{name!r}] must be a mapping with 'insertion'/'deletion'; got {type(c).__name__}")
+                raise TypeError(
+                    f"curves[{name!r}] must be a mapping with 'insertion'/'deletion'; got {type(c).__name__}"
+                )
             colour = OKABE_ITO[i % len(OKABE_ITO)]
             for a, key in zip(axes, ("insertion", "deletion")):
                 if key in c:

@@ -13,8 +13,8 @@ weights is ``("gpu", source)``: it gets the ``requires-gpu`` tag and must guard 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import nbformat
 
@@ -49,7 +49,9 @@ image = load_image(example_image_path()).array  # uint8[H, W, 3], RGB
 print(type(adapter).__name__, image.shape)"""
 
 QUICKSTART: list[Cell] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Quick start: which image regions made the model say this?
 
 `mllm_attr` explains the tokens a multimodal LLM generated: it splits the image into regions,
@@ -57,151 +59,223 @@ searches for the order in which regions matter most for the chosen tokens (the E
 *insight* = the tokens' probability with only those regions shown, plus *necessity* = the drop
 when they are removed), and reports the heatmap, insertion/deletion curves and their AUCs.
 
-This notebook runs in seconds on a CPU with the small model shipped inside the package."""),
+This notebook runs in seconds on a CPU with the small model shipped inside the package.""",
+    ),
     ("code", SETUP),
     ("code", LOAD_DEFAULT),
-    ("code", """\
+    (
+        "code",
+        """\
 fig, ax = plt.subplots(figsize=(2.5, 2.5))
 ax.imshow(image)
-ax.axis("off");"""),
+ax.axis("off");""",
+    ),
     ("md", "## 1. Generate an answer\nGreedy decoding; every token keeps its text span and its probability."),
-    ("code", """\
+    (
+        "code",
+        """\
 gen = adapter.generate(image, "Describe the image.")
 print(repr(gen.text))
-print(gen.describe_tokens())"""),
-    ("md", """\
+print(gen.describe_tokens())""",
+    ),
+    (
+        "md",
+        """\
 ## 2. Explain one word
 `target` can be a word or phrase of the answer (matched on word boundaries), token indices,
 `"all"`, or a counterfactual `Answer("...")`. `n_regions` sets the granularity; exact greedy
-costs about `n(n+1)` forward passes, so keep it small on a CPU (or pick a faster `search`)."""),
-    ("code", """\
+costs about `n(n+1)` forward passes, so keep it small on a CPU (or pick a faster `search`).""",
+    ),
+    (
+        "code",
+        """\
 from mllm_attr.data.shapes import COLOR_NAMES
 
 word = next(w for w in gen.text.split() if w in COLOR_NAMES)  # the first colour word of the caption
 explainer = Explainer(adapter, n_regions=16, segmenter="slic", search="greedy")
 expl = explainer(image, gen, target=word)
 print(f"explained {expl.target_text!r} (tokens {expl.positions}) with {expl.n_regions} regions, "
-      f"{expl.forwards} forwards in {expl.seconds:.1f}s")"""),
-    ("md", """\
+      f"{expl.forwards} forwards in {expl.seconds:.1f}s")""",
+    ),
+    (
+        "md",
+        """\
 ## 3. Look at it
 The heatmap ranks regions (red: most important). The insertion curve (reveal regions in that
 order on a black image) should rise fast: high AUC; the deletion curve (remove them from the
-full image) should fall fast: low AUC."""),
-    ("code", """\
+full image) should fall fast: low AUC.""",
+    ),
+    (
+        "code",
+        """\
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
 viz.plot_heatmap(expl, axes[0])
 viz.plot_curves(expl, axes[1])
-plt.show()"""),
-    ("md", """\
+plt.show()""",
+    ),
+    (
+        "md",
+        """\
 The joint map follows the reference rule (each region's value drops by the objective's change
 along the ordering). `plot_token_heatmaps` adds, per explained token, the region's own
 marginal gain along the ordering (red: adding the region raised the token's insertion score
-plus its necessity; blue: lowered it) and that token's curves."""),
+plus its necessity; blue: lowered it) and that token's curves.""",
+    ),
     ("code", "viz.plot_token_heatmaps(expl)"),
-    ("code", """\
+    (
+        "code",
+        """\
 s = expl.summary()
 for key in ("generated_text", "target_text", "insertion_auc", "deletion_auc", "highest_confidence", "p_full", "p_blank", "forwards"):
-    print(f"{key:20s} {s[key]}")"""),
-    ("md", """\
+    print(f"{key:20s} {s[key]}")""",
+    ),
+    (
+        "md",
+        """\
 ## 4. Save it and write a report
 `expl.save(dir)` writes JSON + arrays + a PNG (reload with `Explanation.load`);
-`write_report` writes one self-contained HTML page (open it offline, share it)."""),
-    ("code", """\
+`write_report` writes one self-contained HTML page (open it offline, share it).""",
+    ),
+    (
+        "code",
+        """\
 from mllm_attr import Explanation
 
 saved = expl.save(f"{OUT}/quickstart", overwrite=True)
 again = Explanation.load(saved)
 assert np.allclose(again.saliency(), expl.saliency())
 report = write_report(expl, f"{OUT}/quickstart.html")
-print("wrote", saved, "and", report)"""),
-    ("md", """\
+print("wrote", saved, "and", report)""",
+    ),
+    (
+        "md",
+        """\
 Next: `02_word_vs_sentence.ipynb` (explaining many tokens at once), `03_hallucination.ipynb`,
-`04_benchmark.ipynb`, `05_real_hub_model.ipynb`."""),
+`04_benchmark.ipynb`, `05_real_hub_model.ipynb`.""",
+    ),
 ]
 
 WORD_VS_SENTENCE: list[Cell] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Word-level vs sentence-level explanations
 
 An explanation has one region ordering for all its target tokens (the search maximises the
 token-mean objective). Explaining a single word answers "what did *this word* rely on";
 explaining the whole sentence (`target="all"`) answers "what did the *answer* rely on", and each
 token's own share can still be read off the shared ordering (its marginal gain at every step,
-`viz.token_region_gains`)."""),
+`viz.token_region_gains`).""",
+    ),
     ("code", SETUP),
     ("code", LOAD_DEFAULT),
-    ("code", """\
+    (
+        "code",
+        """\
 gen = adapter.generate(image, "Describe the image.")
 print(repr(gen.text))
-explainer = Explainer(adapter, n_regions=16)"""),
+explainer = Explainer(adapter, n_regions=16)""",
+    ),
     ("md", "## Word level: one explanation per word"),
-    ("code", """\
+    (
+        "code",
+        """\
 from mllm_attr.data.shapes import COLOR_NAMES, SHAPES
 
 words = [w for w in gen.text.split() if w in COLOR_NAMES or w in SHAPES][:2]
 word_expls = {w: explainer(image, gen, target=w) for w in words}
 for w, e in word_expls.items():
     print(f"{w!r:10} tokens {e.positions}  insertion AUC {e.insertion_auc():.3f}  deletion AUC {e.deletion_auc():.3f}  "
-          f"forwards {e.forwards}")"""),
+          f"forwards {e.forwards}")""",
+    ),
     ("md", "## Sentence level: every generated token at once"),
-    ("code", """\
+    (
+        "code",
+        """\
 sentence = explainer(image, gen, target="all")
 print(f"{len(sentence.positions)} tokens: {sentence.target_tokens}")
-print(f"insertion AUC {sentence.insertion_auc():.3f}  deletion AUC {sentence.deletion_auc():.3f}  forwards {sentence.forwards}")"""),
-    ("md", """\
+print(f"insertion AUC {sentence.insertion_auc():.3f}  deletion AUC {sentence.deletion_auc():.3f}  forwards {sentence.forwards}")""",
+    ),
+    (
+        "md",
+        """\
 The joint map (left) ranks regions for the whole answer. Each further column is one token:
 red regions raised that token's objective when they were added in the joint order, blue ones
-lowered it; below each, the token's own insertion/deletion curves along the joint order."""),
+lowered it; below each, the token's own insertion/deletion curves along the joint order.""",
+    ),
     ("code", "viz.plot_token_heatmaps(sentence, max_tokens=5)"),
     ("md", "Word-level maps next to the sentence-level joint map, with their AUCs:"),
-    ("code", """\
+    (
+        "code",
+        """\
 maps = {f"word {w!r}": e.saliency() for w, e in word_expls.items()}
 maps["sentence (joint)"] = sentence.saliency()
 metrics = {f"word {w!r}": {"ins": e.insertion_auc(), "del": e.deletion_auc()} for w, e in word_expls.items()}
 metrics["sentence (joint)"] = {"ins": sentence.insertion_auc(), "del": sentence.deletion_auc()}
-viz.plot_methods(image, maps, metrics)"""),
-    ("md", """\
+viz.plot_methods(image, maps, metrics)""",
+    ),
+    (
+        "md",
+        """\
 ## Language prior or image? (modality)
 For every token, `p_blank` (all regions removed) is what the language prior alone gives and
 `p_full` what the image adds to it. Tokens are coloured by the resulting label; the number
-under each token is the share of its probability that comes from the image."""),
-    ("code", """\
+under each token is the share of its probability that comes from the image.""",
+    ),
+    (
+        "code",
+        """\
 from mllm_attr.analysis.modality import modality_from_explanation
 
 modality = modality_from_explanation(sentence)
 print(modality.table())
-viz.render_modality_text(modality.tokens, title="Describe the image.").figure"""),
-    ("code", """\
+viz.render_modality_text(modality.tokens, title="Describe the image.").figure""",
+    ),
+    (
+        "code",
+        """\
 report = write_report([*word_expls.values(), sentence], f"{OUT}/word_vs_sentence.html", title="Word vs sentence level")
-print("wrote", report)"""),
+print("wrote", report)""",
+    ),
 ]
 
 HALLUCINATION: list[Cell] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Hallucination diagnosis
 
 The shapes world has a deliberate co-occurrence bias: in training scenes a **star** almost always
 comes with a **diamond** (in 95 % of training scenes with a star). Shown a star alone, the model
-may answer "yes" to "Is there a diamond in the image?". `mllm_attr.analysis.hallucination.diagnose_yes_no` diagnoses such an answer:
+may answer "yes" to "Is there a diamond in the image?". `mllm_attr.analysis.yes_no.diagnose_yes_no` diagnoses such an answer:
 
 1. it explains the **wrong** answer token (where the model found "evidence" for the error);
 2. it explains the **correct** answer ("no") as a counterfactual, teacher-forced target;
 3. it removes regions starting from the *least* important end for "no" (the regions that
    pushed towards the wrong answer), regenerating the answer each time, until it becomes
    correct. The removed area at that point is the minimal correcting removal (AMCR; 1.0 if
-   it never flips)."""),
+   it never flips).""",
+    ),
     ("code", SETUP),
-    ("code", """\
-from mllm_attr.analysis.hallucination import diagnose_yes_no
+    (
+        "code",
+        """\
+from mllm_attr.analysis.yes_no import diagnose_yes_no
 from mllm_attr.data.shapes import CO_OCCURRENCE_BIAS, SHAPES, exist_question, make_scene, scene_rng
 
 adapter = load_adapter(default_model_path())
 anchor, partner = CO_OCCURRENCE_BIAS.anchor, CO_OCCURRENCE_BIAS.partner
-print(f"bias in training: {anchor!r} -> {partner!r} (P = {CO_OCCURRENCE_BIAS.p('train')})")"""),
-    ("md", """\
+print(f"bias in training: {anchor!r} -> {partner!r} (P = {CO_OCCURRENCE_BIAS.p('train')})")""",
+    ),
+    (
+        "md",
+        """\
 Look for a held-out scene with the anchor but without the partner where the model claims the
-partner is there. (A correct answer costs one `generate` call and nothing else.)"""),
-    ("code", """\
+partner is there. (A correct answer costs one `generate` call and nothing else.)""",
+    ),
+    (
+        "code",
+        """\
 explainer = Explainer(adapter, n_regions=16)  # used for both explanations
 
 
@@ -221,9 +295,12 @@ def find_hallucination(n_scenes=40):
 
 i, scene, diag = find_hallucination()
 print(f"scene {i}: objects {[o.name for o in scene.objects]}")
-print(f"Q: {diag.question!r}  model: {diag.generation.text!r}  truth: {diag.label!r}")"""),
+print(f"Q: {diag.question!r}  model: {diag.generation.text!r}  truth: {diag.label!r}")""",
+    ),
     ("md", "## What the wrong answer relied on, and the evidence for the correct one"),
-    ("code", """\
+    (
+        "code",
+        """\
 wrong, right = diag.wrong_explanation, diag.correct_explanation
 print(f"wrong answer token {wrong.target_text!r}: modality label {diag.modality.label!r} "
       f"(p with the image {diag.modality.p_full:.2f}, with a blank image {diag.modality.p_blank:.2f})")
@@ -233,9 +310,12 @@ viz.plot_methods(
     {f"evidence for {wrong.target_text!r}": wrong.saliency(), f"evidence for {right.target_text!r}": right.saliency()},
     {f"evidence for {wrong.target_text!r}": {"ins": wrong.insertion_auc(), "del": wrong.deletion_auc()},
      f"evidence for {right.target_text!r}": {"ins": right.insertion_auc(), "del": right.deletion_auc()}},
-)"""),
+)""",
+    ),
     ("md", "## The minimal removal that corrects the answer"),
-    ("code", """\
+    (
+        "code",
+        """\
 removal = diag.removal
 removal_mask = np.isin(right.labels, removal.removed_regions)
 print(f"AMCR = {removal.amcr:.3f}: {removal.regions_removed} regions removed, {removal.generate_calls} generate calls; "
@@ -245,18 +325,27 @@ for obj in scene.objects:  # which objects did the correcting removal hide?
 viz.plot_hallucination_panel(
     scene.image, diag.generation.text, right.saliency(), removal.answer_after or "(never corrected)", removal_mask,
     question=diag.question, correct_token=right.target_text, removed_fraction=removal.amcr,
-)"""),
-    ("md", """\
+)""",
+    ),
+    (
+        "md",
+        """\
 Reading the panel: the middle map is the evidence for the correct answer; the right panel is the
 smallest removal (from the least important end) after which the model answers correctly. When it
 covers the star, the co-occurrence prior that the star triggers caused the hallucination; when it
-covers another object, the model mistook that object for the one asked about."""),
-    ("code", """\
-print("wrote", write_report([wrong, right], f"{OUT}/hallucination.html", title="Hallucination diagnosis"))"""),
+covers another object, the model mistook that object for the one asked about.""",
+    ),
+    (
+        "code",
+        """\
+print("wrote", write_report([wrong, right], f"{OUT}/hallucination.html", title="Hallucination diagnosis"))""",
+    ),
 ]
 
 BENCHMARK: list[Cell] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Running a benchmark
 
 The evaluation runner (`mllm_attr.evaluation`, also `mllm-attr evaluate CONFIG` and
@@ -267,9 +356,12 @@ regions in the method's rank order) and by the pointing game, and writes one JSO
 
 Here: a handful of synthetic scenes written in the public COCO format, the `coco-object` task
 (explain the first word of the caption that names an object in the image), EAGLE against
-TAM, random and centre-prior maps."""),
+TAM, random and centre-prior maps.""",
+    ),
     ("code", SETUP),
-    ("code", """\
+    (
+        "code",
+        """\
 from mllm_attr.data.shapes import write_dataset
 from mllm_attr.evaluation.runner import EvalConfig, run_evaluation
 from mllm_attr.evaluation.summary import collect_records, mean_curves
@@ -277,27 +369,36 @@ from mllm_attr.report import write_benchmark_report
 
 adapter = load_adapter(default_model_path())
 paths = write_dataset(f"{OUT}/shapes_data", n_images=4, seed=0, split="test")
-print({k: str(v) for k, v in paths.items()})"""),
+print({k: str(v) for k, v in paths.items()})""",
+    ),
     ("md", "The config is a plain dict (or a JSON file); unknown keys are errors that list the valid ones."),
-    ("code", """\
+    (
+        "code",
+        """\
 config = EvalConfig.from_dict({
     "name": "shapes-objects",
     "task": {"kind": "coco-object", "root": f"{OUT}/shapes_data", "split": "test", "limit": 4},
     "model": {"path": "default"},
-    "protocol": {"n_regions": 16, "segmenter": "slic", "baseline": "black"},
+    "protocol": {"n_regions": 16, "segmenter": "slic", "fill": "black"},
     "methods": [{"name": "eagle", "search": "greedy"}, "tam", "random", "centre"],
     "output": f"{OUT}/bench",
     "show_progress": False,
 })
 summary = run_evaluation(config, adapter=adapter, overwrite=True, distributed=False)
-print(summary["markdown"])"""),
-    ("code", """\
+print(summary["markdown"])""",
+    ),
+    (
+        "code",
+        """\
 records = collect_records(config.output)
 curves = {method: {"insertion": (c["x"], c["insertion"]), "deletion": (c["x"], c["deletion"])}
           for (name, method), c in mean_curves(records).items()}
-viz.plot_mean_curves(curves, title="shapes-objects: mean over samples")"""),
+viz.plot_mean_curves(curves, title="shapes-objects: mean over samples")""",
+    ),
     ("md", "One sample, every method's map on the same image (scored on the same regions):"),
-    ("code", """\
+    (
+        "code",
+        """\
 from mllm_attr.baselines import get_baseline
 
 first = next(r for r in records if r["method"] == "eagle" and r["status"] == "ok")
@@ -310,19 +411,25 @@ for name in ("tam", "random", "centre"):
 scores = {r["method"]: {"ins": r["insertion_auc"], "del": r["deletion_auc"]}
           for r in records if r["sample_id"] == first["sample_id"] and r["status"] == "ok"}
 example_fig = viz.plot_methods(image, maps, scores, title=f"{first['prompt']} -> {first['generated_text']!r}; explained {first['target_text']!r}")
-example_fig"""),
+example_fig""",
+    ),
     ("md", "The whole run as one self-contained HTML page:"),
-    ("code", """\
+    (
+        "code",
+        """\
 columns = ("method", "n", "skipped", "insertion_auc", "deletion_auc", "highest_confidence", "pointing_box", "pointing_mask",
            "forwards", "seconds")
 rows = [{k: r.get(k) for k in columns} for r in summary["rows"]]
 path = write_benchmark_report(rows, curves, f"{OUT}/benchmark.html", title="Shapes world: object words",
                               settings=config.to_json(), figures={"one sample": example_fig})
-print("wrote", path)"""),
+print("wrote", path)""",
+    ),
 ]
 
 REAL_MODEL: list[Cell] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Using a real hub model
 
 The same three lines work with real checkpoints (LLaVA, Qwen2-VL, Qwen2.5-VL, ...): pass a hub
@@ -332,9 +439,12 @@ Hugging Face cache).
 
 **Cells tagged `requires-gpu` run only when `RUN_REAL_MODEL` is True** (a CUDA GPU *and* the
 weights are available); otherwise they print that they were skipped, so the notebook always
-runs to the end."""),
+runs to the end.""",
+    ),
     ("code", SETUP),
-    ("code", """\
+    (
+        "code",
+        """\
 import os
 from pathlib import Path
 
@@ -357,8 +467,11 @@ def weights_available(model_id: str) -> bool:
 
 RUN_REAL_MODEL = torch.cuda.is_available() and weights_available(MODEL_ID)
 print(f"CUDA available: {torch.cuda.is_available()}; weights for {MODEL_ID!r} available: {weights_available(MODEL_ID)}")
-print("RUN_REAL_MODEL =", RUN_REAL_MODEL)"""),
-    ("gpu", """\
+print("RUN_REAL_MODEL =", RUN_REAL_MODEL)""",
+    ),
+    (
+        "gpu",
+        """\
 # requires-gpu: load the model (bfloat16, spread over the visible GPUs)
 if RUN_REAL_MODEL:
     adapter = load_adapter(MODEL_ID, dtype="bfloat16", device_map="auto")
@@ -366,12 +479,18 @@ if RUN_REAL_MODEL:
     gen = adapter.generate(image, "Describe the image.", max_new_tokens=48)
     print(gen.text)
 else:
-    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)"""),
-    ("md", """\
+    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)""",
+    ),
+    (
+        "md",
+        """\
 On a real model, exact greedy over 64 regions costs ~4,000 forwards. The `efficient` search
 (EAGLE's fast variant) or `phasewin` cut that to a fraction; `max_forwards` caps the budget and
-`batch_size` (default: chosen from free GPU memory) sets images per forward."""),
-    ("gpu", """\
+`batch_size` (default: chosen from free GPU memory) sets images per forward.""",
+    ),
+    (
+        "gpu",
+        """\
 # requires-gpu: explain the whole answer with a budget
 if RUN_REAL_MODEL:
     explainer = Explainer(adapter, n_regions=64, search="efficient", max_forwards=2000, show_progress=True)
@@ -379,8 +498,11 @@ if RUN_REAL_MODEL:
     print(f"{expl.forwards} forwards in {expl.seconds:.0f}s; insertion AUC {expl.insertion_auc():.3f}, "
           f"deletion AUC {expl.deletion_auc():.3f}")
 else:
-    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)"""),
-    ("gpu", """\
+    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)""",
+    ),
+    (
+        "gpu",
+        """\
 # requires-gpu: per-token views and the report
 if RUN_REAL_MODEL:
     fig = viz.plot_token_heatmaps(expl, max_tokens=6)
@@ -388,10 +510,14 @@ if RUN_REAL_MODEL:
     print("wrote", write_report(expl, f"{OUT}/real_model.html"))
     display(fig)
 else:
-    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)"""),
-    ("md", """\
+    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)""",
+    ),
+    (
+        "md",
+        """\
 Memory: `load_in_4bit=True` (bitsandbytes) fits 7B models on ~8 GB GPUs; explanations score
-masked copies of one image, so the cost per forward is the model's, not the method's."""),
+masked copies of one image, so the cost per forward is the model's, not the method's.""",
+    ),
 ]
 
 NOTEBOOKS: dict[str, list[Cell]] = {

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mllm_attr import Explainer, Explanation, load_adapter
-from mllm_attr.adapters import LlavaAdapter, Qwen25VLAdapter, Qwen2VLAdapter
+from mllm_attr.adapters import LlavaAdapter, Qwen2VLAdapter, Qwen25VLAdapter
 from mllm_attr.cli import main
 from mllm_attr.testing.tiny_models import save_tiny
 
@@ -101,14 +101,40 @@ def test_cli_explains_word(family, model_dirs, image, tmp_path, capsys):
     if word is None:
         pytest.skip("no plain word generated")
     out = tmp_path / "out"
-    args = ["explain", "--model", str(model_dirs[family]), "--image", str(img_path), "--prompt", "Describe the image.",
-            "--target", word, "--regions", "5", "--out", str(out), "--max-new-tokens", "6", "-q"]
+    args = [
+        "explain",
+        "--model",
+        str(model_dirs[family]),
+        "--image",
+        str(img_path),
+        "--prompt",
+        "Describe the image.",
+        "--target",
+        word,
+        "--regions",
+        "5",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "6",
+        "-q",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "insertion AUC" in printed and word in printed
     data = json.loads((out / "explanation.json").read_text())
-    for key in ("generated_text", "tokens", "target_positions", "insertion_auc", "deletion_auc",
-                "highest_confidence", "forwards", "seconds", "settings", "versions"):
+    for key in (
+        "generated_text",
+        "tokens",
+        "target_positions",
+        "insertion_auc",
+        "deletion_auc",
+        "highest_confidence",
+        "forwards",
+        "seconds",
+        "settings",
+        "versions",
+    ):
         assert key in data
     sal = np.load(out / "saliency.npy", allow_pickle=False)
     assert sal.dtype == np.float32 and sal.shape == image.shape[:2]

@@ -44,8 +44,8 @@ def _subsets(n: int, rows: int = 16) -> np.ndarray:
 #: Broken fast paths the check must catch: the contribution table shifted by one region, and
 #: the candidate's subset ignored (every row assembled as the full image).
 MUTANTS = {
-    "shifted_by_one_region": lambda assemble: (lambda fast, table: assemble(fast, np.roll(table, 1, axis=1))),
-    "subset_ignored": lambda assemble: (lambda fast, table: assemble(fast, np.ones_like(table))),
+    "shifted_by_one_region": lambda assemble: lambda fast, table: assemble(fast, np.roll(table, 1, axis=1)),
+    "subset_ignored": lambda assemble: lambda fast, table: assemble(fast, np.ones_like(table)),
 }
 
 
@@ -129,7 +129,8 @@ def llava_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"load_in_8bit": True}, {"load_in_4bit": True}, {"device_map": "auto"}, {"dtype": "bfloat16"}],
+    "kwargs",
+    [{"load_in_8bit": True}, {"load_in_4bit": True}, {"device_map": "auto"}, {"dtype": "bfloat16"}],
     ids=["8bit", "4bit", "device_map_auto", "bf16"],
 )
 def test_loading_options(kwargs, llava_dir, image):

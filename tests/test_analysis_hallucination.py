@@ -10,21 +10,18 @@ import pytest
 from PIL import Image
 
 from mllm_attr import CallableAdapter, Explainer, generation_from_text
-from mllm_attr.analysis.hallucination import (
-    add_subcommand,
+from mllm_attr.analysis.captions import caption_hallucinations, chair, find_object_mentions
+from mllm_attr.analysis.modality import PERCEPTION, PRIOR
+from mllm_attr.analysis.yes_no import (
     answer_position,
-    caption_hallucinations,
     cased_like,
-    chair,
-    diagnose_pope,
     diagnose_yes_no,
-    find_object_mentions,
     minimal_correcting_removal,
     parse_yes_no,
-    summarize,
-    summary_path_for,
 )
-from mllm_attr.analysis.modality import PERCEPTION, PRIOR
+from mllm_attr.cli.diagnose import add_subcommand
+from mllm_attr.evaluation.pope import diagnose_pope, summary_path_for
+from mllm_attr.evaluation.pope import summarize_pope as summarize
 from mllm_attr.segment import grid_labels
 from mllm_attr.types import Generation
 
@@ -38,7 +35,9 @@ def test_parsing_helpers():
     assert parse_yes_no("I think so") is None
     assert parse_yes_no("nope yes") == "yes"
     assert cased_like("no", "Yes") == "No" and cased_like("no", " yes") == "no" and cased_like("yes", "NO") == "YES"
-    gen = Generation("q", (1, 2, 3), ("</s>", "Well", " yes"), ((0, 0), (0, 4), (4, 8)), "Well yes", (1, 1, 1), (True, False, False))
+    gen = Generation(
+        "q", (1, 2, 3), ("</s>", "Well", " yes"), ((0, 0), (0, 4), (4, 8)), "Well yes", (1, 1, 1), (True, False, False)
+    )
     assert answer_position(gen) == 2
     assert answer_position(generation_from_text("q", "maybe later")) == 0
 
@@ -48,7 +47,7 @@ def distractor_adapter(image: np.ndarray, cell: int = 5, stubborn: bool = False)
 
     p("Yes") = visible fraction of the cell; p("No") = 1 - that. ``stubborn``: always "Yes".
     """
-    region = LABELS16 == cell
+    region = cell == LABELS16
 
     def vis(img: np.ndarray) -> float:
         return float((np.all(img == image, axis=-1) & region).sum() / region.sum())
@@ -75,7 +74,9 @@ def explainer_for():
 @pytest.mark.parametrize("schedule, calls", [("incremental", 1), ("bisection", 2)])
 def test_amcr_by_hand(rgb_image, explainer_for, schedule, calls):
     adapter = distractor_adapter(rgb_image, cell=5)
-    d = diagnose_yes_no(adapter, rgb_image, "Is there a cat?", "no", explainer=explainer_for(adapter), schedule=schedule)
+    d = diagnose_yes_no(
+        adapter, rgb_image, "Is there a cat?", "no", explainer=explainer_for(adapter), schedule=schedule
+    )
     assert d.predicted == "yes" and not d.correct
     # The "No" explanation ranks the distractor cell LAST; removing it first corrects the answer.
     assert d.correct_explanation.generation.text == "No"  # cased like the model's "Yes"
@@ -123,7 +124,9 @@ def test_removal_bisection_matches_incremental_on_monotone_answers(rgb_image):
     adapter = Counter(lambda i, g, p: np.zeros((len(i), len(p))))
     order = np.arange(16)
     res_i = minimal_correcting_removal(adapter, rgb_image, "q", order, LABELS16, lambda g: g.text == "no")
-    res_b = minimal_correcting_removal(adapter, rgb_image, "q", order, LABELS16, lambda g: g.text == "no", schedule="bisection")
+    res_b = minimal_correcting_removal(
+        adapter, rgb_image, "q", order, LABELS16, lambda g: g.text == "no", schedule="bisection"
+    )
     assert res_i.regions_removed == res_b.regions_removed == 7
     assert res_i.amcr == res_b.amcr == pytest.approx(7 / 16)
     assert res_i.removed_regions == list(range(15, 8, -1))  # least important (last) first
@@ -170,7 +173,9 @@ def test_diagnose_pope_writes_lines_and_resumes(tmp_path, rgb_image, explainer_f
     pope, img_dir = _pope_dir(tmp_path, rgb_image)
     adapter = distractor_adapter(rgb_image)
     out = tmp_path / "res" / "out.jsonl"
-    s = diagnose_pope(adapter, pope, out, image_dir=img_dir, limit=2, explainer=explainer_for(adapter), save_dir=tmp_path / "art")
+    s = diagnose_pope(
+        adapter, pope, out, image_dir=img_dir, limit=2, explainer=explainer_for(adapter), save_dir=tmp_path / "art"
+    )
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["question_id"] for r in recs] == [1, 2]
     assert recs[0]["amcr"] == pytest.approx(1 / 16) and recs[1]["correct"]
@@ -197,7 +202,7 @@ def test_cli_builder_parses(tmp_path):
     sub = parser.add_subparsers(dest="command", required=True)
     add_subcommand(sub)
     args = parser.parse_args(["diagnose", "--pope", "p.jsonl", "--images", "d", "--out", "o.jsonl", "--limit", "3"])
-    assert args.regions == 16 and args.schedule == "incremental" and args.limit == 3 and callable(args.func)
+    assert args.n_regions == 16 and args.schedule == "incremental" and args.limit == 3 and callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["diagnose", "--images", "d", "--out", "o.jsonl"])
 
@@ -206,7 +211,9 @@ def test_object_mentions_word_boundaries():
     gen = generation_from_text("q", "two stars , a starfish and a Circle .")
     found = find_object_mentions(gen, ["star", "circle", "fish"])
     assert [(w, c) for w, c, _ in found] == [("stars", "star"), ("Circle", "circle")]
-    syn = find_object_mentions(generation_from_text("q", "a traffic light and a light"), {"traffic light": "traffic light", "light": "lamp"})
+    syn = find_object_mentions(
+        generation_from_text("q", "a traffic light and a light"), {"traffic light": "traffic light", "light": "lamp"}
+    )
     assert [(c, pos) for _, c, pos in syn] == [("traffic light", (1, 2)), ("lamp", (5,))]
 
 
@@ -224,7 +231,10 @@ def test_caption_hallucination_labels(rgb_image):
     adapter = CallableAdapter(score, lambda img, prompt: "a red circle and a blue triangle .")
     d = caption_hallucinations(adapter, rgb_image, {"circle"}, vocabulary="shapes")
     assert d.forwards == 2
-    assert [(m.category, m.present, m.modality.label) for m in d.mentions] == [("circle", True, PERCEPTION), ("triangle", False, PRIOR)]
+    assert [(m.category, m.present, m.modality.label) for m in d.mentions] == [
+        ("circle", True, PERCEPTION),
+        ("triangle", False, PRIOR),
+    ]
     assert d.chair_i == 0.5 and d.chair_s == 1.0 and [m.word for m in d.hallucinated()] == ["triangle"]
     assert "\x1b[4m" in d.ansi() and "NO" in d.table()
     assert "line-through" in d.html() and d.html().count("<span") == 2
@@ -244,8 +254,26 @@ def test_cli_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     model = save_tiny("llava", tmp_path / "model")
     paths = write_dataset(tmp_path / "data", n_images=2, seed=0, split="test", size=32)
     out = tmp_path / "diag.jsonl"
-    argv = ["diagnose", "--pope", str(paths["pope_random"]), "--images", str(paths["images"]), "--model", str(model),
-            "--out", str(out), "--limit", "2", "--regions", "4", "--segmenter", "grid", "--max-area", "0.5", "-q"]
+    argv = [
+        "diagnose",
+        "--pope",
+        str(paths["pope_random"]),
+        "--images",
+        str(paths["images"]),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--limit",
+        "2",
+        "--regions",
+        "4",
+        "--segmenter",
+        "grid",
+        "--max-area",
+        "0.5",
+        "-q",
+    ]
     assert cli.main(argv) == 0
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 2 and all(r["label"] in ("yes", "no") for r in recs)
@@ -253,7 +281,10 @@ def test_cli_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     assert summary["n"] == 2 and "csr_at_10" in summary
     assert "CSR@10%" in capsys.readouterr().out
     assert cli.main(argv) == 0 and len(out.read_text().splitlines()) == 2  # resumed: nothing new
-    assert cli.main(["diagnose", "--pope", str(tmp_path / "none.jsonl"), "--images", str(tmp_path), "--out", str(out)]) == 2
+    assert (
+        cli.main(["diagnose", "--pope", str(tmp_path / "none.jsonl"), "--images", str(tmp_path), "--out", str(out)])
+        == 2
+    )
 
 
 def test_caption_grounded_with_masks(rgb_image):
@@ -267,11 +298,15 @@ def test_caption_grounded_with_masks(rgb_image):
         out = np.empty((len(images), len(positions)))
         for j, p in enumerate(positions):
             word = generation.tokens[p].strip()
-            out[:, j] = {"circle": 0.05 + 0.9 * vis(images, circle), "triangle": 0.05 + 0.9 * vis(images, star)}.get(word, 0.9)
+            out[:, j] = {"circle": 0.05 + 0.9 * vis(images, circle), "triangle": 0.05 + 0.9 * vis(images, star)}.get(
+                word, 0.9
+            )
         return out
 
     adapter = CallableAdapter(score, lambda img, prompt: "a circle , a triangle and a star .")
-    d = caption_hallucinations(adapter, rgb_image, None, vocabulary="shapes", object_masks={"circle": circle, "star": star})
+    d = caption_hallucinations(
+        adapter, rgb_image, None, vocabulary="shapes", object_masks={"circle": circle, "star": star}
+    )
     assert d.ground_truth == frozenset({"circle", "star"}) and d.forwards == 2 + 2 + 2
     rows = {m.category: m for m in d.mentions}
     assert rows["circle"].label == PERCEPTION and rows["circle"].grounded.evidence_object == "circle"

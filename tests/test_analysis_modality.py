@@ -191,7 +191,11 @@ def test_reference_images_prior():
 def test_grounded_decomposition_by_hand(rgb_image):
     from mllm_attr.analysis.modality import grounded_modality
 
-    cells = {"circle": (slice(0, 20), slice(0, 20)), "cross": (slice(0, 20), slice(20, 40)), "star": (slice(20, 40), slice(20, 40))}
+    cells = {
+        "circle": (slice(0, 20), slice(0, 20)),
+        "cross": (slice(0, 20), slice(20, 40)),
+        "star": (slice(20, 40), slice(20, 40)),
+    }
     masks = {}
     for name, (ys, xs) in cells.items():
         m = np.zeros((40, 40), bool)
@@ -218,7 +222,9 @@ def test_grounded_decomposition_by_hand(rgb_image):
     rows, forwards = grounded_modality(adapter, rgb_image, gen, [[0], [1], [2]], ["circle", "diamond", "cross"], masks)
     assert forwards == 2 + 3
     circle, diamond, cross = rows
-    assert circle.present and circle.object_share == pytest.approx(0.8 / 0.9) and circle.context_share == pytest.approx(0)
+    assert (
+        circle.present and circle.object_share == pytest.approx(0.8 / 0.9) and circle.context_share == pytest.approx(0)
+    )
     assert circle.label == PERCEPTION and circle.prior_kind is None and circle.evidence_object == "circle"
     assert not diamond.present and diamond.p_without_object == pytest.approx(0.95) and diamond.object_share == 0
     assert diamond.language_share == pytest.approx(0.05 / 0.95) and diamond.context_share == pytest.approx(0.9 / 0.95)

@@ -56,9 +56,9 @@ def test_joint_greedy_by_hand(rgb_image):
     assert np.allclose(attr.p_full, 1.0) and np.allclose(attr.p_blank, 0.0)
     assert attr.ranking()[0]["name"] == "region 0" and attr.ranking()[1]["name"] == "word 'circle'"
     assert attr.saliency().shape == rgb_image.shape[:2] and attr.saliency()[0, 0] == 1.0
-    x, y = attr.insertion_curve()
+    x, y = attr.feature_insertion_curve()
     assert np.allclose(x, np.arange(n + m + 1) / (n + m)) and y[2] == pytest.approx(1.0)
-    assert attr.insertion_auc() > 0.8 and attr.deletion_auc() < 0.15
+    assert attr.feature_insertion_auc() > 0.8 and attr.feature_deletion_auc() < 0.15
     scores = attr.word_scores()
     assert scores.argmax() == 4
     js = attr.to_json()
@@ -110,7 +110,7 @@ def test_hf_in_place_ablation(tiny_llava, ablation):
     words = prompt_words(gen.prompt)
     scorer = joint_scorer(tiny_llava, image, gen, [0, 1], words, text_ablation=ablation, batch_size=3)
     assert isinstance(scorer, HFPromptScorer)
-    ids = scorer.inner.text["input_ids"][0]
+    ids = scorer.text["input_ids"][0]
     tok = tiny_llava.tokenizer
     # Each word's tokens in the model input decode to the word.
     for w in scorer.words:
@@ -134,7 +134,9 @@ def test_hf_in_place_ablation(tiny_llava, ablation):
 
 def test_hf_joint_explanation_runs(tiny_llava):
     image = np.random.default_rng(2).integers(1, 255, size=(32, 32, 3), dtype=np.uint8)
-    attr = explain_prompt_tokens(tiny_llava, image, prompt="Is there a star?", target=0, n_regions=4, segmenter="grid", max_new_tokens=2)
+    attr = explain_prompt_tokens(
+        tiny_llava, image, prompt="Is there a star?", target=0, n_regions=4, segmenter="grid", max_new_tokens=2
+    )
     n, m = attr.n_regions, attr.n_words
     assert m == 4 and attr.settings["text_ablation"] == "mask"
     assert sorted(attr.ordering.tolist()) == list(range(n + m))
@@ -144,7 +146,7 @@ def test_hf_joint_explanation_runs(tiny_llava):
 
 def test_other_searches_and_budget(rgb_image):
     adapter = circle_adapter(rgb_image)
-    kw = dict(prompt="What color is the circle?", n_regions=16, segmenter="grid")
+    kw = {"prompt": "What color is the circle?", "n_regions": 16, "segmenter": "grid"}
     eff = explain_prompt_tokens(adapter, rgb_image, search="efficient", **kw)
     assert sorted(eff.ordering.tolist()) == list(range(21)) and eff.forwards < 21 * 22
     assert set(eff.ordering[:2].tolist()) == {0, 16 + 4}
@@ -157,8 +159,13 @@ def test_geometry_searches_are_refused_for_prompt_words(rgb_image):
 
     assert set(PROMPT_SEARCHES) == set(SEARCHES) - {"hierarchical"}
     adapter = circle_adapter(rgb_image)
-    with pytest.raises(ValueError, match=r"'hierarchical' .* prompt word.*supports \['bidirectional', 'efficient', 'greedy', 'lazy', 'phasewin'\]"):
-        explain_prompt_tokens(adapter, rgb_image, prompt="What color is the circle?", n_regions=4, segmenter="grid", search="hierarchical")
+    with pytest.raises(
+        ValueError,
+        match=r"'hierarchical' .* prompt word.*supports \['bidirectional', 'efficient', 'greedy', 'lazy', 'phasewin'\]",
+    ):
+        explain_prompt_tokens(
+            adapter, rgb_image, prompt="What color is the circle?", n_regions=4, segmenter="grid", search="hierarchical"
+        )
     # The search itself refuses an objective whose features are not all image regions.
     gen = adapter.from_text(rgb_image, "What color is the circle?", "red")
     obj = JointObjective(joint_scorer(adapter, rgb_image, gen, [0], prompt_words(gen.prompt)), grid_labels(40, 40, 4))
@@ -182,7 +189,12 @@ def word_adapter(image: np.ndarray) -> CallableAdapter:
 @pytest.mark.parametrize("search", PROMPT_SEARCHES)
 def test_every_accepted_search_ranks_the_decisive_word_first(rgb_image, search):
     attr = explain_prompt_tokens(
-        word_adapter(rgb_image), rgb_image, prompt="What color is the circle?", n_regions=4, segmenter="grid", search=search
+        word_adapter(rgb_image),
+        rgb_image,
+        prompt="What color is the circle?",
+        n_regions=4,
+        segmenter="grid",
+        search=search,
     )
     n = attr.n_regions
     # F({"circle"}) = 0.875 (ins: no region, word kept) + 1 - 0.125 (del: all regions, word cut)

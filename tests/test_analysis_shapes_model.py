@@ -64,7 +64,9 @@ def object_masks(scene) -> dict[str, np.ndarray]:
 
 def anchor_scene(i: int, seed: int = 7):
     """Held-out scene with the bias anchor (star) and WITHOUT its partner (diamond)."""
-    return S.make_scene(S.scene_rng(seed, "probe-anchor", i), split="test", require=[BIAS.anchor], exclude=[BIAS.partner])
+    return S.make_scene(
+        S.scene_rng(seed, "probe-anchor", i), split="test", require=[BIAS.anchor], exclude=[BIAS.partner]
+    )
 
 
 # --------------------------------------------------------------------------- measurements
@@ -88,8 +90,8 @@ def measure_yes_no(adapter, indices, seed: int = 7) -> dict:
     For the ABSENT partner (a co-occurrence hallucination when answered "yes") and for a
     PRESENT object: label, prior kind and the object whose removal lowers p("yes") most.
     """
-    from mllm_attr.analysis.hallucination import answer_position, parse_yes_no
     from mllm_attr.analysis.modality import grounded_modality
+    from mllm_attr.analysis.yes_no import answer_position, parse_yes_no
 
     out: dict = {"partner_asked": 0, "partner_yes": [], "present_yes": []}
     for i in indices:
@@ -108,7 +110,7 @@ def measure_yes_no(adapter, indices, seed: int = 7) -> dict:
 def measure_captions(adapter, indices, refs: np.ndarray | None = None, seed: int = 7) -> dict:
     """Captions of anchor-only scenes; every object word labelled with the blank prior, the
     reference-image prior (when ``refs``) and grounded; split into present / partner / other."""
-    from mllm_attr.analysis.hallucination import caption_hallucinations
+    from mllm_attr.analysis.captions import caption_hallucinations
     from mllm_attr.analysis.modality import _row
 
     out: dict = {k: {"blank": [], "reference": [], "grounded": []} for k in ("present", "partner", "other")}
@@ -201,12 +203,14 @@ def measure_prompt_tokens(adapter, indices, shape: str | None = None, seed: int 
             continue
         attr = explain_prompt_tokens(adapter, scene.image, gen, target=0, n_regions=16, batch_size=64)
         region = int(np.argmax(np.bincount(attr.labels[obj.mask], minlength=attr.n_regions)))
-        out.append((attr.word_rank_among_words(obj.shape), attr.rank_of_word(obj.shape), int(attr.region_ranks()[region])))
+        out.append(
+            (attr.word_rank_among_words(obj.shape), attr.rank_of_word(obj.shape), int(attr.region_ranks()[region]))
+        )
     return out
 
 
 def test_prompt_tokens_circle_question(adapter):
-    """"What color is the circle?": the word "circle" and the circle's region rank high."""
+    """ "What color is the circle?": the word "circle" and the circle's region rank high."""
     rows = np.array(measure_prompt_tokens(adapter, range(4), shape="circle"))
     assert len(rows) >= 3
     assert np.all(rows[:, 0] == 0)  # "circle" is the most important prompt word
@@ -230,12 +234,14 @@ def run_pope(adapter, tmp_path, n_images: int, limit: int | None) -> tuple[dict,
     import json
 
     from mllm_attr import Explainer
-    from mllm_attr.analysis.hallucination import diagnose_pope
+    from mllm_attr.evaluation.pope import diagnose_pope
 
     paths = S.write_dataset(tmp_path / "shapes", n_images=n_images, seed=3, split="test")
     explainer = Explainer(adapter, n_regions=16, segmenter="slic", batch_size=64)
     out = tmp_path / "pope.jsonl"
-    summary = diagnose_pope(adapter, paths["pope_adversarial"], out, image_dir=paths["images"], limit=limit, explainer=explainer)
+    summary = diagnose_pope(
+        adapter, paths["pope_adversarial"], out, image_dir=paths["images"], limit=limit, explainer=explainer
+    )
     return summary, [json.loads(x) for x in out.read_text().splitlines()]
 
 
@@ -253,7 +259,7 @@ def test_hallucinated_partner_is_corrected_by_removing_the_anchor(adapter):
     """A "yes" to the absent partner: removing the least important regions of the "no"
     explanation takes the star away first, and the regenerated answer becomes "no"."""
     from mllm_attr import Explainer
-    from mllm_attr.analysis.hallucination import diagnose_yes_no
+    from mllm_attr.analysis.yes_no import diagnose_yes_no
 
     explainer = Explainer(adapter, n_regions=16, segmenter="slic", batch_size=64)
     covered = []

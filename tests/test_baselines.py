@@ -9,7 +9,16 @@ import torch
 from PIL import Image
 
 from mllm_attr import HFAdapter, load_adapter
-from mllm_attr.baselines import BASELINES, AttributionMethod, IGOSPP, TAM, LlavaCAM, get_baseline, normalise_map, rank_gaussian_filter
+from mllm_attr.baselines import (
+    BASELINES,
+    IGOSPP,
+    TAM,
+    AttributionMethod,
+    LlavaCAM,
+    get_baseline,
+    normalise_map,
+    rank_gaussian_filter,
+)
 from mllm_attr.baselines._model import teacher_forced
 from mllm_attr.baselines._vision import check_family, grid_to_image, mask_to_pixels, vision_layout
 from mllm_attr.baselines.cam import resolve_layer
@@ -249,6 +258,11 @@ def test_gradient_baselines_on_shapes_model_colour_word():
         logger.warning(
             "shapes model, %s on %r (answer %r, object box xywh %s): max at (y, x) = %s, inside object: %s, "
             "pointing game: %s",
-            name, obj.color, gen.text, [round(v) for v in obj.bbox], tuple(int(v) for v in peak),
-            bool(obj.mask[peak]), pointing_game(sal, obj.mask),
+            name,
+            obj.color,
+            gen.text,
+            [round(v) for v in obj.bbox],
+            tuple(int(v) for v in peak),
+            bool(obj.mask[peak]),
+            pointing_game(sal, obj.mask),
         )

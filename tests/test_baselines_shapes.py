@@ -103,7 +103,7 @@ class Rates:
 
 
 def rates(masks: list[np.ndarray], maps: list[np.ndarray]) -> Rates:
-    inside = outside = 0
+    inside = 0
     ratios, hits = [], 0
     for mask, sal in zip(masks, maps):
         a, b = float(sal[mask].mean()), float(sal[~mask].mean())
@@ -135,7 +135,8 @@ def measured():
     for name in METHODS:
         method = get_baseline(name)
         maps[name] = [
-            np.asarray(method(adapter, s.image, g, [0], seed=i), dtype=np.float64) for i, (s, g) in enumerate(zip(scenes, gens))
+            np.asarray(method(adapter, s.image, g, [0], seed=i), dtype=np.float64)
+            for i, (s, g) in enumerate(zip(scenes, gens))
         ]
     return {"masks": [s.objects[0].mask for s in scenes], "maps": maps, "answered": answered}
 

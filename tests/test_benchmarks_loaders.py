@@ -86,13 +86,33 @@ def _coco_json(file_names: tuple[str, str]) -> tuple[dict[str, Any], dict[str, A
         "images": images,
         "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}],
         "annotations": [
-            {"id": 101, "image_id": 1, "category_id": 18, "bbox": [2, 2, 14, 12],
-             "segmentation": POLYGONS, "area": float(POLYGON_AREA), "iscrowd": 0},
-            {"id": 102, "image_id": 1, "category_id": 1, "bbox": [3, 0, 17, 14],
-             "segmentation": _uncompressed_rle(crowd), "area": float(crowd.sum()), "iscrowd": 1},
-            {"id": 103, "image_id": 2, "category_id": 1, "bbox": [4, 2, 6, 5],
-             "segmentation": {"size": comp["size"], "counts": comp["counts"].decode("ascii")},
-             "area": float(_compressed_mask().sum()), "iscrowd": 0},
+            {
+                "id": 101,
+                "image_id": 1,
+                "category_id": 18,
+                "bbox": [2, 2, 14, 12],
+                "segmentation": POLYGONS,
+                "area": float(POLYGON_AREA),
+                "iscrowd": 0,
+            },
+            {
+                "id": 102,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [3, 0, 17, 14],
+                "segmentation": _uncompressed_rle(crowd),
+                "area": float(crowd.sum()),
+                "iscrowd": 1,
+            },
+            {
+                "id": 103,
+                "image_id": 2,
+                "category_id": 1,
+                "bbox": [4, 2, 6, 5],
+                "segmentation": {"size": comp["size"], "counts": comp["counts"].decode("ascii")},
+                "area": float(_compressed_mask().sum()),
+                "iscrowd": 0,
+            },
         ],
     }
     captions = {
@@ -283,20 +303,46 @@ def _refs() -> list[dict[str, Any]]:
         return [{"tokens": t.split(), "raw": t.upper(), "sent_id": 500 + i, "sent": t} for i, t in enumerate(texts)]
 
     return [
-        {"ref_id": 0, "ann_id": 101, "image_id": 1, "split": "train", "category_id": 18,
-         "sent_ids": [500, 501], "file_name": "COCO_train2014_000000000001_101.jpg",
-         "sentences": sents("left dog", "the brown dog")},
-        {"ref_id": 1, "ann_id": 102, "image_id": 1, "split": "testA", "category_id": 1,
-         "sent_ids": [500], "file_name": "COCO_train2014_000000000001_102.jpg",
-         "sentences": sents("people in the back")},
-        {"ref_id": 2, "ann_id": 103, "image_id": 2, "split": "val", "category_id": 1,
-         "sent_ids": [500], "file_name": "COCO_train2014_000000000002_103.jpg",
-         "sentences": sents("person")},
+        {
+            "ref_id": 0,
+            "ann_id": 101,
+            "image_id": 1,
+            "split": "train",
+            "category_id": 18,
+            "sent_ids": [500, 501],
+            "file_name": "COCO_train2014_000000000001_101.jpg",
+            "sentences": sents("left dog", "the brown dog"),
+        },
+        {
+            "ref_id": 1,
+            "ann_id": 102,
+            "image_id": 1,
+            "split": "testA",
+            "category_id": 1,
+            "sent_ids": [500],
+            "file_name": "COCO_train2014_000000000001_102.jpg",
+            "sentences": sents("people in the back"),
+        },
+        {
+            "ref_id": 2,
+            "ann_id": 103,
+            "image_id": 2,
+            "split": "val",
+            "category_id": 1,
+            "sent_ids": [500],
+            "file_name": "COCO_train2014_000000000002_103.jpg",
+            "sentences": sents("person"),
+        },
     ]
 
 
-def make_refer(root: Path, dataset: str = "refcoco", split_by: str = "unc", refs: Any = None,
-               protocol: int = pickle.HIGHEST_PROTOCOL) -> Path:
+def make_refer(
+    root: Path,
+    dataset: str = "refcoco",
+    split_by: str = "unc",
+    refs: Any = None,
+    protocol: int = pickle.HIGHEST_PROTOCOL,
+) -> Path:
     """``<root>/<dataset>/refs(<split_by>).p`` + ``instances.json`` + train2014 images."""
     names = ("COCO_train2014_000000000001.jpg", "COCO_train2014_000000000002.jpg")
     inst, _ = _coco_json(names)
@@ -425,10 +471,20 @@ def test_refcoco_missing_paths(tmp_path: Path) -> None:
 
 
 POPE_LINES = [
-    {"question_id": 1, "image": "COCO_val2014_000000000001.png", "text": "Is there a dog in the image?", "label": "yes"},
+    {
+        "question_id": 1,
+        "image": "COCO_val2014_000000000001.png",
+        "text": "Is there a dog in the image?",
+        "label": "yes",
+    },
     {"question_id": 2, "image": "COCO_val2014_000000000001.png", "text": "Is there a car in the image?", "label": "no"},
-    {"question_id": 3, "image": "COCO_val2014_000000000002.png", "text": "Is there a person in the image?",
-     "label": "Yes", "category": "adversarial"},
+    {
+        "question_id": 3,
+        "image": "COCO_val2014_000000000002.png",
+        "text": "Is there a person in the image?",
+        "label": "Yes",
+        "category": "adversarial",
+    },
 ]
 
 
@@ -502,8 +558,9 @@ MMVP_ROWS = [
 ]
 
 
-def make_mmvp(root: Path, rows: list[list[str]] | None = None, folder: str = "MMVP Images",
-              header: list[str] | None = None) -> Path:
+def make_mmvp(
+    root: Path, rows: list[list[str]] | None = None, folder: str = "MMVP Images", header: list[str] | None = None
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = MMVP_ROWS if rows is None else rows
     with (root / "Questions.csv").open("w", newline="", encoding="utf-8") as fh:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mllm_attr import CallableAdapter, generation_from_text
-from mllm_attr.analysis.hallucination import (
+from mllm_attr.analysis.captions import (
     COCO_SYNONYMS,
     caption_hallucinations,
     coco_vocabulary,
@@ -18,15 +18,86 @@ from mllm_attr.data.coco import CocoImage, CocoObject
 
 # The 80 category names of COCO's instances_*.json (2014 and 2017 are the same).
 COCO_80 = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 
@@ -39,8 +110,16 @@ def _adapter(caption: str) -> CallableAdapter:
 
 def _coco_object(name: str, cid: int = 1) -> CocoObject:
     return CocoObject(
-        annotation_id=cid, image_id=1, category_id=cid, category_name=name, bbox=(0.0, 0.0, 4.0, 4.0),
-        segmentation=[], area=16.0, iscrowd=False, image_height=32, image_width=32,
+        annotation_id=cid,
+        image_id=1,
+        category_id=cid,
+        category_name=name,
+        bbox=(0.0, 0.0, 4.0, 4.0),
+        segmentation=[],
+        area=16.0,
+        iscrowd=False,
+        image_height=32,
+        image_width=32,
     )
 
 
@@ -56,20 +135,31 @@ def test_coco_table_has_the_80_categories_and_no_word_names_two():
 def test_issue_example_derives_coco_and_reports_the_hallucinations(rgb_image):
     d = caption_hallucinations(_adapter("a cat and a dog on a sofa"), rgb_image, ["cat"])
     assert [(m.word, m.category, m.present) for m in d.mentions] == [
-        ("cat", "cat", True), ("dog", "dog", False), ("sofa", "couch", False)
+        ("cat", "cat", True),
+        ("dog", "dog", False),
+        ("sofa", "couch", False),
     ]
     assert d.chair_i == pytest.approx(2 / 3) and d.chair_s == 1.0
 
 
 def test_coco_annotations_and_synonyms_as_ground_truth(rgb_image):
     caption = "Two men ride motorbikes past a hot dog stand near a couch."
-    image = CocoImage(image_id=1, file_name="x.jpg", path=Path("x.jpg"), width=32, height=32, captions=(),
-                      objects=(_coco_object("person"), _coco_object("couch", 63)))
+    image = CocoImage(
+        image_id=1,
+        file_name="x.jpg",
+        path=Path("x.jpg"),
+        width=32,
+        height=32,
+        captions=(),
+        objects=(_coco_object("person"), _coco_object("couch", 63)),
+    )
     for truth in (image, list(image.objects), ["people", "sofa"]):
         d = caption_hallucinations(_adapter(caption), rgb_image, truth)
         assert d.ground_truth == frozenset({"person", "couch"})
         assert [(m.word, m.category, m.present) for m in d.mentions] == [
-            ("men", "person", True), ("motorbikes", "motorcycle", False), ("hot dog", "hot dog", False),
+            ("men", "person", True),
+            ("motorbikes", "motorcycle", False),
+            ("hot dog", "hot dog", False),
             ("couch", "couch", True),
         ]
     # An image with no annotated object is still COCO: every mention is a hallucination.
@@ -120,13 +210,20 @@ def test_find_object_mentions_needs_a_vocabulary_and_handles_compounds_and_plura
         find_object_mentions(gen)
     found = [(w, c) for w, c, _ in find_object_mentions(gen, "coco")]
     assert found == [
-        ("Teddy bears", "teddy bear"), ("puppies", "dog"), ("ponies", "horse"), ("traffic lights", "traffic light"),
-        ("bear", "bear"), ("hot dogs", "hot dog"),
+        ("Teddy bears", "teddy bear"),
+        ("puppies", "dog"),
+        ("ponies", "horse"),
+        ("traffic lights", "traffic light"),
+        ("bear", "bear"),
+        ("hot dogs", "hot dog"),
     ]
     assert [c for _, c, _ in find_object_mentions(generation_from_text("q", "two stars"), "shapes")] == ["star"]
     sky = generation_from_text("q", "Skiers under blue skies carry skis; buses pass benches.")
     assert [(w, c) for w, c, _ in find_object_mentions(sky, "coco")] == [
-        ("Skiers", "person"), ("skis", "skis"), ("buses", "bus"), ("benches", "bench")
+        ("Skiers", "person"),
+        ("skis", "skis"),
+        ("buses", "bus"),
+        ("benches", "bench"),
     ]
 
 

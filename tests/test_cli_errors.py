@@ -21,8 +21,21 @@ def img_path(tmp_path):
 
 
 def run(capsys, llava_dir, out, *extra):
-    code = main(["explain", "--model", str(llava_dir), "--out", str(out), "--regions", "4", "-q",
-                 "--max-new-tokens", "4", *extra])
+    code = main(
+        [
+            "explain",
+            "--model",
+            str(llava_dir),
+            "--out",
+            str(out),
+            "--n-regions",
+            "4",
+            "-q",
+            "--max-new-tokens",
+            "4",
+            *extra,
+        ]
+    )
     return code, capsys.readouterr().err
 
 
@@ -31,8 +44,8 @@ CASES = [
     (["--image", "{text}"], "could not be read"),
     (["--image", "{img}", "--target", "zebra-not-there"], "not found in the generated answer"),
     (["--image", "{img}", "--target-index", "99"], "out of range"),
-    (["--image", "{img}", "--regions", "1"], "n_regions must be >= 2"),
-    (["--image", "{img}", "--regions", "5000"], "more than the 32x32=1024 pixels"),
+    (["--image", "{img}", "--n-regions", "1"], "n_regions must be >= 2"),
+    (["--image", "{img}", "--n-regions", "5000"], "more than the 32x32=1024 pixels"),
     (["--image", "{img}", "--lambda1", "-1"], "lambda1 must be a finite number >= 0"),
     (["--image", "{img}", "--family", "martian"], "unknown model family 'martian'"),
     (["--image", "{img}", "--dtype", "float7"], "unknown dtype"),
@@ -87,12 +100,20 @@ def _segment_files(tmp_path):
     """Files for --labels / --masks, good and bad, for a 32x32 image."""
     good = np.zeros((32, 32), np.int32)
     good[:, 16:] = 1
-    files = {"{labels_ok}": tmp_path / "ok.npy", "{labels_shape}": tmp_path / "shape.npy",
-             "{labels_float}": tmp_path / "float.npy", "{labels_one}": tmp_path / "one.npy",
-             "{labels_pickle}": tmp_path / "pickle.npy", "{labels_corrupt}": tmp_path / "corrupt.npy",
-             "{npz}": tmp_path / "masks.npz", "{masks_empty}": tmp_path / "empty.npz",
-             "{masks_shape}": tmp_path / "mshape.npz", "{masks_3d}": tmp_path / "m3d.npz",
-             "{masks_corrupt}": tmp_path / "corrupt.npz", "{missing_npy}": tmp_path / "missing.npy"}
+    files = {
+        "{labels_ok}": tmp_path / "ok.npy",
+        "{labels_shape}": tmp_path / "shape.npy",
+        "{labels_float}": tmp_path / "float.npy",
+        "{labels_one}": tmp_path / "one.npy",
+        "{labels_pickle}": tmp_path / "pickle.npy",
+        "{labels_corrupt}": tmp_path / "corrupt.npy",
+        "{npz}": tmp_path / "masks.npz",
+        "{masks_empty}": tmp_path / "empty.npz",
+        "{masks_shape}": tmp_path / "mshape.npz",
+        "{masks_3d}": tmp_path / "m3d.npz",
+        "{masks_corrupt}": tmp_path / "corrupt.npz",
+        "{missing_npy}": tmp_path / "missing.npy",
+    }
     np.save(files["{labels_ok}"], good)
     np.save(files["{labels_shape}"], np.zeros((16, 32), np.int32) + np.arange(32) % 2)
     np.save(files["{labels_float}"], good.astype(np.float32))
@@ -112,7 +133,10 @@ SEGMENT_CASES = [
     (["--labels", "{labels_corrupt}"], "could not read"),
     (["--labels", "{labels_pickle}"], "could not read"),
     (["--labels", "{npz}"], "is an .npz archive; expected a .npy file"),
-    (["--labels", "{labels_shape}"], "expected shape (32, 32) (H, W), the size of the 32x32 explained image; got shape (16, 32)"),
+    (
+        ["--labels", "{labels_shape}"],
+        "expected shape (32, 32) (H, W), the size of the 32x32 explained image; got shape (16, 32)",
+    ),
     (["--labels", "{labels_float}"], "expected an integer label map; got dtype float32"),
     (["--labels", "{labels_one}"], "a single region"),
     (["--masks", "{missing_npy}"], "--masks file not found"),
@@ -125,7 +149,9 @@ SEGMENT_CASES = [
 
 
 @pytest.mark.parametrize("args,message", SEGMENT_CASES)
-def test_bad_segments_file_is_one_clear_error_before_the_model_loads(args, message, capsys, img_path, tmp_path, monkeypatch):
+def test_bad_segments_file_is_one_clear_error_before_the_model_loads(
+    args, message, capsys, img_path, tmp_path, monkeypatch
+):
     import mllm_attr.cli as cli
 
     def no_model(_args):
@@ -134,8 +160,7 @@ def test_bad_segments_file_is_one_clear_error_before_the_model_loads(args, messa
     monkeypatch.setattr(cli, "load_model_from_args", no_model)
     files = _segment_files(tmp_path)
     out = tmp_path / "out"
-    code = main(["explain", "--image", str(img_path), "--out", str(out), "-q",
-                 *[files.get(a, a) for a in args]])
+    code = main(["explain", "--image", str(img_path), "--out", str(out), "-q", *[files.get(a, a) for a in args]])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.strip().splitlines()[-1].startswith("mllm-attr: error:") and message in err
@@ -143,9 +168,9 @@ def test_bad_segments_file_is_one_clear_error_before_the_model_loads(args, messa
 
 
 def test_labels_and_masks_are_exclusive(capsys, tmp_path):
-    with pytest.raises(SystemExit):
-        main(["explain", "--labels", "a.npy", "--masks", "b.npz"])
-    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["explain", "--labels", "a.npy", "--masks", "b.npz"]) == 2
+    err = capsys.readouterr().err
+    assert "not allowed with argument" in err and err.startswith("mllm-attr: error: ")
 
 
 # --------------------------------------------------------------------------- --answer with --target
@@ -155,8 +180,25 @@ def _shapes_cli(tmp_path, *extra):
     from mllm_attr.assets import example_image_path
 
     out = tmp_path / "out"
-    code = main(["explain", "--image", str(example_image_path()), "--prompt", "What color is the circle?",
-                 "--regions", "4", "--segmenter", "grid", "--max-new-tokens", "2", "--out", str(out), "-q", *extra])
+    code = main(
+        [
+            "explain",
+            "--image",
+            str(example_image_path()),
+            "--prompt",
+            "What color is the circle?",
+            "--regions",
+            "4",
+            "--segmenter",
+            "grid",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            str(out),
+            "-q",
+            *extra,
+        ]
+    )
     return code, out
 
 
@@ -194,7 +236,9 @@ def test_api_answer_with_a_target_inside_it(rgb_image):
     from mllm_attr.testing.fake import make_fake_adapter
 
     adapter = make_fake_adapter(rgb_image, {}, answer="a dog")
-    expl = Explainer(adapter, n_regions=4, segmenter="grid")(rgb_image, prompt="q", target=Answer("a cat on a mat", target="cat"))
+    expl = Explainer(adapter, n_regions=4, segmenter="grid")(
+        rgb_image, prompt="q", target=Answer("a cat on a mat", target="cat")
+    )
     assert expl.generation.text == "a cat on a mat" and expl.generation.generated_text == "a dog"
     assert list(expl.positions) == [1]
     assert Answer("a cat", target="cat") == Answer("a cat", target=Word("cat"))  # normalised, hashable

@@ -21,17 +21,17 @@ from PIL import Image
 
 from mllm_attr.adapters import load_adapter
 from mllm_attr.adapters.callable import CallableAdapter
+from mllm_attr.cli.evaluate import add_subcommand
 from mllm_attr.data.shapes import COLORS, write_dataset
 from mllm_attr.evaluation.runner import (
     CONFIG_KEYS,
     EvalConfig,
     ShardWriter,
-    add_subcommand,
     load_config,
-    repair_tail,
     run_evaluation,
 )
 from mllm_attr.evaluation.summary import collect_records, read_records, record_key
+from mllm_attr.store import repair_tail
 from mllm_attr.testing.tiny_models import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,9 @@ def test_unknown_method_names_the_valid_ones(tmp_path: Path, shapes: dict[str, P
     cfg = EvalConfig.from_dict(_config(shapes, tiny, tmp_path / "o", methods=["eagle", "gradcam"]))
     with pytest.raises(ValueError, match=r"gradcam.*llava_cam.*eagle"):
         run_evaluation(cfg, distributed=False)
-    cfg = EvalConfig.from_dict(_config(shapes, tiny, tmp_path / "o", methods=[{"name": "tam", "options": {"bogus": 1}}]))
+    cfg = EvalConfig.from_dict(
+        _config(shapes, tiny, tmp_path / "o", methods=[{"name": "tam", "options": {"bogus": 1}}])
+    )
     with pytest.raises(ValueError, match="bogus"):
         run_evaluation(cfg, distributed=False)
 
@@ -143,7 +145,9 @@ def test_torn_last_line_is_dropped_and_repaired(tmp_path: Path) -> None:
         fh.write(b"garbage\n")
     assert len(read_records(path)) == 3
     assert repair_tail(path) == len(b"garbage\n")
-    path.write_bytes(b'{"task": "t", "sample_id": "1", "method": "m"}\nbroken\n{"task": "t", "sample_id": "2", "method": "m"}\n')
+    path.write_bytes(
+        b'{"task": "t", "sample_id": "1", "method": "m"}\nbroken\n{"task": "t", "sample_id": "2", "method": "m"}\n'
+    )
     with pytest.raises(ValueError, match="line 2 is not valid JSON"):
         read_records(path)
 
@@ -178,8 +182,22 @@ def test_run_records_settings_shared_label_maps_and_resume(tmp_path: Path, shape
         assert len({r["labels_sha1"] for r in per}) == 1  # one label map per sample, all methods
         assert len({r["generated_text"] for r in per}) == 1
     r = next(r for r in recs if r["method"] == "eagle")
-    for key in ("seed", "sample_seed", "versions", "settings", "sample_id", "task", "method", "n_regions",
-                "insertion_auc", "deletion_auc", "highest_confidence", "forwards", "seconds", "curve_x"):
+    for key in (
+        "seed",
+        "sample_seed",
+        "versions",
+        "settings",
+        "sample_id",
+        "task",
+        "method",
+        "n_regions",
+        "insertion_auc",
+        "deletion_auc",
+        "highest_confidence",
+        "forwards",
+        "seconds",
+        "curve_x",
+    ):
         assert key in r, key
     assert r["settings"]["method"]["search"] == "greedy" and r["settings"]["protocol"]["n_regions"] == 9
     assert r["settings"]["model"]["path"] == str(tiny) and r["settings"]["task"]["kind"] == "coco-caption"
@@ -198,8 +216,9 @@ def test_run_records_settings_shared_label_maps_and_resume(tmp_path: Path, shape
     # Not resuming an existing output is refused; resuming extends it without duplicates.
     with pytest.raises(FileExistsError, match="--resume"):
         run_evaluation(cfg, adapter=adapter, extra_methods=extra, distributed=False)
-    cfg5 = EvalConfig.from_dict(_config(shapes, tiny, out, methods=["eagle", "random", "myrandom"],
-                                        task={**cfg.task, "limit": 5}))
+    cfg5 = EvalConfig.from_dict(
+        _config(shapes, tiny, out, methods=["eagle", "random", "myrandom"], task={**cfg.task, "limit": 5})
+    )
     run_evaluation(cfg5, resume=True, adapter=adapter, extra_methods=extra, distributed=False)
     recs5 = collect_records(out)
     assert len(recs5) == 15 and len({record_key(x) for x in recs5}) == 15
@@ -249,9 +268,15 @@ def test_pointing_game_end_to_end_with_an_oracle_model(tmp_path: Path, shapes: d
         "limit": 8,
     }
     cfg = EvalConfig.from_dict(
-        _config(shapes, tiny, tmp_path / "o", name="oracle-ref", task=task,
-                protocol={"n_regions": 25, "segmenter": "slic", "batch_size": 64},
-                methods=[{"name": "eagle", "search": "greedy"}, "random"])
+        _config(
+            shapes,
+            tiny,
+            tmp_path / "o",
+            name="oracle-ref",
+            task=task,
+            protocol={"n_regions": 25, "segmenter": "slic", "batch_size": 64},
+            methods=[{"name": "eagle", "search": "greedy"}, "random"],
+        )
     )
     summary = run_evaluation(cfg, adapter=_oracle(shapes), distributed=False)
     rows = {r["method"]: r for r in summary["rows"]}
@@ -266,7 +291,9 @@ def test_pointing_game_end_to_end_with_an_oracle_model(tmp_path: Path, shapes: d
     assert rec["ground_truth"]["name"] in rec["prompt"]
 
 
-def test_repope_wrong_answers_get_counterfactual_targets_and_amcr(tmp_path: Path, shapes: dict[str, Path], tiny: Path) -> None:
+def test_repope_wrong_answers_get_counterfactual_targets_and_amcr(
+    tmp_path: Path, shapes: dict[str, Path], tiny: Path
+) -> None:
     """A fake model that says "yes" while more than half the image is visible: every "no"
     question is answered wrongly, the correct "no" is explained, and the answer turns
     correct once about half the area is removed (AMCR ~ 0.5 for any ordering)."""
@@ -284,9 +311,17 @@ def test_repope_wrong_answers_get_counterfactual_targets_and_amcr(tmp_path: Path
 
     adapter = CallableAdapter(score, generate, name="yes-sayer", batch_size=64)
     task = {"kind": "repope", "questions": str(shapes["pope_random"]), "image_dir": str(shapes["images"]), "limit": 6}
-    cfg = EvalConfig.from_dict(_config(shapes, tiny, tmp_path / "o", name="pope", task=task,
-                                       protocol={"n_regions": 16, "segmenter": "grid"},
-                                       methods=[{"name": "eagle", "search": "greedy"}, "centre"]))
+    cfg = EvalConfig.from_dict(
+        _config(
+            shapes,
+            tiny,
+            tmp_path / "o",
+            name="pope",
+            task=task,
+            protocol={"n_regions": 16, "segmenter": "grid"},
+            methods=[{"name": "eagle", "search": "greedy"}, "centre"],
+        )
+    )
     summary = run_evaluation(cfg, adapter=adapter, distributed=False)
     recs = collect_records(tmp_path / "o")
     ok = [r for r in recs if r["status"] == "ok"]
@@ -326,15 +361,22 @@ def _write_cfg(tmp_path: Path, name: str, cfg: dict[str, Any]) -> Path:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path, shapes: dict[str, Path], tiny: Path) -> None:
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(
+    tmp_path: Path, shapes: dict[str, Path], tiny: Path
+) -> None:
     task = {"kind": "coco-caption", "root": _root(shapes), "split": "test", "limit": 10, "max_new_tokens": 4}
-    common = {"task": task, "protocol": {"n_regions": 16, "segmenter": "grid", "batch_size": 16},
-              "methods": [{"name": "eagle", "search": "greedy"}, "random"]}
+    common = {
+        "task": task,
+        "protocol": {"n_regions": 16, "segmenter": "grid", "batch_size": 16},
+        "methods": [{"name": "eagle", "search": "greedy"}, "random"],
+    }
     ref_cfg = _write_cfg(tmp_path, "ref", _config(shapes, tiny, tmp_path / "ref", **common))
     cut_cfg = _write_cfg(tmp_path, "cut", _config(shapes, tiny, tmp_path / "cut", **common))
     run = [sys.executable, str(REPO / "eval" / "run.py"), "--threads", "1"]
 
-    proc = subprocess.Popen([*run, str(cut_cfg)], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*run, str(cut_cfg)], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     shard = tmp_path / "cut" / "shards" / "records.rank0of1.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -350,7 +392,9 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path: Path, 
     with open(shard, "ab") as fh:  # and a torn half line, as if the kill had hit a write
         fh.write(b'{"task": "coco-caption", "sample_id": "9", "method": "eag')
 
-    res = subprocess.run([*run, str(cut_cfg), "--resume", "-q"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*run, str(cut_cfg), "--resume", "-q"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     ref = subprocess.run([*run, str(ref_cfg), "-q"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-3000:]
@@ -375,9 +419,26 @@ def test_accelerate_two_cpu_processes_shard_and_merge(tmp_path: Path, shapes: di
     one = _write_cfg(tmp_path, "one", _config(shapes, tiny, tmp_path / "one", **common))
     # `accelerate launch --cpu` starts ONE process unless an MPI launcher is configured (1.15);
     # --multi_gpu starts torchrun workers, which use gloo on a machine without CUDA.
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(29600 + os.getpid() % 300),
-           str(REPO / "eval" / "run.py"), str(two), "-q", "--threads", "1"]
+    cmd = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(29600 + os.getpid() % 300),
+        str(REPO / "eval" / "run.py"),
+        str(two),
+        "-q",
+        "--threads",
+        "1",
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=420)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     shards = sorted(p.name for p in (tmp_path / "two" / "shards").glob("*.jsonl"))
@@ -385,8 +446,14 @@ def test_accelerate_two_cpu_processes_shard_and_merge(tmp_path: Path, shapes: di
     per_shard = [read_records(tmp_path / "two" / "shards" / s) for s in shards]
     assert all(per_shard) and not ({record_key(r) for r in per_shard[0]} & {record_key(r) for r in per_shard[1]})
     assert {r["process"]["count"] for s in per_shard for r in s} == {2}
-    res1 = subprocess.run([sys.executable, str(REPO / "eval" / "run.py"), str(one), "-q", "--threads", "1"],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    res1 = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "run.py"), str(one), "-q", "--threads", "1"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res1.returncode == 0, res1.stderr[-3000:]
     merged = read_records(tmp_path / "two" / "records.jsonl")
     single = read_records(tmp_path / "one" / "records.jsonl")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mllm_attr.evaluation.runner import ShardWriter
 from mllm_attr.evaluation.summary import (
     CURVE_GRID,
     mean_curves,
@@ -19,15 +20,26 @@ from mllm_attr.evaluation.summary import (
     to_markdown,
     write_outputs,
 )
-from mllm_attr.evaluation.runner import ShardWriter
 
 
 def _rec(sid: str, method: str, ins: float, dele: float, **extra: Any) -> dict[str, Any]:
     rec = {
-        "name": "bench", "task": "repope", "sample_id": sid, "method": method, "status": "ok",
-        "insertion_auc": ins, "deletion_auc": dele, "highest_confidence": ins + 0.1,
-        "pointing_box": None, "pointing_mask": None, "forwards": 10, "seconds": 0.5, "labels_sha1": f"L{sid}",
-        "curve_x": [0.0, 0.5, 1.0], "insertion_curve": [0.0, ins, 1.0], "deletion_curve": [1.0, dele, 0.0],
+        "name": "bench",
+        "task": "repope",
+        "sample_id": sid,
+        "method": method,
+        "status": "ok",
+        "insertion_auc": ins,
+        "deletion_auc": dele,
+        "highest_confidence": ins + 0.1,
+        "pointing_box": None,
+        "pointing_mask": None,
+        "forwards": 10,
+        "seconds": 0.5,
+        "labels_sha1": f"L{sid}",
+        "curve_x": [0.0, 0.5, 1.0],
+        "insertion_curve": [0.0, ins, 1.0],
+        "deletion_curve": [1.0, dele, 0.0],
         "settings": {"model": {"path": "m"}},
     }
     rec.update(extra)
@@ -89,8 +101,14 @@ def test_curves_are_resampled_to_a_common_grid_before_averaging() -> None:
     assert y.shape == CURVE_GRID.shape and y[0] == 0 and y[25] == pytest.approx(1.0) and y[10] == pytest.approx(0.4)
     with pytest.raises(ValueError, match="same length|one length"):
         resample_curve([0.0, 1.0], [0.0])
-    a = {"name": "b", "method": "m", "status": "ok", "curve_x": [0.0, 1.0], "insertion_curve": [0.0, 1.0],
-         "deletion_curve": [1.0, 0.0]}
+    a = {
+        "name": "b",
+        "method": "m",
+        "status": "ok",
+        "curve_x": [0.0, 1.0],
+        "insertion_curve": [0.0, 1.0],
+        "deletion_curve": [1.0, 0.0],
+    }
     b = {**a, "curve_x": [0.0, 0.5, 1.0], "insertion_curve": [1.0, 1.0, 1.0], "deletion_curve": [0.0, 0.0, 0.0]}
     c = mean_curves([a, b])[("b", "m")]
     assert c["n"] == 2

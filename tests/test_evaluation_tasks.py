@@ -200,8 +200,14 @@ def test_repope_explains_the_correct_answer_only_when_wrong(shapes: dict[str, Pa
     assert right.skipped and "correctly" in right.skip
     neither = task.select(no_q, generation_from_text(no_q.prompt, "maybe nothing"), _fake_adapter(), img)
     assert neither.skipped and "neither" in neither.skip
-    all_task = build_task({"kind": "repope", "questions": str(shapes["pope_random"]),
-                           "image_dir": str(shapes["images"]), "only_wrong": False})
+    all_task = build_task(
+        {
+            "kind": "repope",
+            "questions": str(shapes["pope_random"]),
+            "image_dir": str(shapes["images"]),
+            "only_wrong": False,
+        }
+    )
     kept = all_task.select(no_q, generation_from_text(no_q.prompt, "I think no"), _fake_adapter(), img)
     assert not kept.skipped and [kept.generation.tokens[p].strip() for p in kept.positions] == ["no"]
     # The text before the answer word is kept in the counterfactual.

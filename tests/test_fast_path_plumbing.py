@@ -16,7 +16,7 @@ from mllm_attr import Explainer, Explanation
 from mllm_attr.adapters import load_adapter
 from mllm_attr.adapters.callable import CallableAdapter, generation_from_text
 from mllm_attr.assets import default_model_path, example_image_path
-from mllm_attr.cli import build_parser, explainer_from_args, main
+from mllm_attr.cli import ArgumentError, build_parser, explainer_from_args, main
 from mllm_attr.explainer import adapter_has_fast_path, check_fast_path
 from mllm_attr.image import load_image
 from mllm_attr.protocol import score_map
@@ -53,16 +53,20 @@ def _spy(adapter: Any) -> list[Any]:
     seen: list[Any] = []
     original = adapter.scorer
 
-    def scorer(image, generation, positions, *, baseline=None, batch_size=None, fast_path="auto"):
+    def scorer(image, generation, positions, *, fill=None, batch_size=None, fast_path="auto"):
         seen.append(fast_path)
-        return original(image, generation, positions, baseline=baseline, batch_size=batch_size, fast_path=fast_path)
+        return original(image, generation, positions, fill=fill, batch_size=batch_size, fast_path=fast_path)
 
     adapter.scorer = scorer
     return seen
 
 
 def test_check_fast_path_values():
-    assert check_fast_path("auto") == "auto" and check_fast_path(True) is True and check_fast_path(np.bool_(False)) is False
+    assert (
+        check_fast_path("auto") == "auto"
+        and check_fast_path(True) is True
+        and check_fast_path(np.bool_(False)) is False
+    )
     for bad in ("on", "yes", 1, 0, None, "AUTO"):
         with pytest.raises(ValueError, match=r"fast_path must be 'auto', True or False"):
             check_fast_path(bad)
@@ -142,20 +146,40 @@ def test_score_map_fast_path_errors_before_any_work(rgb_image):
 
 def test_cli_fast_path_flag_reaches_the_explanation(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["explain", "--image", str(example_image_path()), "--prompt", "What color is the circle?",
-                 "--target-index", "0", "--regions", "4", "--segmenter", "grid", "--max-new-tokens", "2",
-                 "--out", str(out), "-q", "--fast-path", "off"])
+    code = main(
+        [
+            "explain",
+            "--image",
+            str(example_image_path()),
+            "--prompt",
+            "What color is the circle?",
+            "--target-index",
+            "0",
+            "--regions",
+            "4",
+            "--segmenter",
+            "grid",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            str(out),
+            "-q",
+            "--fast-path",
+            "off",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert Explanation.load(out).settings["fast_path"] == DISABLED
 
 
 def test_cli_fast_path_flag_values_and_subcommands(capsys):
     parser = build_parser()
-    with pytest.raises(SystemExit):
+    with pytest.raises(ArgumentError, match="invalid choice: 'maybe'"):
         parser.parse_args(["explain", "--fast-path", "maybe"])
-    assert "invalid choice: 'maybe'" in capsys.readouterr().err
     # diagnose builds its explainer from the same arguments.
-    args = parser.parse_args(["diagnose", "--pope", "p.jsonl", "--images", "i", "--out", "o.jsonl", "--fast-path", "off"])
+    args = parser.parse_args(
+        ["diagnose", "--pope", "p.jsonl", "--images", "i", "--out", "o.jsonl", "--fast-path", "off"]
+    )
     adapter = CallableAdapter(lambda im, g, p: np.ones((len(im), len(p))))
     assert explainer_from_args(adapter, args).fast_path is False
     args = parser.parse_args(["explain", "--fast-path", "on"])
@@ -177,8 +201,13 @@ def shapes_data(tmp_path_factory):
 def _eval_config(shapes_data, out: Path, **protocol: Any) -> dict[str, Any]:
     return {
         "name": "fp",
-        "task": {"kind": "coco-caption", "root": str(shapes_data["instances"].parent.parent), "split": "test",
-                 "limit": 1, "max_new_tokens": 3},
+        "task": {
+            "kind": "coco-caption",
+            "root": str(shapes_data["instances"].parent.parent),
+            "split": "test",
+            "limit": 1,
+            "max_new_tokens": 3,
+        },
         "protocol": {"n_regions": 4, "segmenter": "grid", "batch_size": 16, **protocol},
         "methods": ["eagle", "random"],
         "output": str(out),
@@ -234,7 +263,8 @@ def test_evaluation_fast_path_true_without_one_fails_before_any_sample(shapes_da
 
 
 def test_evaluate_cli_fast_path_override(shapes_data, tmp_path):
-    from mllm_attr.evaluation.runner import _config_from_args, add_subcommand
+    from mllm_attr.cli.evaluate import add_subcommand
+    from mllm_attr.cli.evaluate import config_from_args as _config_from_args
 
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(_eval_config(shapes_data, tmp_path / "o")))

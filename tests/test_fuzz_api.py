@@ -25,8 +25,9 @@ import struct
 import tempfile
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -39,7 +40,7 @@ from PIL import Image
 import mllm_attr
 from mllm_attr import AllTokens, Answer, CallableAdapter, Explainer, Explanation, Word, generation_from_text, load_image
 from mllm_attr.image import MAX_PIXELS, MIN_SIDE
-from mllm_attr.mask import BASELINES
+from mllm_attr.mask import FILLS
 from mllm_attr.search import SEARCHES
 from mllm_attr.segment import SEGMENTERS, segment
 from mllm_attr.targets import resolve
@@ -122,7 +123,10 @@ def _write_outcomes():
     if path:
         with open(path, "a", encoding="utf-8") as fh:
             for (prop, cat, exc), n in sorted(OUTCOMES.items()):
-                fh.write(json.dumps({"file": Path(__file__).name, "property": prop, "outcome": cat, "error": exc, "n": n}) + "\n")
+                fh.write(
+                    json.dumps({"file": Path(__file__).name, "property": prop, "outcome": cat, "error": exc, "n": n})
+                    + "\n"
+                )
 
 
 def rng_of(seed: int) -> np.random.Generator:
@@ -248,7 +252,20 @@ def test_load_image_decompression_bomb_is_a_clear_error(side, tmp_path):
         load_image(path)
 
 
-ARRAY_DTYPES = ["uint8", "uint16", "int8", "int32", "int64", "float16", "float32", "float64", "bool", "complex64", "U1", "object"]
+ARRAY_DTYPES = [
+    "uint8",
+    "uint16",
+    "int8",
+    "int32",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+    "bool",
+    "complex64",
+    "U1",
+    "object",
+]
 
 
 @fuzz(80)
@@ -283,6 +300,7 @@ def test_load_image_random_arrays(dtype, shape, special, seed):
 # ---------------------------------------------------------------------------------------------
 # segment
 
+
 def image_of(kind: str, h: int, w: int, seed: int) -> np.ndarray:
     rng = rng_of(seed)
     if kind == "random":
@@ -297,7 +315,22 @@ def image_of(kind: str, h: int, w: int, seed: int) -> np.ndarray:
     return img
 
 
-N_REGION_SPECIALS = ["pixels", "pixels+1", 0, -1, -7, True, False, 2.0, 3.5, float("nan"), "4", None, np.int64(5), 10**12]
+N_REGION_SPECIALS = [
+    "pixels",
+    "pixels+1",
+    0,
+    -1,
+    -7,
+    True,
+    False,
+    2.0,
+    3.5,
+    float("nan"),
+    "4",
+    None,
+    np.int64(5),
+    10**12,
+]
 
 
 @fuzz(70)
@@ -350,20 +383,37 @@ weird_numbers = st.one_of(
     st.integers(-3, 20),
     st.sampled_from([True, False, None, "1", "x", np.float32(0.5), np.float64(2.0), np.int64(3), 1e300, -0.0]),
 )
-SEARCH_OPTION_KEYS = ["search_scope", "pending_samples", "update_step", "window", "accept_ratio", "prune_ratio", "refresh", "bogus"]
+SEARCH_OPTION_KEYS = [
+    "search_scope",
+    "pending_samples",
+    "update_step",
+    "window",
+    "accept_ratio",
+    "prune_ratio",
+    "refresh",
+    "bogus",
+]
 positive_floats = st.floats(0.0, 4.0)
 #: option -> (valid values, weird values); each case leaves an option out, or draws it valid
 #: (mostly) or weird (about one time in ten), so that enough cases get past construction.
 CONFIG_FIELDS: dict[str, tuple[st.SearchStrategy, st.SearchStrategy]] = {
-    "n_regions": (st.integers(2, 12), st.one_of(st.integers(-3, 1), st.sampled_from([True, 2.5, "4", None, np.int64(6), 10**9]))),
+    "n_regions": (
+        st.integers(2, 12),
+        st.one_of(st.integers(-3, 1), st.sampled_from([True, 2.5, "4", None, np.int64(6), 10**9])),
+    ),
     "segmenter": (st.sampled_from(SEGMENTERS), st.sampled_from(["quickshift", "", None, 3])),
     "segmenter_options": (
         st.none(),
-        st.dictionaries(st.sampled_from(["compactness", "sigma", "min_size", "bogus"]), weird_numbers, min_size=1, max_size=2),
+        st.dictionaries(
+            st.sampled_from(["compactness", "sigma", "min_size", "bogus"]), weird_numbers, min_size=1, max_size=2
+        ),
     ),
-    "baseline": (st.sampled_from(BASELINES), st.sampled_from(["white", None, ""])),
+    "fill": (st.sampled_from(FILLS), st.sampled_from(["white", None, ""])),
     "search": (st.sampled_from(sorted(SEARCHES)), st.sampled_from(["exact", "", None])),
-    "search_options": (st.none(), st.dictionaries(st.sampled_from(SEARCH_OPTION_KEYS), weird_numbers, min_size=1, max_size=2)),
+    "search_options": (
+        st.none(),
+        st.dictionaries(st.sampled_from(SEARCH_OPTION_KEYS), weird_numbers, min_size=1, max_size=2),
+    ),
     "lambda1": (positive_floats, weird_numbers),
     "lambda2": (positive_floats, weird_numbers),
     "batch_size": (st.one_of(st.none(), st.integers(1, 9)), st.sampled_from([0, -1, True, 2.0, "4"])),
@@ -440,7 +490,11 @@ def test_budget_too_small_for_the_curves_is_a_clear_error(search):
 
 @pytest.mark.parametrize(
     "search,options",
-    [("efficient", {"update_step": float("inf")}), ("efficient", {"search_scope": float("inf")}), ("phasewin", {"window": "x"})],
+    [
+        ("efficient", {"update_step": float("inf")}),
+        ("efficient", {"search_scope": float("inf")}),
+        ("phasewin", {"window": "x"}),
+    ],
 )
 def test_bad_search_option_values_are_clear_errors(search, options):
     """BUG (lead): option values are only checked deep inside the search (int(inf) ->
@@ -464,7 +518,25 @@ def test_non_finite_model_scores_are_a_clear_error():
 # ---------------------------------------------------------------------------------------------
 # targets
 
-VOCAB = ["a", "cat", "Cat", "cats", "the", "red", "circle", "is", "on", "dog", "catalog", "über", "naïve", "x+y", "(1)", "$5", "."]
+VOCAB = [
+    "a",
+    "cat",
+    "Cat",
+    "cats",
+    "the",
+    "red",
+    "circle",
+    "is",
+    "on",
+    "dog",
+    "catalog",
+    "über",
+    "naïve",
+    "x+y",
+    "(1)",
+    "$5",
+    ".",
+]
 SEPARATORS = [" ", " ", "  ", "\n", "\t", ", "]
 answer_texts = st.one_of(
     st.lists(st.tuples(st.sampled_from(VOCAB), st.sampled_from(SEPARATORS)), max_size=8).map(
@@ -472,7 +544,9 @@ answer_texts = st.one_of(
     ),
     st.text(max_size=20),
 )
-word_texts = st.one_of(st.sampled_from([*VOCAB, "all", "", " ", "a cat", "cat  sat", "*", "\\", "[", "ca"]), st.text(max_size=6))
+word_texts = st.one_of(
+    st.sampled_from([*VOCAB, "all", "", " ", "a cat", "cat  sat", "*", "\\", "[", "ca"]), st.text(max_size=6)
+)
 targets = st.one_of(
     st.integers(-12, 12),
     st.lists(st.one_of(st.integers(-12, 12), st.sampled_from([True, 1.0, "1"])), max_size=4),
@@ -495,13 +569,15 @@ def test_resolve_random_targets(text, target):
     except BaseException as exc:  # noqa: BLE001
         outcome("resolve", exc)
         if isinstance(target, int) and not isinstance(target, bool) and -n <= target < n:
-            raise AssertionError(f"valid index {target} refused for {n} tokens: {exc}")
+            raise AssertionError(f"valid index {target} refused for {n} tokens: {exc}") from exc
         return
     outcome("resolve", None)
     assert out and out == sorted(set(out)) and all(isinstance(i, int) and 0 <= i < n for i in out)
     if isinstance(target, int):
         assert out == [target % n]
-    word = target.text if isinstance(target, Word) else (target if isinstance(target, str) and target != "all" else None)
+    word = (
+        target.text if isinstance(target, Word) else (target if isinstance(target, str) and target != "all" else None)
+    )
     if word is not None:
         # The selected tokens cover a match of the word (same matching rule: case-insensitive,
         # any whitespace run between the words of a phrase).
@@ -545,7 +621,7 @@ def pipeline_cases(draw):
         "target": target,
         "n_regions": draw(st.integers(2, 12)),
         "segmenter": draw(st.sampled_from(SEGMENTERS)),
-        "baseline": draw(st.sampled_from(BASELINES)),
+        "fill": draw(st.sampled_from(FILLS)),
         "search": draw(st.sampled_from(sorted(SEARCHES))),
         "lambda1": lam1,
         "lambda2": lam2,
@@ -570,7 +646,7 @@ def build_case(case: dict) -> tuple[np.ndarray, Any, Explainer]:
         adapter,
         n_regions=case["n_regions"],
         segmenter=case["segmenter"],
-        baseline=case["baseline"],
+        fill=case["fill"],
         search=case["search"],
         lambda1=case["lambda1"],
         lambda2=case["lambda2"],
@@ -600,6 +676,7 @@ def test_pipeline_on_fake_adapter_keeps_invariants(case):
 # ---------------------------------------------------------------------------------------------
 # saving and loading
 
+
 def small_explanation(answer: str = "a cat", seed: int = 0) -> Explanation:
     img = rng_of(seed).integers(1, 255, (16, 16, 3), dtype=np.uint8)
     adapter = make_fake_adapter(img, {}, answer=answer)
@@ -608,7 +685,9 @@ def small_explanation(answer: str = "a cat", seed: int = 0) -> Explanation:
 
 _EXPL = small_explanation()
 OUTPUT_FILES = {"explanation.json", "saliency.npy", "arrays.npz", "heatmap.png"}
-path_parts = st.sampled_from(["a", "b c", "ü", ".hidden", "..", ".", "x" * 60, "日本", "-", "it's", "$HOME", "~", "out"])
+path_parts = st.sampled_from(
+    ["a", "b c", "ü", ".hidden", "..", ".", "x" * 60, "日本", "-", "it's", "$HOME", "~", "out"]
+)
 
 
 def assert_loaded_equal(loaded: Explanation, expl: Explanation) -> None:
@@ -686,8 +765,13 @@ def test_interrupted_save_leaves_no_partial_output(stage, error, existing, parti
     from mllm_attr import viz
 
     target = STAGES[stage]
-    real = {"json": json.dumps, "saliency": np.save, "arrays": np.savez_compressed, "heatmap": viz.save_heatmap,
-            "replace": os.replace}[stage]
+    real = {
+        "json": json.dumps,
+        "saliency": np.save,
+        "arrays": np.savez_compressed,
+        "heatmap": viz.save_heatmap,
+        "replace": os.replace,
+    }[stage]
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -739,8 +823,22 @@ def test_failed_replace_keeps_the_previous_output(fail_on_call, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-CORRUPTIONS = ["npz-truncate", "npz-random", "npz-empty", "npz-bitflip", "json-truncate", "json-type", "json-drop",
-               "json-bad-value", "npz-object", "npz-drop", "npz-shape", "npz-permutation", "npz-dtype", "file-missing"]
+CORRUPTIONS = [
+    "npz-truncate",
+    "npz-random",
+    "npz-empty",
+    "npz-bitflip",
+    "json-truncate",
+    "json-type",
+    "json-drop",
+    "json-bad-value",
+    "npz-object",
+    "npz-drop",
+    "npz-shape",
+    "npz-permutation",
+    "npz-dtype",
+    "file-missing",
+]
 JSON_KEYS = ["generation", "target_positions", "forwards", "seconds", "settings", "versions"]
 
 
@@ -756,7 +854,12 @@ def _rewrite_npz(d: Path, **changes: Any) -> None:
 
 
 @fuzz(50)
-@given(kind=st.sampled_from(CORRUPTIONS), seed=st.integers(0, 2**32 - 1), key=st.sampled_from(JSON_KEYS), frac=st.floats(0, 1))
+@given(
+    kind=st.sampled_from(CORRUPTIONS),
+    seed=st.integers(0, 2**32 - 1),
+    key=st.sampled_from(JSON_KEYS),
+    frac=st.floats(0, 1),
+)
 def test_load_of_corrupted_output(kind, seed, key, frac, tmp_path_factory):
     """Loading damaged or tampered files gives a result that works, or a clear error."""
     rng = rng_of(seed)
@@ -830,7 +933,8 @@ def test_load_of_damaged_npz_is_a_clear_error(damage, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "change", [{"ordering": np.array([0, 0, 0, 0])}, {"ordering": np.array([0, 1, 2, 99])}, {"image": np.zeros((16, 16, 3))}]
+    "change",
+    [{"ordering": np.array([0, 0, 0, 0])}, {"ordering": np.array([0, 1, 2, 99])}, {"image": np.zeros((16, 16, 3))}],
 )
 def test_load_refuses_inconsistent_arrays(change, tmp_path):
     """BUG (lead): Explanation accepts an ordering that is not a permutation of the regions (and a

@@ -76,14 +76,21 @@ def _write_outcomes():
     if path:
         with open(path, "a", encoding="utf-8") as fh:
             for (prop, cat, detail), n in sorted(OUTCOMES.items()):
-                fh.write(json.dumps({"file": Path(__file__).name, "property": prop, "outcome": cat, "error": detail, "n": n}) + "\n")
+                fh.write(
+                    json.dumps({"file": Path(__file__).name, "property": prop, "outcome": cat, "error": detail, "n": n})
+                    + "\n"
+                )
 
 
 def _png_header_only(width: int, height: int) -> bytes:
     def chunk(tag: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +122,15 @@ def env(tmp_path_factory):
     (img_dir / "notes.png").write_text("not an image")
     (img_dir / "bomb.png").write_bytes(_png_header_only(30_000, 30_000))
     (img_dir / "a_dir.png").mkdir()
-    paths.update({
-        "truncated": img_dir / "truncated.png",
-        "text": img_dir / "notes.png",
-        "bomb": img_dir / "bomb.png",
-        "dir": img_dir / "a_dir.png",
-        "missing": img_dir / "missing.png",
-    })
+    paths.update(
+        {
+            "truncated": img_dir / "truncated.png",
+            "text": img_dir / "notes.png",
+            "bomb": img_dir / "bomb.png",
+            "dir": img_dir / "a_dir.png",
+            "missing": img_dir / "missing.png",
+        }
+    )
     no_config = root / "not_a_model"
     no_config.mkdir()
     (no_config / "weights.txt").write_text("x")
@@ -148,8 +157,15 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 GOOD_IMAGES = ["rgb", "wide", "grey", "rgba", "deep", "palette", "jpeg"]
 BAD_IMAGES = ["tiny", "truncated", "text", "bomb", "dir", "missing"]
-OUT_KINDS = ["fresh"] * 6 + ["nested", "dotdot", "existing-output", "existing-empty", "existing-nonempty",
-                             "existing-file", "cwd"]
+OUT_KINDS = ["fresh"] * 6 + [
+    "nested",
+    "dotdot",
+    "existing-output",
+    "existing-empty",
+    "existing-nonempty",
+    "existing-file",
+    "cwd",
+]
 #: option -> (valid values, weird values)
 OPTIONS: dict[str, tuple[list[str], list[str]]] = {
     "--prompt": (["What color is the circle?", "Describe the image.", "is " * 60], ["", "ünïcode ☃ $$"]),
@@ -234,7 +250,9 @@ def prepare_out(kind: str, sandbox: Path) -> str:
     return str(out)
 
 
-def judge(code: int, stdout: str, stderr: str, out: Path, before: dict, sandbox: Path, image_size: tuple[int, int] | None) -> str:
+def judge(
+    code: int, stdout: str, stderr: str, out: Path, before: dict, sandbox: Path, image_size: tuple[int, int] | None
+) -> str:
     if code == 0:
         files = {p.name for p in out.iterdir()} if out.is_dir() else set()
         assert files == OUTPUT_FILES, f"exit 0 but the output has {sorted(files)}"
@@ -244,7 +262,11 @@ def judge(code: int, stdout: str, stderr: str, out: Path, before: dict, sandbox:
         assert "insertion AUC" in stdout
         after = snapshot(sandbox)
         rel_out = "" if out == sandbox else str(out.relative_to(sandbox))
-        inside = {p for p in after if rel_out == "" or p == rel_out or p.startswith(rel_out + os.sep) or rel_out.startswith(p + os.sep)}
+        inside = {
+            p
+            for p in after
+            if rel_out == "" or p == rel_out or p.startswith(rel_out + os.sep) or rel_out.startswith(p + os.sep)
+        }
         assert set(after) - set(before) <= inside, f"written outside {out}: {sorted(set(after) - set(before) - inside)}"
         # Files that were not a previous output are never deleted (see test_security's overwrite rule).
         for rel, data in before.items():
@@ -268,7 +290,9 @@ def test_cli_random_arguments(seed, env, tmp_path_factory):
     sandbox = tmp_path_factory.mktemp("cli_case")
     (sandbox / "keep.txt").write_text("user file")
     out_arg = prepare_out(case["out"], sandbox)
-    model = {"tiny": str(env.model), "missing": str(env.root / "no_such_model"), "not-a-model": str(env.not_a_model)}[case["model"]]
+    model = {"tiny": str(env.model), "missing": str(env.root / "no_such_model"), "not-a-model": str(env.not_a_model)}[
+        case["model"]
+    ]
     image_path = env.images[case["image"]]
     argv = ["explain", "--model", model, "--image", str(image_path), "--out", out_arg, "-q", *case["args"]]
     if case["overwrite"]:
@@ -306,17 +330,50 @@ def test_cli_random_arguments(seed, env, tmp_path_factory):
 def test_cli_small_budget_is_a_clear_error(env, tmp_path):
     """BUG (lead): --max-forwards below what the curves need (2 + 2(n-1)) ends in a
     BudgetExhausted traceback (RuntimeError) after the model ran."""
-    code, _, err = run_cli(["explain", "--model", str(env.model), "--image", str(env.images["rgb"]), "--out",
-                            str(tmp_path / "o"), "-q", "--regions", "4", "--segmenter", "grid", "--max-new-tokens", "2",
-                            "--max-forwards", "5"])
+    code, _, err = run_cli(
+        [
+            "explain",
+            "--model",
+            str(env.model),
+            "--image",
+            str(env.images["rgb"]),
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+            "--regions",
+            "4",
+            "--segmenter",
+            "grid",
+            "--max-new-tokens",
+            "2",
+            "--max-forwards",
+            "5",
+        ]
+    )
     assert code == 2 and "max_forwards" in err and not (tmp_path / "o").exists()
 
 
 def test_cli_answer_with_dollar_signs_is_saved(env, tmp_path):
     """BUG (lead): a counterfactual answer (or a generated one) containing '$$' made the heatmap
     title fail to parse as mathtext, so the run ended in an error after the whole explanation."""
-    code, _, err = run_cli(["explain", "--model", str(env.model), "--image", str(env.images["rgb"]), "--out",
-                            str(tmp_path / "o"), "-q", "--regions", "2", "--segmenter", "grid", "--answer", "costs $$"])
+    code, _, err = run_cli(
+        [
+            "explain",
+            "--model",
+            str(env.model),
+            "--image",
+            str(env.images["rgb"]),
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+            "--regions",
+            "2",
+            "--segmenter",
+            "grid",
+            "--answer",
+            "costs $$",
+        ]
+    )
     assert code == 0, err
     assert {p.name for p in (tmp_path / "o").iterdir()} == OUTPUT_FILES
 
@@ -328,8 +385,25 @@ def test_cli_out_dot_with_overwrite_is_refused_cleanly(env, tmp_path, monkeypatc
     work.mkdir()
     (work / "notes.txt").write_text("mine")
     monkeypatch.chdir(work)
-    code, _, err = run_cli(["explain", "--model", str(env.model), "--image", str(env.images["rgb"]), "--out", ".",
-                            "--overwrite", "-q", "--regions", "2", "--segmenter", "grid", "--max-new-tokens", "1"])
+    code, _, err = run_cli(
+        [
+            "explain",
+            "--model",
+            str(env.model),
+            "--image",
+            str(env.images["rgb"]),
+            "--out",
+            ".",
+            "--overwrite",
+            "-q",
+            "--regions",
+            "2",
+            "--segmenter",
+            "grid",
+            "--max-new-tokens",
+            "1",
+        ]
+    )
     assert code == 2 and ERROR_LINE.match(err.strip().splitlines()[-1])
     assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
 
@@ -341,7 +415,23 @@ def test_cli_family_that_does_not_match_the_checkpoint_is_a_clear_error(family, 
     tracebacks from inside transformers. Fix (load_adapter): when the config's model_type maps
     to a known family other than the forced one (and the forced one is not 'auto'), raise
     ValueError naming both."""
-    code, _, err = run_cli(["explain", "--model", str(env.model), "--image", str(env.images["rgb"]), "--out",
-                            str(tmp_path / "o"), "-q", "--regions", "2", "--max-new-tokens", "1", "--family", family])
+    code, _, err = run_cli(
+        [
+            "explain",
+            "--model",
+            str(env.model),
+            "--image",
+            str(env.images["rgb"]),
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+            "--regions",
+            "2",
+            "--max-new-tokens",
+            "1",
+            "--family",
+            family,
+        ]
+    )
     assert code == 2 and family in err and "llava" in err, err
     assert not (tmp_path / "o").exists()

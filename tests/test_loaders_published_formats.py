@@ -226,8 +226,9 @@ def _py2_repr(raw: bytes) -> bytes:
 # --------------------------------------------------------------------------- RefCOCO fixture content
 
 
-def _ref(ref_id: int, ann_id: int, image_id: int, category_id: int, split: str,
-         sents: list[tuple[int, Any, str]]) -> dict[str, Any]:
+def _ref(
+    ref_id: int, ann_id: int, image_id: int, category_id: int, split: str, sents: list[tuple[int, Any, str]]
+) -> dict[str, Any]:
     """One ref with the published key order; ``sents`` are ``(sent_id, raw, sent)``."""
     return {
         "sent_ids": [s[0] for s in sents],
@@ -236,9 +237,7 @@ def _ref(ref_id: int, ann_id: int, image_id: int, category_id: int, split: str,
         "ref_id": ref_id,
         "image_id": image_id,
         "split": split,
-        "sentences": [
-            {"tokens": sent.split(), "raw": raw, "sent_id": sid, "sent": sent} for sid, raw, sent in sents
-        ],
+        "sentences": [{"tokens": sent.split(), "raw": raw, "sent_id": sid, "sent": sent} for sid, raw, sent in sents],
         "category_id": category_id,
     }
 
@@ -249,31 +248,50 @@ ANN_PERSON, ANN_DOG, ANN_CROWD, ANN_CHAIR = 1719310, 1720001, 900100581857, 3007
 #: ``path under tests/fixtures/published/refer -> (protocol, refs)``.
 REFS_SPECS: dict[str, tuple[int, list[dict[str, Any]]]] = {
     # RefCOCO, UNC split: train / val / testA (people) / testB (objects); protocol 2.
-    "refcoco/refs(unc).p": (2, [
-        _ref(0, ANN_PERSON, IMG_A, 1, "train", [(0, "WOMAN ON LEFT", "woman on left"),
-                                                (1, "left lady", "left lady")]),
-        _ref(1, ANN_DOG, IMG_A, 18, "val", [(2, "brown dog", "brown dog")]),
-        _ref(2, ANN_PERSON, IMG_A, 1, "testA", [(3, "person in caf\u00e9 shirt", "person in caf\u00e9 shirt")]),
-        _ref(3, ANN_CHAIR, IMG_B, 62, "testB", [(4, Py2Unicode("chair \u2013 right"), "chair right")]),
-    ]),
+    "refcoco/refs(unc).p": (
+        2,
+        [
+            _ref(
+                0, ANN_PERSON, IMG_A, 1, "train", [(0, "WOMAN ON LEFT", "woman on left"), (1, "left lady", "left lady")]
+            ),
+            _ref(1, ANN_DOG, IMG_A, 18, "val", [(2, "brown dog", "brown dog")]),
+            _ref(2, ANN_PERSON, IMG_A, 1, "testA", [(3, "person in caf\u00e9 shirt", "person in caf\u00e9 shirt")]),
+            _ref(3, ANN_CHAIR, IMG_B, 62, "testB", [(4, Py2Unicode("chair \u2013 right"), "chair right")]),
+        ],
+    ),
     # RefCOCO+, UNC split, protocol 2; one raw sentence holds a latin-1 byte (synthetic:
     # exercises the latin-1 fallback; not seen in the published file).
-    "refcoco+/refs(unc).p": (2, [
-        _ref(0, ANN_PERSON, IMG_A, 1, "train", [(0, b"woman caf\xe9 side", "woman cafe side")]),
-        _ref(1, ANN_CHAIR, IMG_B, 62, "testB", [(1, "empty seat", "empty seat")]),
-    ]),
+    "refcoco+/refs(unc).p": (
+        2,
+        [
+            _ref(0, ANN_PERSON, IMG_A, 1, "train", [(0, b"woman caf\xe9 side", "woman cafe side")]),
+            _ref(1, ANN_CHAIR, IMG_B, 62, "testB", [(1, "empty seat", "empty seat")]),
+        ],
+    ),
     # RefCOCOg, UMD split (train / val / test), protocol 0 (cPickle's default).
-    "refcocog/refs(umd).p": (0, [
-        _ref(0, ANN_PERSON, IMG_A, 1, "train", [(0, "a woman standing on the left of the dog.",
-                                                 "a woman standing on the left of the dog")]),
-        _ref(1, ANN_DOG, IMG_A, 18, "val", [(1, "A dog that's lying down", "a dog that 's lying down")]),
-        _ref(2, ANN_CHAIR, IMG_B, 62, "test", [(2, "the chair\tby the wall", "the chair by the wall")]),
-    ]),
+    "refcocog/refs(umd).p": (
+        0,
+        [
+            _ref(
+                0,
+                ANN_PERSON,
+                IMG_A,
+                1,
+                "train",
+                [(0, "a woman standing on the left of the dog.", "a woman standing on the left of the dog")],
+            ),
+            _ref(1, ANN_DOG, IMG_A, 18, "val", [(1, "A dog that's lying down", "a dog that 's lying down")]),
+            _ref(2, ANN_CHAIR, IMG_B, 62, "test", [(2, "the chair\tby the wall", "the chair by the wall")]),
+        ],
+    ),
     # RefCOCOg, Google split (train / val only: its test split was never released), protocol 1.
-    "refcocog/refs(google).p": (1, [
-        _ref(0, ANN_PERSON, IMG_A, 1, "train", [(0, "woman", "woman")]),
-        _ref(1, ANN_CHAIR, IMG_B, 62, "val", [(1, "chair", "chair")]),
-    ]),
+    "refcocog/refs(google).p": (
+        1,
+        [
+            _ref(0, ANN_PERSON, IMG_A, 1, "train", [(0, "woman", "woman")]),
+            _ref(1, ANN_CHAIR, IMG_B, 62, "val", [(1, "chair", "chair")]),
+        ],
+    ),
 }
 
 
@@ -290,8 +308,7 @@ def make_refer_root(tmp_path: Path) -> Path:
     root = _copy_fixture("refer", tmp_path / "refer")
     inst = json.loads((root / "refcoco" / "instances.json").read_text())
     for im in inst["images"]:
-        _write_image(root / "images" / "mscoco" / "images" / "train2014" / im["file_name"],
-                     (im["width"], im["height"]))
+        _write_image(root / "images" / "mscoco" / "images" / "train2014" / im["file_name"], (im["width"], im["height"]))
     return root
 
 
@@ -324,8 +341,9 @@ def test_refs_fixtures_are_python2_pickles() -> None:
         ("refcocog", "google", 2, ["train", "val"]),
     ],
 )
-def test_refcoco_reads_published_layout(tmp_path: Path, dataset: str, split_by: str, n_refs: int,
-                                        splits: list[str]) -> None:
+def test_refcoco_reads_published_layout(
+    tmp_path: Path, dataset: str, split_by: str, n_refs: int, splits: list[str]
+) -> None:
     root = make_refer_root(tmp_path)
     refs = load_refcoco(root, dataset, split_by)
     assert len(refs) == n_refs and sorted({r.split for r in refs}) == splits
@@ -341,8 +359,12 @@ def test_refcoco_reads_published_layout(tmp_path: Path, dataset: str, split_by: 
         assert ref.image.path.is_file() and ref.load_image().size == (ref.image.width, ref.image.height)
         assert ref.mask().shape == (ref.image.height, ref.image.width)
     # the refs file given directly, and the dataset folder given directly
-    direct = load_refcoco(root / dataset / f"refs({split_by}).p", dataset, split_by,
-                          image_dir=root / "images" / "mscoco" / "images" / "train2014")
+    direct = load_refcoco(
+        root / dataset / f"refs({split_by}).p",
+        dataset,
+        split_by,
+        image_dir=root / "images" / "mscoco" / "images" / "train2014",
+    )
     assert [r.ref_id for r in direct] == [r.ref_id for r in refs]
     assert len(load_refcoco(root / dataset, dataset, split_by)) == n_refs
 
@@ -354,8 +376,7 @@ def test_refcoco_python2_strings_decode(tmp_path: Path, caplog: pytest.LogCaptur
     raw = load_data_pickle(root / "refcoco" / "refs(unc).p")
     assert raw[2]["sentences"][0]["raw"] == "person in caf\u00e9 shirt"
     assert raw[3]["sentences"][0]["raw"] == "chair \u2013 right"  # a Python-2 unicode value
-    assert set(raw[0]) == {"sent_ids", "file_name", "ann_id", "ref_id", "image_id", "split", "sentences",
-                           "category_id"}
+    assert set(raw[0]) == {"sent_ids", "file_name", "ann_id", "ref_id", "image_id", "split", "sentences", "category_id"}
     assert all(isinstance(k, str) for r in raw for k in r)
     with caplog.at_level(logging.WARNING, logger="mllm_attr.data.refcoco"):
         plus = load_data_pickle(root / "refcoco+" / "refs(unc).p")  # not valid UTF-8: latin-1
@@ -387,19 +408,25 @@ def _py2_evil(protocol: int, marker: Path, how: str) -> bytes:
     if how == "inst":  # protocol 0 INST: find_class then call
         return b"(S'" + cmd.replace(b"'", b"\\'") + b"'\np0\nios\nsystem\np1\n."
     if how == "global-reduce":
-        return (b"\x80\x02cposix\nsystem\nq\x00U" + bytes([len(cmd)]) + cmd + b"q\x01\x85q\x02Rq\x03.")
+        return b"\x80\x02cposix\nsystem\nq\x00U" + bytes([len(cmd)]) + cmd + b"q\x01\x85q\x02Rq\x03."
     if how == "latin1-first":  # not valid UTF-8 before the payload: the latin-1 retry meets it
-        return (b"\x80\x02]q\x00(U\x04caf\xe9q\x01cposix\nsystem\nq\x02U" + bytes([len(cmd)]) + cmd
-                + b"q\x03\x85q\x04Rq\x05e.")
+        return (
+            b"\x80\x02]q\x00(U\x04caf\xe9q\x01cposix\nsystem\nq\x02U"
+            + bytes([len(cmd)])
+            + cmd
+            + b"q\x03\x85q\x04Rq\x05e."
+        )
     if how == "nested":  # the payload deep inside an otherwise ordinary refs list
         good = py2_dumps([{"ref_id": 0, "sentences": []}], 2)[2:-1]
-        return (b"\x80\x02]q\x00(" + good + b"cposix\nsystem\nq\x10U" + bytes([len(cmd)]) + cmd
-                + b"q\x11\x85q\x12Rq\x13e.")
+        return (
+            b"\x80\x02]q\x00(" + good + b"cposix\nsystem\nq\x10U" + bytes([len(cmd)]) + cmd + b"q\x11\x85q\x12Rq\x13e."
+        )
     raise ValueError(how)
 
 
-@pytest.mark.parametrize(("protocol", "how"), [(0, "global-reduce"), (0, "inst"), (2, "global-reduce"),
-                                               (2, "nested"), (2, "latin1-first")])
+@pytest.mark.parametrize(
+    ("protocol", "how"), [(0, "global-reduce"), (0, "inst"), (2, "global-reduce"), (2, "nested"), (2, "latin1-first")]
+)
 def test_refcoco_refuses_python2_code_pickles(tmp_path: Path, protocol: int, how: str) -> None:
     root = make_refer_root(tmp_path)
     marker = tmp_path / "pwned"
@@ -527,8 +554,11 @@ def test_coco_errors_name_expected_and_found(tmp_path: Path) -> None:
     assert "annotations[0] (id 1) lacks required keys ['bbox']" in msg and "'segmentation'" in msg
     # a captions file passed where instances are expected
     shutil.copy(root / "annotations" / "captions_val2017.json", inst_path)
-    with pytest.raises(ValueError, match=r"missing \['categories'\] \(got keys \['annotations', 'images', 'info', "
-                                         r"'licenses'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing \['categories'\] \(got keys \['annotations', 'images', 'info', "
+        r"'licenses'\]\)",
+    ):
         load_coco(root, "val2017")
     with pytest.raises(FileNotFoundError, match=r"instances_train2017\.json and/or captions_train2017\.json"):
         load_coco(root, "train2017")
@@ -597,9 +627,17 @@ def test_pope_bom_and_errors(tmp_path: Path) -> None:
     assert len(load_pope(bom, img)) == 6
     # LLaVA's question file (llava_pope_test.jsonl) carries no label
     llava = tmp_path / "llava_pope_test.jsonl"
-    llava.write_text(json.dumps({"question_id": 1, "image": "COCO_val2014_000000000042.jpg",
-                                 "text": "Is there a dog in the image?\nAnswer the question using a single word or phrase.",
-                                 "category": "adversarial"}) + "\n")
+    llava.write_text(
+        json.dumps(
+            {
+                "question_id": 1,
+                "image": "COCO_val2014_000000000042.jpg",
+                "text": "Is there a dog in the image?\nAnswer the question using a single word or phrase.",
+                "category": "adversarial",
+            }
+        )
+        + "\n"
+    )
     with pytest.raises(ValueError) as info:
         load_pope(llava, img)
     msg = str(info.value)
@@ -607,11 +645,25 @@ def test_pope_bom_and_errors(tmp_path: Path) -> None:
     assert "got keys ['category', 'image', 'question_id', 'text']" in msg and "coco_repope_<setting>.json" in msg
     # POPEv2-style keys: names what it expected and what it found
     v2 = tmp_path / "annotations.json"
-    v2.write_text(json.dumps([{"image_id": 42, "image_name": "/images/000000000042.jpg",
-                               "target_object": "dog", "query": "Is there a dog in the image?", "label": "Yes"}]))
-    with pytest.raises(ValueError, match=r"entry 0: expected keys \['question_id', 'image', 'text', 'label'\]; "
-                                         r"missing \['question_id', 'image', 'text'\] \(got keys \['image_id', "
-                                         r"'image_name', 'label', 'query', 'target_object'\]\)"):
+    v2.write_text(
+        json.dumps(
+            [
+                {
+                    "image_id": 42,
+                    "image_name": "/images/000000000042.jpg",
+                    "target_object": "dog",
+                    "query": "Is there a dog in the image?",
+                    "label": "Yes",
+                }
+            ]
+        )
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"entry 0: expected keys \['question_id', 'image', 'text', 'label'\]; "
+        r"missing \['question_id', 'image', 'text'\] \(got keys \['image_id', "
+        r"'image_name', 'label', 'query', 'target_object'\]\)",
+    ):
         load_pope(v2, img)
     with pytest.raises(MissingImageError, match="COCO_val2014_000000000042.jpg"):
         load_pope(src, tmp_path)  # the val2014 folder's parent: images not found
@@ -660,8 +712,9 @@ def test_mmvp_accepts_copies_of_the_published_file(tmp_path: Path, variant: str)
     elif variant == "blank-row":
         data = (text + ",,,\n").encode("utf-8")
     else:
-        data = text.replace("lndex,Question,Options,Correct Answer", " lndex , Question,OPTIONS,Correct  Answer ",
-                            1).encode("utf-8")
+        data = text.replace(
+            "lndex,Question,Options,Correct Answer", " lndex , Question,OPTIONS,Correct  Answer ", 1
+        ).encode("utf-8")
     qs = load_mmvp(make_mmvp_root(tmp_path, data))
     assert [q.index for q in qs] == [1, 2, 3, 4, 5, 6] and qs[0].correct_letter == "a"
     assert qs[2].question.startswith("From the camera")

@@ -5,8 +5,8 @@ Measured rates (single-object colour questions, held-out scenes ``scene_rng(101,
 i = 0..19, 25 SLIC regions, exact greedy; ``eval/map_rules_benchmark.py`` prints the table):
 the ``evidence`` rule puts 97.5 % of the map's mass inside the object's mask (median 99.7 %) with
 4.9 % of the pixels above 0.5 (worst scene 12 %); the research code's ``reference`` rule puts
-24 % inside and lights 46 % of the pixels above 0.5 (worst 97 %); both hit 20/20 in the pointing game. The thresholds below sit well inside the first and well
-outside the second.
+24 % inside and lights 46 % of the pixels above 0.5 (worst 97 %); both hit 20/20 in the pointing
+game. The thresholds below sit well inside the first and well outside the second.
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ def test_five_notebooks_checked_in_and_in_sync() -> None:
     for name in NAMES:
         path = NB_DIR / name
         assert path.is_file(), f"{name} missing: run python notebooks/_build.py"
-        assert path.read_text(encoding="utf-8") == BUILD.render(name), f"{name} is stale: run python notebooks/_build.py"
+        assert path.read_text(encoding="utf-8") == BUILD.render(name), (
+            f"{name} is stale: run python notebooks/_build.py"
+        )
         nb = json.loads(path.read_text(encoding="utf-8"))
         assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{name} has stored outputs"
 
@@ -86,9 +88,13 @@ def test_notebook_runs(name: str, tmp_path: Path) -> None:
     t0 = time.perf_counter()
     client.execute()  # raises CellExecutionError (with the traceback) on the first failing cell
     seconds = time.perf_counter() - t0
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     if name != "05_real_hub_model.ipynb":
         assert images, f"{name} displayed no figure"
     for rel in EXPECTED_FILES[name]:

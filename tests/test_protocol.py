@@ -81,7 +81,7 @@ def test_random_differs_from_oracle(rgb_image, fake):
     w = np.zeros((40, 40))
     w[:10, :10] = 1.0  # the evidence is one corner cell of a 4x4 grid
     adapter = make_fake_adapter(rgb_image, {"cat": w}, answer="a cat")
-    kw = dict(n_regions=16, segmenter="grid")
+    kw = {"n_regions": 16, "segmenter": "grid"}
     oracle = score_map(adapter, rgb_image, gen, [1], w, **kw)
     rand = score_method("random", adapter, rgb_image, gen, [1], seed=3, **kw)
     assert oracle.ordering[0] == 0 and oracle.insertion_auc() > 0.95
@@ -132,7 +132,7 @@ def test_input_errors(rgb_image, fake):
         score_map(adapter, rgb_image, gen, [5], np.zeros((40, 40)), labels=labels)
     with pytest.raises(ValueError, match="unknown segmenter"):
         score_map(adapter, rgb_image, gen, [1], np.zeros((40, 40)), segmenter="quickshift")
-    with pytest.raises(ValueError, match="unknown baseline"):
-        score_map(adapter, rgb_image, gen, [1], np.zeros((40, 40)), labels=labels, baseline="white")
+    with pytest.raises(ValueError, match="unknown fill"):
+        score_map(adapter, rgb_image, gen, [1], np.zeros((40, 40)), labels=labels, fill="white")
     with pytest.raises(ValueError, match="unknown baseline 'nope'"):
         score_method("nope", adapter, rgb_image, gen, [1])

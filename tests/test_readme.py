@@ -30,7 +30,9 @@ def shapes():
 
     torch.set_num_threads(1)
     adapter = load_adapter(default_model_path())
-    scene = make_scene(scene_rng(3, "test", 0), split="test", require=["star", "circle"], exclude=["diamond"], max_objects=2)
+    scene = make_scene(
+        scene_rng(3, "test", 0), split="test", require=["star", "circle"], exclude=["diamond"], max_objects=2
+    )
     gen = adapter.generate(scene.image, "What color is the circle?", max_new_tokens=3)
     expl = Explainer(adapter, n_regions=16)(scene.image, gen, target=0)
     return {"adapter": adapter, "image": scene.image, "gen": gen, "positions": [0], "expl": expl}

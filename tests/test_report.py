@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from mllm_attr import Explainer, Explanation
-from mllm_attr.report import add_subcommand, write_benchmark_report, write_report
+from mllm_attr.cli.report import add_subcommand
+from mllm_attr.report import write_benchmark_report, write_report
 from mllm_attr.testing.fake import make_fake_adapter
 
 EVIL = '<script>alert("x")</script>&'
@@ -96,7 +97,9 @@ def _bench(tmp_path: Path, expl: Explanation) -> Path:
     from mllm_attr import viz
 
     figs = {"methods": viz.plot_methods(expl.image, {"EAGLE": expl.saliency()})}
-    return write_benchmark_report(rows, curves, tmp_path / "bench.html", settings={"model": "shapes", "n": 5}, figures=figs)
+    return write_benchmark_report(
+        rows, curves, tmp_path / "bench.html", settings={"model": "shapes", "n": 5}, figures=figs
+    )
 
 
 def test_write_benchmark_report(expl: Explanation, tmp_path: Path) -> None:
@@ -137,9 +140,19 @@ def _chromium() -> str:
 
 def _run_chromium(exe: str, tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
     cmd = [
-        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,900", *extra, url,
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,900",
+        *extra,
+        url,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 

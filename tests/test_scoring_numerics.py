@@ -39,7 +39,12 @@ def test_probabilities_are_a_float64_softmax_of_the_kept_logits(adapter, monkeyp
     ref = torch.log_softmax(logits.double(), dim=-1)[torch.arange(len(positions)), scorer.target_ids].exp().numpy()
     # float64 all the way: a float32 softmax differs from this by ~1e-8 relative
     np.testing.assert_allclose(got, ref, rtol=1e-13, atol=0)
-    f32 = torch.log_softmax(logits.float(), dim=-1)[torch.arange(len(positions)), scorer.target_ids].exp().double().numpy()
+    f32 = (
+        torch.log_softmax(logits.float(), dim=-1)[torch.arange(len(positions)), scorer.target_ids]
+        .exp()
+        .double()
+        .numpy()
+    )
     assert np.abs(f32 - ref).max() > 0, "the check above would not tell float32 from float64"
 
 

@@ -13,7 +13,9 @@ from mllm_attr.testing.fake import make_fake_adapter
 
 def explain(rgb_image, weights, **kw):
     adapter = make_fake_adapter(rgb_image, weights, answer="a cat and a dog")
-    return Explainer(adapter, n_regions=4, segmenter="grid", **kw)(rgb_image, prompt="q", target=kw.pop("target", "cat"))
+    return Explainer(adapter, n_regions=4, segmenter="grid", **kw)(
+        rgb_image, prompt="q", target=kw.pop("target", "cat")
+    )
 
 
 def test_greedy_ordering_curves_aucs_by_hand(rgb_image, quadrant_weights):
@@ -53,7 +55,7 @@ def test_multi_token_mean_and_per_token(rgb_image, quadrant_weights):
     assert e.positions == [0, 1] and e.ins.shape == (4, 2)
     # F of a single cell: cat 3/4 or 1/4 (x2), dog 1 for cell 3 -> (0.75+0)*... cell 0: mean ins 0.375; cell 3: 0.5.
     assert e.ordering[0] == 3
-    assert e.insertion_auc(1) == pytest.approx(np.trapezoid([0, 1, 1, 1, 1], [0, .25, .5, .75, 1]))
+    assert e.insertion_auc(1) == pytest.approx(np.trapezoid([0, 1, 1, 1, 1], [0, 0.25, 0.5, 0.75, 1]))
 
 
 def test_lambda_weights_change_objective(rgb_image, quadrant_weights):

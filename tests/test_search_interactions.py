@@ -13,7 +13,7 @@ checks this; the interaction tests therefore use insight only (``λ1 = 1, λ2 = 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -85,8 +85,12 @@ def redundant(s: frozenset) -> float:
 def mixed9(s: frozenset) -> float:
     """Nine regions: synergy (0, 1), XOR (3, 4), redundancy (6, 7) and single effects."""
     return (
-        0.3 * ({0, 1} <= s) + 0.2 * ((3 in s) != (4 in s)) + 0.25 * (6 in s or 7 in s)
-        + 0.1 * (2 in s) + 0.1 * (5 in s) + 0.05 * (8 in s)
+        0.3 * ({0, 1} <= s)
+        + 0.2 * ((3 in s) != (4 in s))
+        + 0.25 * (6 in s or 7 in s)
+        + 0.1 * (2 in s)
+        + 0.1 * (5 in s)
+        + 0.05 * (8 in s)
     )
 
 
@@ -190,7 +194,9 @@ BUDGET_CONFIGS = [(name, {}) for name in sorted(SEARCHES)] + [
 
 
 @pytest.mark.parametrize("name, options", BUDGET_CONFIGS, ids=[f"{n}-{o}" for n, o in BUDGET_CONFIGS])
-@pytest.mark.parametrize("g, labels", [(synergy, LABELS4), (xor, LABELS4), (mixed9, LABELS9)], ids=["synergy", "xor", "mixed9"])
+@pytest.mark.parametrize(
+    "g, labels", [(synergy, LABELS4), (xor, LABELS4), (mixed9, LABELS9)], ids=["synergy", "xor", "mixed9"]
+)
 def test_every_search_respects_the_budget_at_every_step(name, options, g, labels):
     n = int(labels.max()) + 1
     unbudgeted = set_objective(g, labels, lambda2=0.5)
@@ -253,8 +259,8 @@ def check_unequal(e: Explanation) -> None:
     assert np.allclose(x, [0.0] + UNEQUAL_AREAS) and np.allclose(y, UNEQUAL_INS)
     xd, yd = e.deletion_curve()
     assert np.allclose(xd, [0.0] + UNEQUAL_AREAS) and np.allclose(yd, UNEQUAL_DEL)
-    assert e.insertion_auc() == pytest.approx(UNEQUAL_INS_AUC) and UNEQUAL_INS_AUC == pytest.approx(0.8046875)
-    assert e.deletion_auc() == pytest.approx(UNEQUAL_DEL_AUC) and UNEQUAL_DEL_AUC == pytest.approx(0.1953125)
+    assert e.insertion_auc() == pytest.approx(UNEQUAL_INS_AUC) and pytest.approx(0.8046875) == UNEQUAL_INS_AUC
+    assert e.deletion_auc() == pytest.approx(UNEQUAL_DEL_AUC) and pytest.approx(0.1953125) == UNEQUAL_DEL_AUC
 
 
 @pytest.mark.parametrize("name", sorted(SEARCHES))
@@ -264,8 +270,16 @@ def test_every_search_curves_and_aucs_on_unequal_regions(name):
     res = run_search(name, obj)
     p_full, p_blank = obj.endpoints()
     e = Explanation.from_search(
-        res, image=image, labels=UNEQUAL, p_full=p_full, p_blank=p_blank, generation=gen,
-        positions=[1], forwards=obj.forwards, seconds=0.0, settings={"search": name},
+        res,
+        image=image,
+        labels=UNEQUAL,
+        p_full=p_full,
+        p_blank=p_blank,
+        generation=gen,
+        positions=[1],
+        forwards=obj.forwards,
+        seconds=0.0,
+        settings={"search": name},
     )
     check_unequal(e)
 

@@ -17,6 +17,7 @@ Rules checked here:
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import os
 import pickle
@@ -43,8 +44,13 @@ PKG = Path(mllm_attr.__file__).resolve().parent
 REPO = PKG.parent
 #: The one module allowed to unpickle (data only, every global refused).
 PICKLE_ALLOWED = {PKG / "data" / "refcoco.py"}
-SAFE = settings(deadline=None, derandomize=True, database=None, print_blob=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SAFE = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def python_sources() -> list[Path]:
@@ -67,16 +73,39 @@ def _dotted(node: ast.AST) -> str:
 
 
 FORBIDDEN_CALLS = {
-    "pickle.load", "pickle.loads", "pickle.Unpickler", "cPickle.load", "cPickle.loads", "_pickle.load",
-    "torch.load", "joblib.load", "dill.load", "dill.loads", "cloudpickle.load", "cloudpickle.loads",
-    "marshal.load", "marshal.loads", "shelve.open", "pd.read_pickle", "pandas.read_pickle",
-    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "os.system", "os.popen", "np.load_pickle",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "cPickle.load",
+    "cPickle.loads",
+    "_pickle.load",
+    "torch.load",
+    "joblib.load",
+    "dill.load",
+    "dill.loads",
+    "cloudpickle.load",
+    "cloudpickle.loads",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "pd.read_pickle",
+    "pandas.read_pickle",
+    "yaml.load",
+    "yaml.unsafe_load",
+    "yaml.full_load",
+    "os.system",
+    "os.popen",
+    "np.load_pickle",
 }
 FORBIDDEN_MODULES = {"dill", "cloudpickle", "joblib", "marshal", "shelve", "cPickle", "_pickle"}
 #: keyword=value pairs that switch a safety off.
 FORBIDDEN_KEYWORDS = {
-    ("allow_pickle", True), ("weights_only", False), ("trust_remote_code", True), ("use_safetensors", False),
-    ("safe_serialization", False), ("shell", True),
+    ("allow_pickle", True),
+    ("weights_only", False),
+    ("trust_remote_code", True),
+    ("use_safetensors", False),
+    ("safe_serialization", False),
+    ("shell", True),
 }
 
 
@@ -102,22 +131,30 @@ def scan(path: Path) -> list[str]:
             for kw in node.keywords:
                 if isinstance(kw.value, ast.Constant) and (kw.arg, kw.value.value) in FORBIDDEN_KEYWORDS:
                     found.append(f"{rel}:{node.lineno}: passes {kw.arg}={kw.value.value}")
-        elif isinstance(node, ast.ClassDef) and any(_dotted(b) in ("pickle.Unpickler", "Unpickler") for b in node.bases):
+        elif isinstance(node, ast.ClassDef) and any(
+            _dotted(b) in ("pickle.Unpickler", "Unpickler") for b in node.bases
+        ):
             methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
             if "find_class" not in methods:
                 found.append(f"{rel}:{node.lineno}: an Unpickler subclass without a restrictive find_class")
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             args = node.args
             positional = args.posonlyargs + args.args
-            pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+            pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
             pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
             for arg, default in pairs:
-                if arg.arg == "trust_remote_code" and not (isinstance(default, ast.Constant) and default.value is False):
+                if arg.arg == "trust_remote_code" and not (
+                    isinstance(default, ast.Constant) and default.value is False
+                ):
                     found.append(f"{rel}:{node.lineno}: {node.name}(trust_remote_code=...) does not default to False")
         elif isinstance(node, ast.Dict):
             for k, v in zip(node.keys, node.values):
-                if (isinstance(k, ast.Constant) and k.value == "trust_remote_code" and isinstance(v, ast.Constant)
-                        and v.value is True):
+                if (
+                    isinstance(k, ast.Constant)
+                    and k.value == "trust_remote_code"
+                    and isinstance(v, ast.Constant)
+                    and v.value is True
+                ):
                     found.append(f"{rel}:{node.lineno}: a config dict sets trust_remote_code to True")
     return found
 
@@ -137,14 +174,27 @@ def test_the_scanner_catches_what_it_should(tmp_path):
         "def f(trust_remote_code=True): pass\nclass U(pickle.Unpickler): pass\nCFG = {'trust_remote_code': True}\n"
     )
     found = "\n".join(scan(bad))
-    for what in ("imports pickle", "imports dill", "calls pickle.loads", "calls torch.load", "allow_pickle=True",
-                 "calls eval()", "does not default to False", "without a restrictive find_class", "config dict"):
+    for what in (
+        "imports pickle",
+        "imports dill",
+        "calls pickle.loads",
+        "calls torch.load",
+        "allow_pickle=True",
+        "calls eval()",
+        "does not default to False",
+        "without a restrictive find_class",
+        "config dict",
+    ):
         assert what in found, what
 
 
 def test_explanation_load_passes_allow_pickle_false_explicitly():
     src = inspect.getsource(Explanation.load)
-    calls = [n for n in ast.walk(ast.parse(inspect.cleandoc("\n" + src))) if isinstance(n, ast.Call) and _dotted(n.func) == "np.load"]
+    calls = [
+        n
+        for n in ast.walk(ast.parse(inspect.cleandoc("\n" + src)))
+        if isinstance(n, ast.Call) and _dotted(n.func) == "np.load"
+    ]
     assert calls, "Explanation.load no longer uses np.load: update this test"
     for call in calls:
         kws = {kw.arg: kw.value for kw in call.keywords}
@@ -194,7 +244,9 @@ def test_refcoco_unpickler_refuses_malicious_pickles(payload, tmp_path):
 def test_refcoco_unpickler_loads_plain_data(tmp_path):
     from mllm_attr.data.refcoco import load_data_pickle
 
-    data = [{"ref_id": 1, "sentences": [{"sent": "the red circle", "tokens": ["the", "red"]}], "box": (1.5, 2, None, True)}]
+    data = [
+        {"ref_id": 1, "sentences": [{"sent": "the red circle", "tokens": ["the", "red"]}], "box": (1.5, 2, None, True)}
+    ]
     path = tmp_path / "refs.p"
     path.write_bytes(pickle.dumps(data, protocol=2))
     assert load_data_pickle(path) == data
@@ -207,10 +259,8 @@ def test_refcoco_unpickler_on_random_bytes(blob, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("pkl") / "refs.p"
     path.write_bytes(blob)
-    try:
+    with contextlib.suppress(ValueError):
         load_data_pickle(path)
-    except ValueError:
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +324,10 @@ def test_load_adapter_passes_trust_remote_code_only_when_asked(asked, llava_dir,
     _capture(monkeypatch, transformers.AutoProcessor, "from_pretrained", calls)
     kwargs = {} if asked is None else {"trust_remote_code": asked}
     load_adapter(llava_dir, **kwargs)
-    assert {name for name, _ in calls} >= {"LlavaForConditionalGeneration.from_pretrained", "AutoProcessor.from_pretrained"}
+    assert {name for name, _ in calls} >= {
+        "LlavaForConditionalGeneration.from_pretrained",
+        "AutoProcessor.from_pretrained",
+    }
     for name, kw in calls:
         assert kw.get("trust_remote_code") is bool(asked), (name, kw)
 
@@ -498,12 +551,16 @@ def test_save_never_writes_outside_the_resolved_directory(parts, via_link, expl,
 
 
 @settings(SAFE, max_examples=100)
-@given(qid=st.one_of(st.sampled_from(["..", ".", "", "../x", "/etc/passwd", "a/../../b", "~", "..\\..", " "]), st.text(max_size=12)))
+@given(
+    qid=st.one_of(
+        st.sampled_from(["..", ".", "", "../x", "/etc/passwd", "a/../../b", "~", "..\\..", " "]), st.text(max_size=12)
+    )
+)
 def test_question_ids_stay_inside_the_save_dir(qid, tmp_path_factory):
-    """BUG (lead): analysis.hallucination._safe_name keeps '.' characters, so a POPE question_id
+    """BUG (lead): evaluation.pope.safe_name keeps '.' characters, so a POPE question_id
     of '..' writes its artifacts into the PARENT of save_dir (with overwrite=True). Fix: map
     '', '.' and '..' (and any name starting with '.') to a safe stem such as 'q_' + name."""
-    from mllm_attr.analysis.hallucination import _safe_name
+    from mllm_attr.evaluation.pope import safe_name as _safe_name
 
     save_dir = tmp_path_factory.mktemp("diag")
     name = _safe_name(qid)
@@ -515,7 +572,7 @@ def test_distinct_question_ids_get_distinct_dirs():
     """BUG (lead): 'a/b' and 'a_b' (or 'x y' and 'x_y') sanitise to the same directory, and the
     second question's artifacts silently replace the first's (saved with overwrite=True). Fix:
     append a short hash of the original id whenever sanitising changed it."""
-    from mllm_attr.analysis.hallucination import _safe_name
+    from mllm_attr.evaluation.pope import safe_name as _safe_name
 
     ids = ["a/b", "a_b", "x y", "x_y", "q?1", "q_1"]
     assert len({_safe_name(q) for q in ids}) == len(ids)

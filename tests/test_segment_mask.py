@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mllm_attr.mask import deletion_image, insertion_image, keep_masks, make_baseline
+from mllm_attr.mask import deletion_image, insertion_image, keep_masks, make_fill
 from mllm_attr.segment import grid_labels, segment
 
 
@@ -37,7 +37,7 @@ def test_uniform_image_still_has_regions():
 
 def test_insertion_deletion_are_complementary(rgb_image):
     labels = grid_labels(40, 40, 4)
-    base = make_baseline(rgb_image, "black")
+    base = make_fill(rgb_image, "black")
     ins = insertion_image(rgb_image, base, labels, [0, 3])
     dele = deletion_image(rgb_image, base, labels, [0, 3])
     assert (ins[:20, :20] == rgb_image[:20, :20]).all() and (ins[:20, 20:] == 0).all()
@@ -48,10 +48,10 @@ def test_insertion_deletion_are_complementary(rgb_image):
 
 
 @pytest.mark.parametrize("kind", ["black", "blur", "mean"])
-def test_baselines_rgb(rgb_image, kind):
-    b = make_baseline(rgb_image, kind)
+def test_fills_rgb(rgb_image, kind):
+    b = make_fill(rgb_image, kind)
     assert b.shape == rgb_image.shape and b.dtype == np.uint8
     if kind == "mean":
         assert np.allclose(b[0, 0], rgb_image.reshape(-1, 3).mean(0), atol=0.5)
-    with pytest.raises(ValueError, match="unknown baseline"):
-        make_baseline(rgb_image, "white")
+    with pytest.raises(ValueError, match="unknown fill"):
+        make_fill(rgb_image, "white")

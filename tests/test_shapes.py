@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 ASSETS = Path(S.__file__).resolve().parents[1] / "assets"
 MODEL_DIR = ASSETS / "shapes-llava"
+#: ``eval/``: holds the ``shapes_model`` scripts (train / evaluate the shipped model; not installed).
+EVAL_DIR = Path(__file__).resolve().parents[1] / "eval"
+
+
+def _ask():
+    """``ask`` of ``eval/shapes_model/evaluate.py`` (``eval/`` appended to ``sys.path``, shadowing nothing)."""
+    if str(EVAL_DIR) not in sys.path:
+        sys.path.append(str(EVAL_DIR))
+    from shapes_model.evaluate import ask
+
+    return ask
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -97,7 +109,7 @@ def test_scene_without_object_is_counterfactual():
 
 def test_bias_constant_and_train_test_difference():
     b = S.CO_OCCURRENCE_BIAS
-    assert S.BIASED_PAIR == (b.anchor, b.partner)
+    assert (b.anchor, b.partner) == S.BIASED_PAIR
     assert {b.anchor, b.partner, b.control} <= set(S.SHAPES)
     assert len({b.anchor, b.partner, b.control}) == 3
 
@@ -239,20 +251,23 @@ def test_shipped_model_loads_and_is_small(model_and_processor):
 
 
 def test_shipped_model_answers_held_out_questions(model_and_processor):
-    from mllm_attr.data.evaluate_shapes import ask
-
+    ask = _ask()
     model, processor = model_and_processor
     rng = random.Random(0)
     scenes = list(S.generate_scenes(20, seed=777_001, split="test", bias=None))
     images, questions, expected = [], [], []
     for sc in scenes:
         o = sc.objects[rng.randrange(len(sc.objects))]
-        images.append(sc.pil()); questions.append(S.color_question(o.shape)); expected.append(o.color)
+        images.append(sc.pil())
+        questions.append(S.color_question(o.shape))
+        expected.append(o.color)
         if rng.random() < 0.5:
             s, a = sc.objects[rng.randrange(len(sc.objects))].shape, "yes"
         else:
             s, a = rng.choice([x for x in S.SHAPES if not sc.has(x)]), "no"
-        images.append(sc.pil()); questions.append(S.exist_question(s)); expected.append(a)
+        images.append(sc.pil())
+        questions.append(S.exist_question(s))
+        expected.append(a)
     answers = ask(model, processor, images, questions)
     vocab = S.COLOR_NAMES + ("yes", "no")
     correct = [S.parse_answer_word(a, vocab) == e for a, e in zip(answers, expected)]
@@ -261,8 +276,7 @@ def test_shipped_model_answers_held_out_questions(model_and_processor):
 
 
 def test_shipped_model_captions_parse(model_and_processor):
-    from mllm_attr.data.evaluate_shapes import ask
-
+    ask = _ask()
     model, processor = model_and_processor
     gt = json.loads((ASSETS / "example.json").read_text())
     from PIL import Image

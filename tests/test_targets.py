@@ -43,7 +43,9 @@ def test_positions_and_range():
 
 
 def test_all_with_and_without_eos():
-    g = Generation("q", (5, 6, 2), ("a", " b", "</s>"), ((0, 1), (1, 3), (3, 3)), "a b", (0.1, 0.2, 0.3), (False, False, True))
+    g = Generation(
+        "q", (5, 6, 2), ("a", " b", "</s>"), ((0, 1), (1, 3), (3, 3)), "a b", (0.1, 0.2, 0.3), (False, False, True)
+    )
     assert resolve(g, "all") == [0, 1]
     assert resolve(g, AllTokens(include_eos=True)) == [0, 1, 2]
     assert resolve(g, Answer("x")) == [0, 1, 2]
@@ -108,12 +110,44 @@ def _byte_decoder(pieces, group_bytes=False):
 def test_token_spans_give_every_byte_token_its_character(group_bytes):
     cat = "🐱".encode()
     sofa = "沙发".encode()
-    pieces = [b"A", b" ", cat[:1], cat[1:2], cat[2:3], cat[3:], b" on", b" ", sofa[:1], sofa[1:2], sofa[2:3], sofa[3:4],
-              sofa[4:5], sofa[5:], b"!", None]
+    pieces = [
+        b"A",
+        b" ",
+        cat[:1],
+        cat[1:2],
+        cat[2:3],
+        cat[3:],
+        b" on",
+        b" ",
+        sofa[:1],
+        sofa[1:2],
+        sofa[2:3],
+        sofa[3:4],
+        sofa[4:5],
+        sofa[5:],
+        b"!",
+        None,
+    ]
     text, spans = token_spans(_byte_decoder(pieces, group_bytes), list(range(len(pieces))))
     assert text == "A 🐱 on 沙发!"
-    assert spans == [(0, 1), (1, 2), (2, 3), (2, 3), (2, 3), (2, 3), (3, 6), (6, 7), (7, 8), (7, 8), (7, 8), (8, 9),
-                     (8, 9), (8, 9), (9, 10), (10, 10)]
+    assert spans == [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (2, 3),
+        (2, 3),
+        (2, 3),
+        (3, 6),
+        (6, 7),
+        (7, 8),
+        (7, 8),
+        (7, 8),
+        (8, 9),
+        (8, 9),
+        (8, 9),
+        (9, 10),
+        (10, 10),
+    ]
 
 
 def test_token_spans_token_holding_bytes_of_two_characters():

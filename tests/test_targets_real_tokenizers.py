@@ -86,8 +86,11 @@ def _gemma_style():
     bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
     trainer = trainers.BpeTrainer(
-        vocab_size=len(specials) + 300, special_tokens=specials, initial_alphabet=alphabet,
-        limit_alphabet=len(alphabet), show_progress=False,
+        vocab_size=len(specials) + 300,
+        special_tokens=specials,
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
+        show_progress=False,
     )
     bpe.train_from_iterator(_ASCII_CORPUS * 5, trainer)
     model = json.loads(bpe.to_str())["model"]
@@ -109,6 +112,7 @@ def _qwen_tok():
 
 
 # --------------------------------------------------------------------------- independent oracle
+
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-level alphabet (every byte as a printable character)."""
@@ -336,7 +340,22 @@ def test_llama2_tokenizer_is_the_real_one():
 
 
 _ALPHABET = list("ab c.,!42") + [
-    "é", "e\u0301", "沙", "发", "鬱", "ψ", "β", "🐱", "👍", "🏽", "\u200d", "🇫", "🇷", "½", "고", "한",
+    "é",
+    "e\u0301",
+    "沙",
+    "发",
+    "鬱",
+    "ψ",
+    "β",
+    "🐱",
+    "👍",
+    "🏽",
+    "\u200d",
+    "🇫",
+    "🇷",
+    "½",
+    "고",
+    "한",
 ]
 
 

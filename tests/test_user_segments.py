@@ -16,7 +16,7 @@ from mllm_attr.testing.fake import make_fake_adapter
 
 def _box(shape, rows, cols):
     m = np.zeros(shape, bool)
-    m[rows[0]:rows[1], cols[0]:cols[1]] = True
+    m[rows[0] : rows[1], cols[0] : cols[1]] = True
     return m
 
 
@@ -116,8 +116,8 @@ def test_check_label_map_errors_name_expected_and_got():
 
 def _quadrants(h: int = 40, w: int = 40) -> np.ndarray:
     lab = np.zeros((h, w), np.int32)
-    lab[:, w // 2:] = 1
-    lab[h // 2:] += 2
+    lab[:, w // 2 :] = 1
+    lab[h // 2 :] += 2
     return lab
 
 
@@ -150,6 +150,7 @@ def test_explainer_callable_segmenter(rgb_image, quadrant_weights):
     assert s["segmenter"] == "user-callable" and s["segments_supplied"] is True
     assert "my_segmenter" in s["segmenter_name"]
     with pytest.raises(ValueError, match=r"segmenter .*my_bad.*expected shape \(40, 40\)"):
+
         def my_bad(image):
             return np.zeros((10, 10), int)
 
@@ -200,7 +201,11 @@ def test_wrong_shape_fails_before_any_model_work(rgb_image):
 def test_downscaled_image_error_says_which_shape_was_expected():
     big = np.full((2100, 2100, 3), 100, np.uint8)  # more than 2048x2048 pixels: downscaled on load
     adapter = CallableAdapter(lambda im, g, p: np.ones((len(im), len(p))), lambda im, q: "a")
-    with pytest.raises(ValueError, match=r"expected shape \(2048, 2048\).*got shape \(2100, 2100\).*downscaled on load from 2100x2100 to 2048x2048"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected shape \(2048, 2048\).*got shape \(2100, 2100\)"
+        r".*downscaled on load from 2100x2100 to 2048x2048",
+    ):
         Explainer(adapter, labels=_quadrants(2100, 2100))(big, prompt="q")
 
 
@@ -218,8 +223,23 @@ def example():
 
 def _explain(tmp_path, image_path, *extra, name="out"):
     out = tmp_path / name
-    code = main(["explain", "--image", str(image_path), "--prompt", "What color is the circle?", "--target-index", "0",
-                 "--max-new-tokens", "2", "--out", str(out), "-q", *extra])
+    code = main(
+        [
+            "explain",
+            "--image",
+            str(image_path),
+            "--prompt",
+            "What color is the circle?",
+            "--target-index",
+            "0",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            str(out),
+            "-q",
+            *extra,
+        ]
+    )
     return code, out
 
 
@@ -227,8 +247,8 @@ def test_cli_labels_file_round_trip(tmp_path, example, capsys):
     path, arr = example
     h, w = arr.shape[:2]
     lab = np.zeros((h, w), np.int32)
-    lab[:, w // 2:] = 1
-    lab[h // 3:, :] += 2  # 4 regions 0..3
+    lab[:, w // 2 :] = 1
+    lab[h // 3 :, :] += 2  # 4 regions 0..3
     np.save(tmp_path / "labels.npy", lab)
     code, out = _explain(tmp_path, path, "--labels", str(tmp_path / "labels.npy"))
     captured = capsys.readouterr()

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mllm_attr import Explainer, Explanation
-from mllm_attr import viz
+from mllm_attr import Explainer, Explanation, viz
 from mllm_attr.testing.fake import make_fake_adapter
 
 
@@ -24,7 +23,13 @@ def _scene() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     img = np.clip(img.astype(int) + rng.integers(-8, 8, img.shape), 1, 255).astype(np.uint8)
     square = np.zeros((48, 48))
     square[6:20, 6:20] = 1.0
-    weights = {"a": np.ones((48, 48)), "red": square, "square": square + 0.1, "blue": circle * 1.0, "circle": circle * 1.0}
+    weights = {
+        "a": np.ones((48, 48)),
+        "red": square,
+        "square": square + 0.1,
+        "blue": circle * 1.0,
+        "circle": circle * 1.0,
+    }
     return img, weights
 
 
@@ -127,7 +132,12 @@ class _Row:  # like mllm_attr.analysis.modality.TokenModality: .text, .label, .i
 
 
 def test_render_modality_text() -> None:
-    items = [(" a", "prior-driven", 0.05), (" red", "perception-driven", 0.9), (" square", "mixed", 0.5), ("</s>", "special")]
+    items = [
+        (" a", "prior-driven", 0.05),
+        (" red", "perception-driven", 0.9),
+        (" square", "mixed", 0.5),
+        ("</s>", "special"),
+    ]
     ax = viz.render_modality_text(items, title="Describe the image.")
     assert viz.figure_to_rgb(ax.figure, dpi=60).std() > 10
     short_h = ax.figure.get_size_inches()[1]
@@ -157,8 +167,13 @@ def test_hallucination_panel(expl: Explanation, tmp_path) -> None:
     removal = np.zeros(img.shape[:2], bool)
     removal[24:, 24:] = True
     fig = viz.plot_hallucination_panel(
-        img, "yes", np.random.default_rng(0).random((12, 12)), "no", removal,
-        question="Is there a triangle in the image?", correct_token="no",
+        img,
+        "yes",
+        np.random.default_rng(0).random((12, 12)),
+        "no",
+        removal,
+        question="Is there a triangle in the image?",
+        correct_token="no",
     )
     assert len(fig.axes) == 3
     assert "25%" in fig.axes[2].get_title()  # default removed fraction = mask mean
@@ -176,8 +191,10 @@ def test_plot_methods_and_mean_curves(expl: Explanation) -> None:
         viz.plot_methods(expl.image, maps, {"nope": {"ins": 1.0}})
     with pytest.raises(ValueError, match="non-empty"):
         viz.plot_methods(expl.image, {})
-    curves = {"EAGLE": {"insertion": expl.insertion_curve(), "deletion": expl.deletion_curve()},
-              "random": {"insertion": np.linspace(0, 1, 5)}}
+    curves = {
+        "EAGLE": {"insertion": expl.insertion_curve(), "deletion": expl.deletion_curve()},
+        "random": {"insertion": np.linspace(0, 1, 5)},
+    }
     fig = viz.plot_mean_curves(curves)
     assert viz.figure_to_rgb(fig, dpi=50).std() > 10
     with pytest.raises(ValueError, match="equal length"):

@@ -1,42 +1,37 @@
-"""Model adapters: the :class:`ModelAdapter` contract, families and :func:`load_adapter`."""
+"""Model adapters: the :class:`ModelAdapter` contract, families and :func:`load_adapter`.
 
-from .base import ModelAdapter, Scorer
-from .callable import CallableAdapter
-from .families import (
-    Gemma3Adapter,
-    Idefics3Adapter,
-    InternVLAdapter,
-    LlavaAdapter,
-    LlavaNextAdapter,
-    LlavaOnevisionAdapter,
-    PaliGemmaAdapter,
-    Qwen25VLAdapter,
-    Qwen2VLAdapter,
-    Qwen3VLAdapter,
-    SmolVLMAdapter,
-)
-from .hf import HFAdapter, HFScorer
-from .registry import ADAPTERS, load_adapter, register, supported_families
+Names are imported on first use: the contract (:mod:`.base`) and :class:`CallableAdapter` need
+no transformers; the Hugging Face families (:mod:`.hf`, :mod:`.families`, :mod:`.registry`) do.
+"""
 
-__all__ = [
-    "ADAPTERS",
-    "CallableAdapter",
+from .._lazy import lazy_exports
+
+_FAMILIES = (
     "Gemma3Adapter",
     "Idefics3Adapter",
     "InternVLAdapter",
+    "LlavaAdapter",
     "LlavaNextAdapter",
     "LlavaOnevisionAdapter",
     "PaliGemmaAdapter",
-    "Qwen3VLAdapter",
-    "SmolVLMAdapter",
-    "HFAdapter",
-    "HFScorer",
-    "LlavaAdapter",
-    "ModelAdapter",
     "Qwen25VLAdapter",
     "Qwen2VLAdapter",
-    "Scorer",
-    "load_adapter",
-    "register",
-    "supported_families",
-]
+    "Qwen3VLAdapter",
+    "SmolVLMAdapter",
+)
+_EXPORTS = {
+    "ModelAdapter": ".base",
+    "Scorer": ".base",
+    "CallableAdapter": ".callable",
+    "HFAdapter": ".hf",
+    "HFScorer": ".hf",
+    "ADAPTERS": ".registry",
+    "load_adapter": ".registry",
+    "register": ".registry",
+    "supported_families": ".registry",
+    **dict.fromkeys(_FAMILIES, ".families"),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

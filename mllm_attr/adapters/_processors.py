@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -43,13 +44,11 @@ __all__ = [
 ]
 
 
-class _NoVideoMixin:
-    """Common behaviour of the processors without their video processor.
+_NO_VIDEO: dict[str, type[ProcessorMixin]] = {}
 
-    Subclasses list their base class's ``__init__`` parameters explicitly (minus
-    ``video_processor``): ``ProcessorMixin`` reads the signature to decide which settings to save
-    and which saved settings to pass back on reload, so ``**kwargs`` alone would drop them.
-    """
+
+class _NoVideoMixin:
+    """Common behaviour of the processors without their video processor (made by :func:`_without_video`)."""
 
     @classmethod
     def _base_name(cls) -> str:
@@ -57,6 +56,34 @@ class _NoVideoMixin:
             if base is not _NoVideoMixin and issubclass(base, ProcessorMixin) and not issubclass(base, _NoVideoMixin):
                 return base.__name__
         raise TypeError(f"{cls.__name__} has no processor base class")  # pragma: no cover
+
+    @classmethod
+    def _init_parameter_names(cls) -> tuple[str, ...]:
+        """The named parameters of ``__init__`` after ``self`` (what its code object would list)."""
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return tuple(p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+    @classmethod
+    def validate_init_kwargs(cls, processor_config, valid_kwargs):
+        # ``from_args_and_dict`` takes the accepted settings from ``__init__.__code__``, which
+        # names none for the signature-bound ``__init__``: accept its named parameters too.
+        accepted = tuple(valid_kwargs) + cls._init_parameter_names()
+        return super().validate_init_kwargs(processor_config, accepted)  # type: ignore[misc]
+
+    @classmethod
+    def from_args_and_dict(cls, args, processor_dict, **kwargs):
+        # ``ProcessorMixin.from_args_and_dict`` lets a setting named like the i-th parameter of
+        # ``__init__`` (per its code object) replace ``args[i]``; pass the sub-processors by
+        # name instead, keeping the ones such a setting would replace out, so that the setting
+        # reaches ``__init__`` under its name. The settings it drops before that step:
+        dropped = {*cls.get_attributes(), "auto_map", "processor_class"}
+        names = cls._init_parameter_names()
+        by_name = {
+            name: arg
+            for name, arg in zip(names, args)
+            if name not in kwargs and (name in dropped or name not in processor_dict)
+        }
+        return super().from_args_and_dict(list(args[len(names) :]), processor_dict, **by_name, **kwargs)  # type: ignore[misc]
 
     def __call__(self, *args, **kwargs):
         # Positional order of every processor here: images, text, videos.
@@ -89,135 +116,89 @@ class _NoVideoMixin:
         return files
 
 
-class Qwen2VLProcessorNoVideo(_NoVideoMixin, Qwen2VLProcessor):
-    """``Qwen2VLProcessor`` for images and text only (no torchvision needed)."""
+def _init_without_video(base: type[ProcessorMixin]):
+    """``base.__init__`` minus its ``video_processor`` parameter (passed as None).
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=chat_template,
-            **kwargs,
-        )
+    ``ProcessorMixin`` reads the signature (which settings to save, which sub-processors to
+    load), so the returned function carries the base's other parameters (names, defaults,
+    annotations) as its ``__signature__`` and binds its arguments to it; ``base.__init__`` gets
+    every named parameter by keyword. ``ProcessorMixin.from_args_and_dict`` reads the code object
+    instead, which names none of them: :class:`_NoVideoMixin` overrides it to match.
+    """
+    params = [p for p in inspect.signature(base.__init__).parameters.values() if p.name != "video_processor"]
+    named = [p for p in params[1:] if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    if len(named) != len(params) - 2 or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        raise TypeError(f"unexpected signature of {base.__name__}.__init__")  # pragma: no cover
+    # Annotated as a hand-written ``def __init__(self, <named>, **kwargs)`` would be: the named
+    # parameters keep theirs, ``**kwargs`` and the return have none.
+    var_keyword = params[-1].name
+    signature = inspect.Signature([*params[:-1], inspect.Parameter(var_keyword, inspect.Parameter.VAR_KEYWORD)])
 
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        del arguments[params[0].name]
+        extra = arguments.pop(var_keyword)
+        base.__init__(self, **arguments, video_processor=None, **extra)
 
-class Qwen2_5_VLProcessorNoVideo(_NoVideoMixin, Qwen2_5_VLProcessor):
-    """``Qwen2_5_VLProcessor`` for images and text only (no torchvision needed)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=chat_template,
-            **kwargs,
-        )
-
-
-class InternVLProcessorNoVideo(_NoVideoMixin, InternVLProcessor):
-    """``InternVLProcessor`` for images and text only (no torchvision needed)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            image_seq_length=image_seq_length,
-            chat_template=chat_template,
-            **kwargs,
-        )
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__annotations__ = {p.name: p.annotation for p in named if p.annotation is not p.empty}
+    return __init__
 
 
-class LlavaOnevisionProcessorNoVideo(_NoVideoMixin, LlavaOnevisionProcessor):
-    """``LlavaOnevisionProcessor`` for images and text only (no torchvision needed)."""
+def _without_video(base: type[ProcessorMixin], note: str = "", **methods) -> type[ProcessorMixin]:
+    """``<base>NoVideo``: ``base`` for images and text only, registered for :func:`load_processor`.
 
-    def __init__(
-        self,
-        image_processor=None,
-        tokenizer=None,
-        num_image_tokens=None,
-        vision_feature_select_strategy=None,
-        chat_template=None,
-        image_token="<image>",
-        video_token="<video>",
-        vision_aspect_ratio="anyres_max_9",
-        **kwargs,
-    ):
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            num_image_tokens=num_image_tokens,
-            vision_feature_select_strategy=vision_feature_select_strategy,
-            chat_template=chat_template,
-            image_token=image_token,
-            video_token=video_token,
-            vision_aspect_ratio=vision_aspect_ratio,
-            **kwargs,
-        )
-
-
-_NO_VIDEO: dict[str, type[ProcessorMixin]] = {
-    cls._base_name(): cls
-    for cls in (
-        Qwen2VLProcessorNoVideo,
-        Qwen2_5_VLProcessorNoVideo,
-        InternVLProcessorNoVideo,
-        LlavaOnevisionProcessorNoVideo,
+    ``methods`` override the base's (what a base reads from its video processor).
+    """
+    name = base.__name__ + "NoVideo"
+    cls = type(
+        name,
+        (_NoVideoMixin, base),
+        {
+            "__module__": __name__,
+            "__qualname__": name,
+            "__doc__": f"``{base.__name__}`` for images and text only (no torchvision needed{note}).",
+            "__init__": _init_without_video(base),
+            **methods,
+        },
     )
-}
+    cls.__init__.__qualname__ = f"{name}.__init__"
+    cls.__init__.__module__ = __name__
+    _NO_VIDEO[base.__name__] = cls
+    return cls
+
+
+def _apply_chat_template_without_frames(self, conversation, chat_template=None, **kwargs):
+    """Apply the chat template through ``ProcessorMixin``, skipping SmolVLM's video-frame layer."""
+    # SmolVLMProcessor's override reads frame settings from the video processor, which this
+    # class has not got; without videos those settings are unused, so skip that layer.
+    return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+
+
+Qwen2VLProcessorNoVideo = _without_video(Qwen2VLProcessor)
+Qwen2_5_VLProcessorNoVideo = _without_video(Qwen2_5_VLProcessor)
+InternVLProcessorNoVideo = _without_video(InternVLProcessor)
+LlavaOnevisionProcessorNoVideo = _without_video(LlavaOnevisionProcessor)
 
 # Families whose processor class exists only in some transformers versions.
 try:
     from transformers import Qwen3VLProcessor
 except ImportError:  # pragma: no cover - older transformers
-    Qwen3VLProcessor = None
-
-if Qwen3VLProcessor is not None:
-
-    class Qwen3VLProcessorNoVideo(_NoVideoMixin, Qwen3VLProcessor):
-        """``Qwen3VLProcessor`` for images and text only (no torchvision needed)."""
-
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            super().__init__(
-                image_processor=image_processor,
-                tokenizer=tokenizer,
-                video_processor=None,
-                chat_template=chat_template,
-                **kwargs,
-            )
-
-    _NO_VIDEO["Qwen3VLProcessor"] = Qwen3VLProcessorNoVideo
+    pass
+else:
+    Qwen3VLProcessorNoVideo = _without_video(Qwen3VLProcessor)
     __all__.append("Qwen3VLProcessorNoVideo")
 
 try:
     from transformers import SmolVLMProcessor
 except ImportError:  # pragma: no cover - older transformers
-    SmolVLMProcessor = None
-
-if SmolVLMProcessor is not None:
-
-    class SmolVLMProcessorNoVideo(_NoVideoMixin, SmolVLMProcessor):
-        """``SmolVLMProcessor`` for images and text only (no torchvision needed; needs ``num2words``)."""
-
-        def __init__(self, image_processor, tokenizer, image_seq_len: int = 169, chat_template=None, **kwargs):
-            super().__init__(
-                image_processor=image_processor,
-                tokenizer=tokenizer,
-                video_processor=None,
-                image_seq_len=image_seq_len,
-                chat_template=chat_template,
-                **kwargs,
-            )
-
-        def apply_chat_template(self, conversation, chat_template=None, **kwargs):
-            """Apply the chat template through ``ProcessorMixin``, skipping SmolVLM's video-frame layer."""
-            # SmolVLMProcessor's override reads frame settings from the video processor, which this
-            # class has not got; without videos those settings are unused, so skip that layer.
-            return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
-
-    _NO_VIDEO["SmolVLMProcessor"] = SmolVLMProcessorNoVideo
+    pass
+else:
+    SmolVLMProcessorNoVideo = _without_video(
+        SmolVLMProcessor, "; needs ``num2words``", apply_chat_template=_apply_chat_template_without_frames
+    )
     __all__.append("SmolVLMProcessorNoVideo")
 
 # A directory saved by an older version of this module may name the subclass itself.

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import time
-from typing import Any, Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -26,18 +28,30 @@ class Scorer(abc.ABC):
 
     Args:
         image: ``uint8[H, W, 3]`` RGB original.
-        baseline: ``uint8[H, W, 3]`` RGB fill for hidden pixels.
+        fill: ``uint8[H, W, 3]`` RGB fill for hidden pixels.
         positions: 0-based target positions in the generated tokens.
         batch_size: images per forward pass.
+
+    Extension points for subclasses (protected, stable):
+
+    * :meth:`_score_batch` (required): ``uint8[B, H, W, 3]`` images -> ``float64[B, K]``;
+    * :meth:`_score_keep_batch` / :meth:`_score_regions_batch`: faster paths for keep-masks or
+      region tables (default: compose the images and call :meth:`_score_batch`);
+    * :meth:`_region_table`: the input checks of :meth:`score_regions`, for methods that take
+      region tables alongside other inputs;
+    * :meth:`_chunked`: batching in ``batch_size`` chunks with the output checks (shape,
+      finiteness), forward counting and timing; a subclass that scores inputs of its own kind
+      (e.g. regions plus prompt tokens, :mod:`mllm_attr.analysis.prompt_tokens`) goes through
+      it so that its checks and counts are those of every scorer.
     """
 
-    def __init__(self, image: np.ndarray, baseline: np.ndarray, positions: Sequence[int], batch_size: int = 16):
-        if image.shape != baseline.shape:
-            raise ValueError(f"baseline shape {baseline.shape} differs from image shape {image.shape}")
+    def __init__(self, image: np.ndarray, fill: np.ndarray, positions: Sequence[int], batch_size: int = 16):
+        if image.shape != fill.shape:
+            raise ValueError(f"fill shape {fill.shape} differs from image shape {image.shape}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         self.image = image
-        self.baseline = baseline
+        self.fill = fill
         self.positions = tuple(int(p) for p in positions)
         self.batch_size = int(batch_size)
         self.counter = ForwardCounter()
@@ -53,12 +67,46 @@ class Scorer(abc.ABC):
             raise ValueError(f"label map shape {labels.shape} differs from image shape {self.image.shape[:2]}")
         self.labels = labels
 
+    @property
+    def baseline(self) -> np.ndarray:
+        """Deprecated name of :attr:`fill`."""
+        warnings.warn("Scorer.baseline is now Scorer.fill", DeprecationWarning, stacklevel=2)
+        return self.fill
+
+    @property
+    def n_regions(self) -> int | None:
+        """Regions of the registered label map (its largest label plus one); ``None`` before :meth:`set_regions`."""
+        return None if self.labels is None else int(self.labels.max()) + 1
+
     def score_regions(self, table: np.ndarray) -> np.ndarray:
-        """Score subsets of regions given as ``bool[B, n_regions]`` rows: ``float64[B, K]``."""
+        """Score subsets of regions given as ``bool[B, n_regions]`` rows (one row: ``bool[n_regions]``):
+        ``float64[B, K]``.
+
+        Raises:
+            RuntimeError: no label map registered (:meth:`set_regions`).
+            ValueError: the table is not ``[B, n_regions]``.
+        """
+        return self._chunked(self._region_table(table, "score_regions"), self._score_regions_batch)
+
+    def _region_table(self, table: np.ndarray, caller: str = "score_regions") -> np.ndarray:
+        """``table`` as ``bool[B, n_regions]`` (a single row becomes one subset), checked against the label map.
+
+        Raises:
+            RuntimeError: no label map registered (``caller`` names the method in the message).
+            ValueError: not a 1-D / 2-D table, or its column count is not the label map's region count.
+        """
         if self.labels is None:
-            raise RuntimeError("call set_regions(labels) before score_regions")
+            raise RuntimeError(f"call set_regions(labels) before {caller}")
         table = np.asarray(table, dtype=bool)
-        return self._chunked(table, self._score_regions_batch)
+        if table.ndim == 1:
+            table = table[None]
+        n = self.n_regions
+        if table.ndim != 2 or table.shape[1] != n:
+            raise ValueError(
+                f"expected a region table of shape (B, {n}) (one column per region of the label map); "
+                f"got shape {table.shape}"
+            )
+        return table
 
     def _score_regions_batch(self, table: np.ndarray) -> np.ndarray:
         return self._score_keep_batch(table[:, self.labels])
@@ -74,7 +122,7 @@ class Scorer(abc.ABC):
 
     def _score_keep_batch(self, keep: np.ndarray) -> np.ndarray:
         """``bool[B, H, W]`` keep-masks -> ``float64[B, K]``; a fast path may override this."""
-        images = np.stack([compose(self.image, self.baseline, k) for k in keep])
+        images = np.stack([compose(self.image, self.fill, k) for k in keep])
         return self._score_batch(images)
 
     def score_images(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -85,7 +133,7 @@ class Scorer(abc.ABC):
         return self._chunked(arr, self._score_batch)
 
     def score_keep(self, keep: np.ndarray) -> np.ndarray:
-        """Score images that show the original where ``keep`` (``bool[B, H, W]``) and the baseline elsewhere."""
+        """Score images that show the original where ``keep`` (``bool[B, H, W]``) and the fill elsewhere."""
         keep = np.asarray(keep, dtype=bool)
         if keep.ndim == 2:
             keep = keep[None]
@@ -93,7 +141,16 @@ class Scorer(abc.ABC):
             raise ValueError(f"keep-mask shape {keep.shape[1:]} differs from image shape {self.image.shape[:2]}")
         return self._chunked(keep, self._score_keep_batch)
 
-    def _chunked(self, batch: np.ndarray, fn: Any) -> np.ndarray:
+    def _chunked(self, batch: np.ndarray, fn: Callable[[np.ndarray], Any]) -> np.ndarray:
+        """Score ``batch`` (rows of any kind: images, keep-masks, region tables, ...) in chunks of
+        ``batch_size`` rows with ``fn(chunk) -> float[len(chunk), K]``.
+
+        Every chunk's output is checked (shape ``(rows, K)``, finite values), its rows are counted
+        as images in :attr:`counter` and the time spent is added to :attr:`seconds`.
+
+        Returns:
+            ``float64[len(batch), K]``.
+        """
         out = []
         t0 = time.perf_counter()
         for start in range(0, len(batch), self.batch_size):
@@ -140,10 +197,13 @@ class ModelAdapter(abc.ABC):
         generation: Generation,
         positions: Sequence[int],
         *,
-        baseline: np.ndarray | None = None,
+        fill: np.ndarray | None = None,
         batch_size: int | None = None,
     ) -> Scorer:
-        """A :class:`Scorer` for one explanation."""
+        """A :class:`Scorer` for one explanation; hidden pixels show ``fill`` (default black).
+
+        (Adapters written before 0.2 name this keyword ``baseline``; the package's callers still
+        pass it under that name to a ``scorer`` that has no ``fill`` parameter.)"""
 
     def describe(self) -> dict[str, Any]:
         """Settings stored with every result (model name, family, dtype, device)."""

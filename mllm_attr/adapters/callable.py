@@ -10,12 +10,13 @@ RGB images. ``generate_fn(image, prompt) -> str | Generation`` produces the answ
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..image import ImageLike, load_image
-from ..mask import make_baseline
+from ..mask import make_fill
 from ..types import Generation
 from .base import ModelAdapter, Scorer
 
@@ -49,11 +50,11 @@ class CallableScorer(Scorer):
     Args:
         fn: the score function (see the module docstring).
         generation: the answer passed to ``fn`` with every batch.
-        image, baseline, positions, batch_size: as for :class:`Scorer`.
+        image, fill, positions, batch_size: as for :class:`Scorer`.
     """
 
-    def __init__(self, fn: ScoreFn, image, baseline, generation, positions, batch_size):
-        super().__init__(image, baseline, positions, batch_size)
+    def __init__(self, fn: ScoreFn, image, fill, generation, positions, batch_size):
+        super().__init__(image, fill, positions, batch_size)
         self.fn = fn
         self.generation = generation
 
@@ -109,7 +110,9 @@ class CallableAdapter(ModelAdapter):
             TypeError: ``generate_fn`` returned neither a str nor a Generation.
         """
         if self.generate_fn is None:
-            raise ValueError("this CallableAdapter has no generate_fn; pass a Generation (see CallableAdapter.from_text)")
+            raise ValueError(
+                "this CallableAdapter has no generate_fn; pass a Generation (see CallableAdapter.from_text)"
+            )
         arr = load_image(image).array
         out = self.generate_fn(arr, prompt)
         if isinstance(out, Generation):
@@ -118,7 +121,9 @@ class CallableAdapter(ModelAdapter):
             raise TypeError(f"generate_fn must return a str or a Generation; got {type(out).__name__}")
         return self.from_text(arr, prompt, out)
 
-    def teacher_force(self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None) -> Generation:
+    def teacher_force(
+        self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None
+    ) -> Generation:
         """A counterfactual word-level Generation for ``answer``, with probabilities scored on the full image.
 
         Args:
@@ -131,7 +136,7 @@ class CallableAdapter(ModelAdapter):
             raise ValueError(f"expected a non-empty counterfactual answer; got {answer!r}")
         return self.from_text(image, prompt, answer, counterfactual=True, generated_text=generated_text)
 
-    def scorer(self, image, generation, positions, *, baseline=None, batch_size=None) -> CallableScorer:
-        """A :class:`CallableScorer` for one explanation (black baseline unless ``baseline`` is given)."""
-        base = make_baseline(image) if baseline is None else baseline
+    def scorer(self, image, generation, positions, *, fill=None, batch_size=None) -> CallableScorer:
+        """A :class:`CallableScorer` for one explanation (black fill unless ``fill`` is given)."""
+        base = make_fill(image) if fill is None else fill
         return CallableScorer(self.score_fn, image, base, generation, positions, batch_size or self._batch_size)

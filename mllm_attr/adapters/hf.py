@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ..image import ImageLike, load_image
-from ..mask import make_baseline
+from ..mask import compose, make_fill
 from ..targets import token_spans
 from ..types import Generation
 from .base import ModelAdapter, Scorer, as_pil
@@ -57,19 +58,26 @@ def _supports_index_logits_to_keep() -> bool:
 
 
 class HFScorer(Scorer):
-    """Scores perturbed images with a transformers model; see the module docstring."""
+    """Scores perturbed images with a transformers model; see the module docstring.
+
+    Besides the image-only scoring of :class:`~mllm_attr.adapters.base.Scorer`,
+    :meth:`score_regions_ablated` also ablates chosen prompt tokens per row (the hook that
+    :mod:`mllm_attr.analysis.prompt_tokens` builds on). Public attributes: :attr:`text` (the
+    prompt + teacher-forced answer tensors, ``[1, L]`` each), :attr:`prompt_length` (the
+    prompt's part of them, image tokens included), :attr:`target_ids`.
+    """
 
     def __init__(
         self,
-        adapter: "HFAdapter",
+        adapter: HFAdapter,
         image: np.ndarray,
-        baseline: np.ndarray,
+        fill: np.ndarray,
         generation: Generation,
         positions: Sequence[int],
         batch_size: int,
         fast_path: bool | str = "auto",
     ):
-        super().__init__(image, baseline, positions, batch_size)
+        super().__init__(image, fill, positions, batch_size)
         if fast_path not in (True, False, "auto"):
             raise ValueError(f"fast_path must be True, False or 'auto'; got {fast_path!r}")
         self.fast_path_requested = fast_path
@@ -82,10 +90,12 @@ class HFScorer(Scorer):
             raise ValueError(f"target positions {self.positions} out of range for {n} generated tokens")
         self.adapter = adapter
         prompt_inputs = adapter.prompt_inputs(as_pil(image), generation.prompt)
-        self.image_keys = tuple(k for k in prompt_inputs.keys() if k not in TEXT_KEYS)
+        self.image_keys = tuple(k for k in prompt_inputs if k not in TEXT_KEYS)
         gen_ids = torch.tensor(generation.token_ids, dtype=torch.long)
         max_pos = max(self.positions)
         prompt_len = int(prompt_inputs["input_ids"].shape[1])
+        #: tokens of the chat-formatted prompt (image tokens expanded) at the start of ``text``.
+        self.prompt_length = prompt_len
         # Inputs: prompt + generated tokens before the last target; nothing after it is needed.
         self.text = adapter.extend_text_inputs(
             {k: prompt_inputs[k] for k in TEXT_KEYS if k in prompt_inputs}, gen_ids[:max_pos]
@@ -180,9 +190,9 @@ class HFScorer(Scorer):
         key = "pixel_values"
 
         def composite(regions: tuple[int, ...]) -> np.ndarray:
-            return np.where(np.isin(labels, regions)[..., None], self.image, self.baseline)
+            return np.where(np.isin(labels, regions)[..., None], self.image, self.fill)
 
-        ends = self._pixel_outputs([self.image, self.baseline])
+        ends = self._pixel_outputs([self.image, self.fill])
         if key not in ends[0]:
             return None, {"used": False, "reason": "image processor returns no pixel_values"}
         const = {k: v for k, v in ends[0].items() if k != key}
@@ -203,8 +213,10 @@ class HFScorer(Scorer):
                     delta[u] = scipy.sparse.csr_matrix(o[key].double().reshape(1, -1).numpy() - base)
             return None
 
-        problem = process([(r,) for r in range(n)]) if tuple(ends[1][key].shape) == shape else (
-            "pixel_values shape depends on the image content"
+        problem = (
+            process([(r,) for r in range(n)])
+            if tuple(ends[1][key].shape) == shape
+            else ("pixel_values shape depends on the image content")
         )
         if problem:
             return None, {"used": False, "reason": problem}
@@ -227,7 +239,11 @@ class HFScorer(Scorer):
             for u in sets:
                 # μ(U) = Σ_{∅≠V⊆U} (−1)^{|U−V|} (f(V) − f(∅)); the f(∅) terms cancel for |U| >= 1.
                 mu = sum(
-                    ((-1.0) ** (k - size) * delta[v] for size in range(1, k + 1) for v in itertools.combinations(u, size)),
+                    (
+                        (-1.0) ** (k - size) * delta[v]
+                        for size in range(1, k + 1)
+                        for v in itertools.combinations(u, size)
+                    ),
                     scipy.sparse.csr_matrix((1, base.size)),
                 )
                 mu.eliminate_zeros()
@@ -255,7 +271,7 @@ class HFScorer(Scorer):
         for row, size in enumerate(sizes):
             table[row, rng.choice(n, size=int(size), replace=False)] = True
         table = np.concatenate([table, ~table])
-        images = [np.where(t[labels][..., None], self.image, self.baseline) for t in table]
+        images = [np.where(t[labels][..., None], self.image, self.fill) for t in table]
         slow_pv = torch.cat([o["pixel_values"] for o in self._pixel_outputs(images)])
         fast_pv = self._fast_pixels(fast, table)
         span = float((slow_pv.double().max() - slow_pv.double().min()).clamp_min(1e-12))
@@ -299,7 +315,9 @@ class HFScorer(Scorer):
         shape = fast["shape"]
         return torch.from_numpy(pixels).to(fast["dtype"]).reshape(len(table) * shape[0], *shape[1:])
 
-    def _score_chunks(self, pixel_inputs: dict[str, torch.Tensor], const: dict[str, torch.Tensor], batch: int) -> np.ndarray:
+    def _score_chunks(
+        self, pixel_inputs: dict[str, torch.Tensor], const: dict[str, torch.Tensor], batch: int
+    ) -> np.ndarray:
         """Forward ``batch`` images whose pixel tensors are given, in chunks of ``batch_size`` (not counted)."""
         per = pixel_inputs["pixel_values"].shape[0] // batch
         out = []
@@ -311,14 +329,81 @@ class HFScorer(Scorer):
             out.append(self._forward(inputs, m))
         return np.concatenate(out)
 
+    def _region_pixel_inputs(self, table: np.ndarray) -> dict[str, torch.Tensor]:
+        """The image-side model inputs of the ``bool[B, n]`` region rows: the fast path's when it is
+        prepared, else the image processor's on the composed images (what :meth:`score_regions` feeds)."""
+        if self.fast is None:
+            images = [as_pil(compose(self.image, self.fill, row[self.labels])) for row in table]
+            return self.adapter.image_inputs(images)
+        inputs = {"pixel_values": self._fast_pixels(self.fast, table)}
+        for k, v in self.fast["const"].items():
+            inputs[k] = torch.cat([v] * len(table), dim=0)
+        return inputs
+
     def _score_regions_batch(self, table: np.ndarray) -> np.ndarray:
         if self.fast is None:
             return super()._score_regions_batch(table)
         with torch.inference_mode():
-            inputs = {"pixel_values": self._fast_pixels(self.fast, table)}
-            for k, v in self.fast["const"].items():
-                inputs[k] = torch.cat([v] * len(table), dim=0)
-            return self._forward(inputs, len(table))
+            return self._forward(self._region_pixel_inputs(table), len(table))
+
+    # -- prompt-token ablation (the hook of analysis.prompt_tokens) ------------------------------
+    def score_regions_ablated(self, table: np.ndarray, ablate: np.ndarray, *, fill: int | None = None) -> np.ndarray:
+        """Score region subsets with, per row, some prompt tokens ablated: ``float64[B, K]``.
+
+        Args:
+            table: ``bool[B, n_regions]`` regions shown, as for :meth:`score_regions` (same checks).
+            ablate: ``bool[B, prompt_length]``; ``ablate[b, t]`` ablates token ``t`` of the prompt
+                (an index into :attr:`text` ``["input_ids"]``, image tokens included) in row ``b``.
+            fill: ``None``: an ablated token is removed from attention (``attention_mask = 0``);
+                an integer: its id is replaced by the token id ``fill``.
+
+        The sequence length, the image-token positions and the positions of the target logits
+        are those of the unablated input; a row that ablates nothing scores as
+        :meth:`score_regions` scores it. Rows are batched, checked and counted as there.
+
+        Raises:
+            RuntimeError: no label map registered.
+            ValueError: a table or ``ablate`` of the wrong shape, or ``fill`` outside the vocabulary.
+            TypeError: ``fill`` is not an integer.
+        """
+        table = self._region_table(table, "score_regions_ablated")
+        ablate = np.asarray(ablate, dtype=bool)
+        if ablate.ndim == 1:
+            ablate = ablate[None]
+        if ablate.shape != (len(table), self.prompt_length):
+            raise ValueError(
+                f"expected an ablation table of shape {(len(table), self.prompt_length)} (one row per region row, "
+                f"one column per prompt token); got shape {ablate.shape}"
+            )
+        if fill is not None:
+            if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (int, np.integer)):
+                raise TypeError(f"fill must be None or an integer token id; got {fill!r}")
+            vocab = len(self.adapter.tokenizer)
+            if not 0 <= int(fill) < vocab:
+                raise ValueError(f"fill token id {fill} is outside the vocabulary (0..{vocab - 1})")
+            fill = int(fill)
+        elif "attention_mask" not in self.text:
+            raise ValueError("the processor gives no attention_mask; ablate by token replacement (fill=<token id>)")
+        n = table.shape[1]
+        # Region and ablation columns travel in one table so that the chunks keep them together.
+        rows = np.concatenate([table, ablate], axis=1)
+        return self._chunked(rows, lambda chunk: self._score_ablated_batch(chunk[:, :n], chunk[:, n:], fill))
+
+    def _ablated_text(self, ablate: np.ndarray, fill: int | None = None) -> dict[str, torch.Tensor]:
+        """The text tensors of :attr:`text` repeated for ``len(ablate)`` rows, with the prompt tokens
+        where ``ablate`` (``bool[B, prompt_length]``) is True ablated (see :meth:`score_regions_ablated`)."""
+        rows = len(ablate)
+        text = {k: v.repeat(rows, 1) for k, v in self.text.items()}
+        r, c = (torch.as_tensor(a, dtype=torch.long) for a in np.nonzero(np.asarray(ablate, dtype=bool)))
+        if fill is None:
+            text["attention_mask"][r, c] = 0
+        else:
+            text["input_ids"][r, c] = fill
+        return text
+
+    @torch.inference_mode()
+    def _score_ablated_batch(self, table: np.ndarray, ablate: np.ndarray, fill: int | None) -> np.ndarray:
+        return self._forward(self._region_pixel_inputs(table), len(table), text=self._ablated_text(ablate, fill))
 
     @torch.inference_mode()
     def _score_batch(self, images: np.ndarray) -> np.ndarray:
@@ -326,10 +411,20 @@ class HFScorer(Scorer):
         return self._forward(pixel_inputs, len(images))
 
     @torch.inference_mode()
-    def _forward(self, pixel_inputs: dict[str, torch.Tensor], batch: int) -> np.ndarray:
+    def _forward(
+        self, pixel_inputs: dict[str, torch.Tensor], batch: int, text: dict[str, torch.Tensor] | None = None
+    ) -> np.ndarray:
+        """Target probabilities ``float64[batch, K]`` for ``batch`` rows of image-side inputs.
+
+        ``text``: per-row text tensors (``[batch, L]``, the keys of :attr:`text`) used instead of
+        :attr:`text` repeated (e.g. :meth:`_ablated_text`); the targets and kept logits do not change.
+        """
         model = self.adapter.model
         device = self.adapter.device
-        inputs: dict[str, Any] = {k: v.to(device).repeat(batch, 1) for k, v in self.text.items()}
+        if text is None:
+            inputs: dict[str, Any] = {k: v.to(device).repeat(batch, 1) for k, v in self.text.items()}
+        else:
+            inputs = {k: v.to(device) for k, v in text.items()}
         for key, value in pixel_inputs.items():
             if torch.is_floating_point(value):
                 value = value.to(device=device, dtype=self.adapter.dtype)
@@ -466,7 +561,7 @@ class HFAdapter(ModelAdapter):
         trust_remote_code: bool = False,
         processor_kwargs: dict[str, Any] | None = None,
         **model_kwargs: Any,
-    ) -> "HFAdapter":
+    ) -> HFAdapter:
         """Load model and processor from a hub id or a local directory.
 
         ``load_in_4bit``/``load_in_8bit`` use bitsandbytes; ``device_map="auto"`` uses accelerate.
@@ -694,12 +789,15 @@ class HFAdapter(ModelAdapter):
                 )
         pil = as_pil(image)
         inputs = self.prompt_inputs(pil, prompt)
-        inputs = {k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device)) for k, v in inputs.items()}
+        inputs = {
+            k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
+            for k, v in inputs.items()
+        }
         config = self.greedy_generation_config()
         config.max_new_tokens = max_new_tokens
         config.return_dict_in_generate = True
         config.output_logits = True
-        for key, value in gen_kwargs.items():
+        for key in gen_kwargs:
             if key in GREEDY_GENERATION:
                 setattr(config, key, GREEDY_GENERATION[key])
         extra = {k: v for k, v in gen_kwargs.items() if k not in GREEDY_GENERATION}
@@ -726,7 +824,9 @@ class HFAdapter(ModelAdapter):
                 break
         return self._generation(prompt, ids, probs)
 
-    def teacher_force(self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None) -> Generation:
+    def teacher_force(
+        self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None
+    ) -> Generation:
         """Teacher-force a user-given ``answer``; probabilities are scored under the full image."""
         if not isinstance(answer, str) or not answer.strip():
             raise ValueError(f"expected a non-empty counterfactual answer; got {answer!r}")
@@ -745,12 +845,12 @@ class HFAdapter(ModelAdapter):
         generation: Generation,
         positions: Sequence[int],
         *,
-        baseline: np.ndarray | None = None,
+        fill: np.ndarray | None = None,
         batch_size: int | None = None,
         fast_path: bool | str = "auto",
     ) -> HFScorer:
         """Per-explanation scorer; ``fast_path`` = ``"auto"`` (probe, fall back), ``True`` (require) or ``False``."""
-        base = make_baseline(image) if baseline is None else baseline
+        base = make_fill(image) if fill is None else fill
         return HFScorer(self, image, base, generation, positions, batch_size or self.default_batch_size(), fast_path)
 
 

@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import ModelAdapter
+import transformers as _transformers
+
 from . import families as _f
+from .base import ModelAdapter
 from .hf import HFAdapter
 
 #: family name -> adapter class.
@@ -21,8 +23,8 @@ def register(cls: type[HFAdapter]) -> type[HFAdapter]:
     return cls
 
 
-import transformers as _transformers
-
+# dir() of transformers' lazy module lists its classes without importing their modeling code.
+_AVAILABLE = set(dir(_transformers))
 for _cls in (
     _f.LlavaAdapter,
     _f.LlavaNextAdapter,
@@ -38,7 +40,7 @@ for _cls in (
     HFAdapter,
 ):
     # Families whose model class this transformers version lacks are not offered.
-    if hasattr(_transformers, _cls.model_class):
+    if _cls.model_class in _AVAILABLE:
         register(_cls)
 
 

@@ -2,72 +2,45 @@
 
 - :mod:`.modality`: how much of each token's probability the language prior carries vs the image;
 - :mod:`.multiscale`: attributions aggregated over region granularities and input resolutions;
-- :mod:`.hallucination`: yes/no (POPE) diagnosis with the minimal correcting removal (AMCR,
-  CSR@10%), and caption object words (CHAIR) with their modality;
+- :mod:`.yes_no`: why a wrong yes/no (POPE) answer, and the minimal correcting removal (AMCR);
+- :mod:`.captions`: caption object words (CHAIR) with their modality;
 - :mod:`.prompt_tokens`: image regions and prompt words ranked in one ordering.
+
+Bulk POPE runs and their summary (CSR@10%) are evaluation: :mod:`mllm_attr.evaluation.pope`.
+Names are imported on first use.
 """
 
-from .hallucination import (
-    CaptionDiagnosis,
-    ObjectMention,
-    RemovalResult,
-    YesNoDiagnosis,
-    caption_hallucinations,
-    chair,
-    diagnose_pope,
-    diagnose_yes_no,
-    find_object_mentions,
-    minimal_correcting_removal,
-    parse_yes_no,
-    summarize,
-)
-from .modality import (
-    GroundedModality,
-    ModalityReport,
-    ModalityThresholds,
-    TokenModality,
-    analyze_modality,
-    classify,
-    decompose,
-    grounded_modality,
-    modality_from_explanation,
-    modality_from_probs,
-    reference_probs,
-)
-from .multiscale import MultiScaleExplainer, MultiScaleExplanation, ScaleMap, combine
-from .prompt_tokens import PromptAttribution, PromptWord, explain_prompt_tokens, joint_scorer, prompt_words
+from .._lazy import lazy_exports
 
-__all__ = [
-    "CaptionDiagnosis",
-    "GroundedModality",
-    "ModalityReport",
-    "ModalityThresholds",
-    "MultiScaleExplainer",
-    "MultiScaleExplanation",
-    "ObjectMention",
-    "PromptAttribution",
-    "PromptWord",
-    "RemovalResult",
-    "ScaleMap",
-    "TokenModality",
-    "YesNoDiagnosis",
-    "analyze_modality",
-    "caption_hallucinations",
-    "chair",
-    "classify",
-    "combine",
-    "decompose",
-    "diagnose_pope",
-    "diagnose_yes_no",
-    "explain_prompt_tokens",
-    "find_object_mentions",
-    "grounded_modality",
-    "joint_scorer",
-    "minimal_correcting_removal",
-    "modality_from_explanation",
-    "modality_from_probs",
-    "parse_yes_no",
-    "prompt_words",
-    "reference_probs",
-    "summarize",
-]
+_EXPORTS = {
+    **dict.fromkeys(
+        ("CaptionDiagnosis", "ObjectMention", "caption_hallucinations", "chair", "find_object_mentions"), ".captions"
+    ),
+    **dict.fromkeys(
+        ("RemovalResult", "YesNoDiagnosis", "diagnose_yes_no", "minimal_correcting_removal", "parse_yes_no"), ".yes_no"
+    ),
+    **dict.fromkeys(
+        (
+            "GroundedModality",
+            "ModalityReport",
+            "ModalityThresholds",
+            "TokenModality",
+            "analyze_modality",
+            "classify",
+            "decompose",
+            "grounded_modality",
+            "modality_from_explanation",
+            "modality_from_probs",
+            "reference_probs",
+        ),
+        ".modality",
+    ),
+    **dict.fromkeys(("MultiScaleExplainer", "MultiScaleExplanation", "ScaleMap", "combine"), ".multiscale"),
+    **dict.fromkeys(
+        ("PromptAttribution", "PromptWord", "explain_prompt_tokens", "joint_scorer", "prompt_words"), ".prompt_tokens"
+    ),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 For every explained token ``k`` two probabilities frame the question:
 
 * ``p_blank[k]``: the teacher-forced probability with every image region removed (the
-  baseline image): what the prompt and the answer prefix alone give, the *language prior*;
+  fill image): what the prompt and the answer prefix alone give, the *language prior*;
 * ``p_full[k]``: the probability with the whole image: prior plus image evidence.
 
 Decomposition (per token, all in ``[0, 1]``), with ``p_prior`` the language-prior estimate::
@@ -52,13 +52,15 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..explainer import make_scorer
 from ..image import ImageLike, load_image
-from ..mask import make_baseline
+from ..mask import make_fill, resolve_fill
 from ..targets import Answer, TargetLike, as_target, resolve
 from ..types import Generation
 
@@ -113,7 +115,7 @@ def decompose(p_full: np.ndarray | float, p_blank: np.ndarray | float) -> tuple[
 
     Args:
         p_full: ``float[K]`` (or a scalar) probability with the full image.
-        p_blank: ``float[K]`` probability with the blank (baseline) image.
+        p_blank: ``float[K]`` probability with the blank (fill) image.
 
     Returns:
         ``(gain, prior_share, image_share)``, each ``float64[K]``: ``gain = p_full - p_blank``,
@@ -272,16 +274,20 @@ class ModalityReport:
         head.append("label")
         lines = []
         for r in rows:
-            cells = [
-                ",".join(str(p) for p in r.positions),
-                repr(r.text.strip() or r.text),
-                f"{r.p_full:.3f}",
-                f"{r.p_blank:.3f}",
-            ] + ([f"{r.p_prior:.3f}"] if refs else []) + [
-                f"{r.gain:+.3f}",
-                f"{100 * r.prior_share:.0f}%",
-                f"{100 * r.image_share:.0f}%",
-            ]
+            cells = (
+                [
+                    ",".join(str(p) for p in r.positions),
+                    repr(r.text.strip() or r.text),
+                    f"{r.p_full:.3f}",
+                    f"{r.p_blank:.3f}",
+                ]
+                + ([f"{r.p_prior:.3f}"] if refs else [])
+                + [
+                    f"{r.gain:+.3f}",
+                    f"{100 * r.prior_share:.0f}%",
+                    f"{100 * r.image_share:.0f}%",
+                ]
+            )
             if full_path:
                 cells += [_fmt(r.insertion_auc), _fmt(r.visual_reliance), _fmt(r.evidence_area)]
             cells.append(r.label)
@@ -458,13 +464,14 @@ def modality_from_probs(
 
 
 def analyze_modality(
-    adapter: "ModelAdapter",
+    adapter: ModelAdapter,
     image: ImageLike,
     generation: Generation | None = None,
     *,
     prompt: str | None = None,
     target: TargetLike = "all",
-    baseline: str = "black",
+    fill: str = "black",
+    baseline: str | None = None,
     reference_images: Sequence[np.ndarray] | np.ndarray | None = None,
     thresholds: ModalityThresholds | None = None,
     batch_size: int | None = None,
@@ -478,10 +485,11 @@ def analyze_modality(
         generation: the answer to analyse; generated from ``prompt`` when None.
         target: which tokens (default every non-special token); ``Answer(text)`` analyses a
             counterfactual answer.
-        baseline: the "no image evidence" fill: ``"black"`` (default), ``"blur"`` or ``"mean"``.
+        fill: the "no image evidence" fill: ``"black"`` (default), ``"blur"`` or ``"mean"``.
         reference_images: if given, the prior is the mean probability over these unrelated
             images (resized to the image's size; ``R`` more forwards) instead of ``p_blank``.
     """
+    fill = resolve_fill(fill, baseline, where="analyze_modality")
     from ..adapters.base import ModelAdapter
 
     if not isinstance(adapter, ModelAdapter):
@@ -497,8 +505,8 @@ def analyze_modality(
     if isinstance(spec, Answer):
         generation = adapter.teacher_force(arr, generation.prompt, spec.text, generated_text=generation.text)
     positions = resolve(generation, spec)
-    base = make_baseline(arr, baseline)
-    scorer = adapter.scorer(arr, generation, positions, baseline=base, batch_size=batch_size or 2)
+    base = make_fill(arr, fill)
+    scorer = make_scorer(adapter, arr, generation, positions, fill=base, batch_size=batch_size or 2)
     keep = np.stack([np.ones(arr.shape[:2], bool), np.zeros(arr.shape[:2], bool)])
     scores = scorer.score_keep(keep)
     prior = None if reference_images is None else reference_probs(scorer, reference_images)
@@ -509,9 +517,7 @@ def analyze_modality(
     return report
 
 
-def evidence_prefix(
-    ins: np.ndarray, p_full: float, p_blank: float, fraction: float = 0.9
-) -> int | None:
+def evidence_prefix(ins: np.ndarray, p_full: float, p_blank: float, fraction: float = 0.9) -> int | None:
     """Length of the shortest ordering prefix whose insertion score reaches
     ``p_blank + fraction * (p_full - p_blank)``; None when the gain is not positive.
 
@@ -527,7 +533,7 @@ def evidence_prefix(
 
 
 def modality_from_explanation(
-    explanation: "Explanation",
+    explanation: Explanation,
     thresholds: ModalityThresholds | None = None,
     *,
     p_prior: Sequence[float] | np.ndarray | None = None,
@@ -567,7 +573,12 @@ def modality_from_explanation(
             )
         )
     return ModalityReport(
-        e.generation, rows, th, forwards=0, source="explanation", prior_source="blank" if prior is None else "references"
+        e.generation,
+        rows,
+        th,
+        forwards=0,
+        source="explanation",
+        prior_source="blank" if prior is None else "references",
     )
 
 
@@ -586,7 +597,7 @@ class GroundedModality:
         context_share  = max(1 - language_share - object_share, 0)          # other objects, background
 
     ``p_without_object`` is the probability with the named object's pixels replaced by the
-    baseline (deletion keeps the rest of the scene in distribution); for an object that is
+    fill (deletion keeps the rest of the scene in distribution); for an object that is
     not in the image it equals ``p_full``: nothing of it can be perceived.
 
     Labels: ``"perception-driven"`` when ``object_share >= perception_share`` and
@@ -623,14 +634,15 @@ class GroundedModality:
 
 
 def grounded_modality(
-    adapter: "ModelAdapter",
+    adapter: ModelAdapter,
     image: ImageLike,
     generation: Generation,
     groups: Sequence[Sequence[int]],
     categories: Sequence[str | None],
-    object_masks: "dict[str, np.ndarray] | Any",
+    object_masks: dict[str, np.ndarray] | Any,
     *,
-    baseline: str = "black",
+    fill: str = "black",
+    baseline: str | None = None,
     thresholds: ModalityThresholds | None = None,
     batch_size: int | None = None,
 ) -> tuple[list[GroundedModality], int]:
@@ -644,6 +656,7 @@ def grounded_modality(
     Returns:
         ``(rows, forwards)``; ``2 + len(object_masks)`` images scored in all.
     """
+    fill = resolve_fill(fill, baseline, where="grounded_modality")
     from ..adapters.base import ModelAdapter
 
     if not isinstance(adapter, ModelAdapter):
@@ -662,7 +675,7 @@ def grounded_modality(
     positions = sorted({int(p) for g in groups for p in g})
     if not positions:
         return [], 0
-    scorer = adapter.scorer(arr, generation, positions, baseline=make_baseline(arr, baseline), batch_size=batch_size or 8)
+    scorer = make_scorer(adapter, arr, generation, positions, fill=make_fill(arr, fill), batch_size=batch_size or 8)
     keep = np.stack([np.ones(arr.shape[:2], bool), np.zeros(arr.shape[:2], bool)] + [~m for m in masks])
     scores = scorer.score_keep(keep)
     col = {p: j for j, p in enumerate(positions)}
@@ -690,8 +703,20 @@ def grounded_modality(
         text = generation.text[min(generation.spans[p][0] for p in group) : max(generation.spans[p][1] for p in group)]
         rows.append(
             GroundedModality(
-                tuple(int(p) for p in group), text.strip(), cat, present, full, blank, without,
-                language, obj, context, label, kind, evidence, drops,
+                tuple(int(p) for p in group),
+                text.strip(),
+                cat,
+                present,
+                full,
+                blank,
+                without,
+                language,
+                obj,
+                context,
+                label,
+                kind,
+                evidence,
+                drops,
             )
         )
     return rows, scorer.forwards

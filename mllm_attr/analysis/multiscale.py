@@ -19,16 +19,18 @@ mean map value (ties: lower region index first) and :func:`mllm_attr.search.repl
 insertion/deletion curves. Use the same label map for every method compared.
 
 Example:
-    >>> ms = MultiScaleExplainer(adapter, region_scales=(16, 36, 64))(image, prompt="What color is the circle?", target=0)  # doctest: +SKIP
-    >>> ms.saliency("weighted")                                                                                          # doctest: +SKIP
+    >>> ms = MultiScaleExplainer(adapter, region_scales=(16, 36, 64))  # doctest: +SKIP
+    >>> ms = ms(image, prompt="What color is the circle?", target=0)   # doctest: +SKIP
+    >>> ms.saliency("weighted")                                        # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,6 +38,7 @@ from PIL import Image
 from ..adapters.base import ModelAdapter
 from ..explanation import Explanation, versions
 from ..image import ImageLike
+from ..maps import normalize_map, resize_map
 from ..targets import Positions, TargetLike
 from ..types import Generation
 
@@ -43,19 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: Ways to combine per-scale maps.
 COMBINES: tuple[str, ...] = ("mean", "weighted")
-
-
-def normalise(saliency: np.ndarray) -> np.ndarray:
-    """``float32[H, W]`` min-max scaled to ``[0, 1]`` (a constant map becomes all zeros)."""
-    s = np.asarray(saliency, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"expected a 2-D saliency map; got shape {s.shape}")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("the saliency map has non-finite values")
-    lo, hi = float(s.min()), float(s.max())
-    if hi - lo <= 0:
-        return np.zeros(s.shape, dtype=np.float32)
-    return ((s - lo) / (hi - lo)).astype(np.float32)
 
 
 def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
@@ -69,25 +59,17 @@ def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC), dtype=np.uint8)
 
 
-def resize_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``float32[shape]``: a saliency map brought to ``(H, W)`` (bilinear)."""
-    s = np.asarray(saliency, dtype=np.float32)
-    if s.shape == tuple(shape):
-        return s
-    return np.asarray(Image.fromarray(s).resize((shape[1], shape[0]), Image.BILINEAR), dtype=np.float32)
-
-
 def combine(maps: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
     """Weighted mean of normalised maps (uniform when ``weights`` is None or sums to 0); ``float32[H, W]`` in [0, 1]."""
     if not maps:
         raise ValueError("no maps to combine")
-    stack = np.stack([normalise(m) for m in maps]).astype(np.float64)
+    stack = np.stack([normalize_map(m) for m in maps]).astype(np.float64)
     w = np.ones(len(maps)) if weights is None else np.clip(np.asarray(weights, dtype=np.float64), 0, None)
     if w.shape != (len(maps),):
         raise ValueError(f"expected {len(maps)} weights; got {w.shape}")
     if w.sum() <= 0:
         w = np.ones(len(maps))
-    return normalise(np.tensordot(w / w.sum(), stack, axes=1))
+    return normalize_map(np.tensordot(w / w.sum(), stack, axes=1))
 
 
 @dataclass
@@ -179,7 +161,7 @@ class MultiScaleExplanation:
         *,
         combine_kind: str = "mean",
         scales: Sequence[ScaleMap] | None = None,
-        baseline: str | None = None,
+        fill: str | None = None,
         batch_size: int | None = None,
     ) -> Explanation:
         """Replay a combined map on ``labels`` by the ONE protocol (:func:`mllm_attr.protocol.score_map`)."""
@@ -193,7 +175,7 @@ class MultiScaleExplanation:
             self.positions,
             self.saliency(combine_kind, chosen),
             labels=labels,
-            baseline=baseline or self.settings.get("baseline", "black"),
+            fill=fill or self.settings.get("fill", "black"),
             batch_size=batch_size,
             lambda1=float(self.settings.get("lambda1", 1.0)),
             lambda2=float(self.settings.get("lambda2", 1.0)),
@@ -227,7 +209,7 @@ class MultiScaleExplainer:
             ``region_scales``).
         keep_explanations: keep each scale's :class:`~mllm_attr.Explanation` on the result.
         **explainer_options: passed to every :class:`~mllm_attr.Explainer` (``segmenter``,
-            ``baseline``, ``search``, ``search_options``, ``lambda1``, ``lambda2``,
+            ``fill``, ``search``, ``search_options``, ``lambda1``, ``lambda2``,
             ``batch_size``, ``max_forwards`` (per scale), ``seed``, ``max_new_tokens``).
     """
 
@@ -254,7 +236,9 @@ class MultiScaleExplainer:
         for r in resolutions:
             if not np.isfinite(r) or r <= 0:
                 raise ValueError(f"resolutions must be positive numbers; got {r!r}")
-        res_n = int(resolution_regions) if resolution_regions is not None else (max(region_scales) if region_scales else 36)
+        res_n = (
+            int(resolution_regions) if resolution_regions is not None else (max(region_scales) if region_scales else 36)
+        )
         plan: list[tuple[int, float]] = [(n, 1.0) for n in region_scales]
         plan += [(res_n, r) for r in resolutions]
         self.plan = list(dict.fromkeys(plan))
@@ -283,7 +267,7 @@ class MultiScaleExplainer:
         for n, res in self.plan:
             img = arr if res == 1.0 else resize_image(arr, res)
             expl = self._explainers[n](img, generation, target=Positions(tuple(positions)))
-            sal = normalise(resize_map(expl.saliency(), (h, w)))
+            sal = normalize_map(resize_map(expl.saliency(), (h, w)))
             name = f"regions={n}" if res == 1.0 else f"regions={n}@{res:g}x"
             scales.append(
                 ScaleMap(
@@ -299,9 +283,17 @@ class MultiScaleExplainer:
                 )
             )
             forwards += expl.forwards
-            logger.info("scale %s: insertion %.3f deletion %.3f (%d forwards)", name, scales[-1].insertion_auc, scales[-1].deletion_auc, expl.forwards)
+            logger.info(
+                "scale %s: insertion %.3f deletion %.3f (%d forwards)",
+                name,
+                scales[-1].insertion_auc,
+                scales[-1].deletion_auc,
+                expl.forwards,
+            )
         settings = {k: v for k, v in first.settings().items() if k != "n_regions_requested"}
-        settings.update({"method": "eagle-multiscale", "plan": [list(p) for p in self.plan], "adapter": self.adapter.describe()})
+        settings.update(
+            {"method": "eagle-multiscale", "plan": [list(p) for p in self.plan], "adapter": self.adapter.describe()}
+        )
         return MultiScaleExplanation(
             image=np.asarray(arr),
             generation=generation,
@@ -319,7 +311,7 @@ __all__ = [
     "MultiScaleExplanation",
     "ScaleMap",
     "combine",
-    "normalise",
+    "normalize_map",
     "resize_image",
     "resize_map",
 ]

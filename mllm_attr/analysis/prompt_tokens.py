@@ -3,7 +3,7 @@
 The EAGLE objective (method.md §3) is extended to a joint feature set: ``n`` image regions
 followed by ``m`` words of the prompt. A subset ``S`` of features defines
 
-* an insertion input: the regions of ``S`` shown (baseline elsewhere) and the prompt words
+* an insertion input: the regions of ``S`` shown (fill elsewhere) and the prompt words
   of ``S`` kept (the other words ablated);
 * a deletion input: the regions of ``S`` hidden and the prompt words of ``S`` ablated;
 
@@ -31,6 +31,24 @@ scenes, 16 regions + 4 words, exact greedy) "circle" is the top prompt word in 3
 two of all 20 features in 28-29/30. ``"mask"`` and ``"delete"`` give the same probabilities
 within ~1e-4 on the tiny test models (``"mask"`` keeps the position ids of the later tokens).
 
+How it is built (no copy of the image pipeline):
+
+* scoring: :class:`JointScorer` is a :class:`~mllm_attr.adapters.base.Scorer` (same checks,
+  batching and forward count); on the transformers path :class:`HFPromptScorer` is an
+  :class:`~mllm_attr.adapters.hf.HFScorer` that maps kept words to ablated prompt tokens and
+  scores through the scorer's hook
+  :meth:`~mllm_attr.adapters.hf.HFScorer.score_regions_ablated`; the generic
+  :class:`DeleteWordsScorer` uses the adapter's own scorers on shortened prompts;
+* explaining: :class:`PromptTokenExplainer` is an :class:`~mllm_attr.Explainer` (segmenter or
+  ``labels=`` user segments, budget check, answer and target, search, seed, settings) that
+  swaps in the joint scorer, objective and result; :func:`explain_prompt_tokens` calls it;
+* the result: :class:`PromptAttribution` shares its base
+  (:class:`~mllm_attr.explanation.AttributionResult`: curves, AUCs, summary, save / load) with
+  :class:`~mllm_attr.Explanation`. Its curves run over the fraction of FEATURES (every region
+  and word weighs ``1 / (n + m)``), an explanation's over the fraction of image AREA, hence
+  the names :meth:`PromptAttribution.feature_insertion_auc` /
+  :meth:`~PromptAttribution.feature_deletion_auc`.
+
 Words are runs of letters/digits (``\\w+``); punctuation marks are features only with
 ``include_punctuation=True``. On the transformers path a word's tokens are found from the
 fast tokenizer's character offsets of the chat-formatted prompt, aligned with the
@@ -40,33 +58,33 @@ belongs to both.
 Example:
     >>> attr = explain_prompt_tokens(adapter, image, prompt="What color is the circle?", target="all")  # doctest: +SKIP
     >>> attr.ranking()[:3]                                                                              # doctest: +SKIP
+    >>> attr.save("out/"); PromptAttribution.load("out/")                                               # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import re
-import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
-from .. import metrics
-from ..adapters.base import ModelAdapter, as_pil
-from ..explanation import region_values, versions
-from ..image import ImageLike
-from ..mask import compose, make_baseline
+from ..adapters.base import ModelAdapter, Scorer
+from ..adapters.hf import HFAdapter, HFScorer
+from ..explainer import Explainer, check_fast_path, make_scorer
+from ..explanation import AttributionResult, versions
+from ..image import ImageLike, LoadedImage
+from ..mask import make_fill, resolve_fill
 from ..objective import Objective
-from ..search import IMAGE_ONLY_SEARCHES, SEARCHES, run_search
-from ..segment import segment
+from ..search import IMAGE_ONLY_SEARCHES, SEARCHES, SearchResult
+from ..segment import Segmentation, SegmenterLike
 from ..targets import TargetLike
-from ..types import ForwardCounter, Generation
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..adapters.hf import HFAdapter, HFScorer
+from ..types import Generation
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +109,33 @@ class PromptWord:
     text: str
     span: tuple[int, int]
     token_positions: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"text", "span", "token_positions"}`` with lists (JSON-ready)."""
+        return {"text": self.text, "span": list(self.span), "token_positions": list(self.token_positions)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PromptWord:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: a missing key or a value of the wrong type.
+        """
+        if not isinstance(d, dict) or not isinstance(d.get("text"), str):
+            raise ValueError(f"a prompt word must be an object with a 'text' string; got {d!r}")
+        span = d.get("span")
+        toks = d.get("token_positions", [])
+
+        def ints(xs: Any) -> bool:
+            return isinstance(xs, list) and all(
+                isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in xs
+            )
+
+        if not ints(span) or len(span) != 2:
+            raise ValueError(f"prompt word {d['text']!r}: span must be [start, end]; got {span!r}")
+        if not ints(toks):
+            raise ValueError(f"prompt word {d['text']!r}: token_positions must be a list of integers; got {toks!r}")
+        return cls(d["text"], (int(span[0]), int(span[1])), tuple(int(x) for x in toks))
 
 
 def prompt_words(prompt: str, *, include_punctuation: bool = False) -> list[PromptWord]:
@@ -119,103 +164,135 @@ def delete_words(prompt: str, words: Sequence[PromptWord], keep: Sequence[bool])
 # --------------------------------------------------------------------------- scorers
 
 
-class JointScorer:
-    """Scores (regions shown, words kept) pairs: ``score(bool[B, n], bool[B, m]) -> float64[B, K]``.
+def _check_text_ablation(text_ablation: Any) -> str | int:
+    """A valid ``text_ablation``: a name of :data:`TEXT_ABLATIONS`, ``"auto"`` or an integer token id."""
+    if isinstance(text_ablation, str):
+        if text_ablation not in TEXT_ABLATIONS + ("auto",):
+            raise ValueError(
+                f"unknown text_ablation {text_ablation!r}; expected one of {list(TEXT_ABLATIONS) + ['auto']} "
+                "or a token id"
+            )
+        return text_ablation
+    if isinstance(text_ablation, (bool, np.bool_)) or not isinstance(text_ablation, (int, np.integer)):
+        raise TypeError(f"text_ablation must be a name or an integer token id; got {text_ablation!r}")
+    return int(text_ablation)
 
-    :meth:`set_regions` registers the ``int32[H, W]`` label map the region columns refer to
-    (the :class:`~mllm_attr.objective.Objective` does it). Attributes shared with
-    :class:`~mllm_attr.adapters.base.Scorer` so that objectives and searches can use it:
-    ``positions``, ``batch_size``, ``counter``, ``forwards``, ``image``.
+
+class JointScorer(Scorer):
+    """A :class:`~mllm_attr.adapters.base.Scorer` that also ablates prompt words.
+
+    :meth:`score` takes ``regions`` (``bool[B, n]``, regions shown) and ``words``
+    (``bool[B, m]``, words kept) and returns ``float64[B, K]``. Everything else is the image
+    scorer's: the region table gets the checks of
+    :meth:`~mllm_attr.adapters.base.Scorer.score_regions`, rows are batched in ``batch_size``
+    chunks with the same output checks, each row counts as one image in ``counter`` /
+    ``forwards``, and ``score_regions`` scores with every word kept. The label map is registered
+    with ``set_regions`` (the :class:`~mllm_attr.objective.Objective` does it).
+
+    Subclasses set :attr:`words` and implement :meth:`_score_joint` (inputs already checked).
     """
 
-    def __init__(self, image: np.ndarray, baseline: np.ndarray, positions: Sequence[int], words: Sequence[PromptWord], batch_size: int):
-        if image.shape != baseline.shape:
-            raise ValueError(f"baseline shape {baseline.shape} differs from image shape {image.shape}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        self.image = image
-        self.baseline = baseline
-        self.positions = tuple(int(p) for p in positions)
-        self.words = list(words)
-        self.batch_size = int(batch_size)
-        self.counter = ForwardCounter()
-        self.seconds = 0.0
-        self.labels: np.ndarray | None = None
-
-    @property
-    def forwards(self) -> int:
-        """Images scored so far (``counter.images``)."""
-        return self.counter.images
+    #: the ``m`` prompt-word features, in prompt order.
+    words: list[PromptWord]
 
     @property
     def n_words(self) -> int:
         """Number of prompt-word features (``m``)."""
         return len(self.words)
 
-    def set_regions(self, labels: np.ndarray) -> None:
-        """Register the label map (``int32[H, W]``, the image's size)."""
-        if labels.shape != self.image.shape[:2]:
-            raise ValueError(f"label map shape {labels.shape} differs from image shape {self.image.shape[:2]}")
-        self.labels = labels
-
     def score(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """``regions``: ``bool[B, n]`` regions shown; ``words``: ``bool[B, m]`` words kept."""
-        if self.labels is None:
-            raise RuntimeError("call set_regions(labels) before score")
-        regions = np.atleast_2d(np.asarray(regions, dtype=bool))
-        words = np.atleast_2d(np.asarray(words, dtype=bool))
-        n = int(self.labels.max()) + 1
-        if regions.shape[1] != n:
-            raise ValueError(f"region table has {regions.shape[1]} columns; the label map has {n} regions")
-        if words.shape != (len(regions), self.n_words):
-            raise ValueError(f"word mask shape {words.shape}; expected {(len(regions), self.n_words)}")
-        t0 = time.perf_counter()
-        out = []
-        for start in range(0, len(regions), self.batch_size):
-            r = regions[start : start + self.batch_size]
-            w = words[start : start + self.batch_size]
-            scores = np.asarray(self._score_batch(r, w), dtype=np.float64)
-            if scores.shape != (len(r), len(self.positions)):
-                raise RuntimeError(f"scorer returned shape {scores.shape}; expected {(len(r), len(self.positions))}")
-            self.counter.add(len(r))
-            out.append(scores)
-        self.seconds += time.perf_counter() - t0
-        if not out:
-            return np.zeros((0, len(self.positions)))
-        return np.concatenate(out, axis=0)
+        """``regions``: ``bool[B, n]`` regions shown; ``words``: ``bool[B, m]`` words kept -> ``float64[B, K]``.
 
-    def _score_batch(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+        Raises:
+            RuntimeError: no label map registered.
+            ValueError: a table of the wrong shape, or a non-finite score.
+        """
+        regions = self._region_table(regions, "score")
+        words = np.asarray(words, dtype=bool)
+        if words.ndim == 1:
+            words = words[None]
+        if words.shape != (len(regions), self.n_words):
+            raise ValueError(
+                f"word mask shape {words.shape}; expected {(len(regions), self.n_words)} (one column per prompt word)"
+            )
+        return self._score_joint(regions, words)
+
+    @abc.abstractmethod
+    def _score_joint(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Checked ``bool[B, n]`` / ``bool[B, m]`` tables -> ``float64[B, K]`` (batched and counted)."""
 
 
 class DeleteWordsScorer(JointScorer):
     """Generic path: cut ablated words out of the prompt and score with the adapter's own scorer.
 
-    Works with any :class:`~mllm_attr.ModelAdapter` whose scorer reads ``generation.prompt``
-    (all adapters of this package do). One inner scorer per distinct kept-word pattern.
+    Works with any :class:`~mllm_attr.adapters.base.ModelAdapter` whose scorer reads
+    ``generation.prompt`` (all adapters of this package do). One inner scorer (from
+    ``adapter.scorer``, with ``fast_path`` where it takes one) per distinct kept-word pattern;
+    the forwards are counted here, once per row.
     """
 
-    def __init__(self, adapter: ModelAdapter, image, baseline, generation: Generation, positions, words, batch_size):
-        super().__init__(image, baseline, positions, words, batch_size)
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        image: np.ndarray,
+        fill: np.ndarray,
+        generation: Generation,
+        positions: Sequence[int],
+        words: Sequence[PromptWord],
+        batch_size: int,
+        *,
+        fast_path: str | bool = "auto",
+    ):
+        super().__init__(image, fill, positions, batch_size)
         self.adapter = adapter
         self.generation = generation
-        self._scorers: dict[tuple[bool, ...], Any] = {}
+        self.words = list(words)
+        self.fast_path = check_fast_path(fast_path)
+        self._scorers: dict[tuple[bool, ...], Scorer] = {}
 
     def prompt_for(self, words: Sequence[bool]) -> str:
         """The prompt with the words whose ``words`` entry is False cut out (see :func:`delete_words`)."""
         return delete_words(self.generation.prompt, self.words, words)
 
-    def _inner(self, pattern: tuple[bool, ...]) -> Any:
+    def set_regions(self, labels: np.ndarray) -> None:
+        """Register the label map here and on every inner scorer built so far."""
+        super().set_regions(labels)
+        for scorer in self._scorers.values():
+            scorer.set_regions(labels)
+
+    @property
+    def fast_report(self) -> dict[str, Any]:
+        """The fast-path report of the full-prompt scorer (every inner scorer probes its own)."""
+        full = self._scorers.get(tuple(True for _ in self.words))
+        report = getattr(full, "fast_report", None)
+        if not isinstance(report, dict):
+            return {"used": False, "reason": "no full-prompt scorer with a fast-path report"}
+        return {**report, "prompt_variants": len(self._scorers)}
+
+    def _inner(self, pattern: tuple[bool, ...]) -> Scorer:
         if pattern not in self._scorers:
             gen = dataclasses.replace(self.generation, prompt=self.prompt_for(pattern))
-            scorer = self.adapter.scorer(
-                self.image, gen, list(self.positions), baseline=self.baseline, batch_size=self.batch_size
+            scorer = make_scorer(
+                self.adapter,
+                self.image,
+                gen,
+                list(self.positions),
+                fill=self.fill,
+                batch_size=self.batch_size,
+                fast_path=self.fast_path,
             )
-            scorer.set_regions(self.labels)
+            if self.labels is not None:
+                scorer.set_regions(self.labels)
             self._scorers[pattern] = scorer
         return self._scorers[pattern]
 
-    def _score_batch(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
+    def _score_joint(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
+        n = regions.shape[1]
+        # Region and word columns travel in one table so that the chunks keep them together.
+        rows = np.concatenate([regions, words], axis=1)
+        return self._chunked(rows, lambda chunk: self._by_pattern(chunk[:, :n], chunk[:, n:]))
+
+    def _by_pattern(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
         out = np.empty((len(regions), len(self.positions)))
         patterns: dict[tuple[bool, ...], list[int]] = {}
         for row, w in enumerate(words):
@@ -223,6 +300,12 @@ class DeleteWordsScorer(JointScorer):
         for pattern, rows in patterns.items():
             out[rows] = self._inner(pattern).score_regions(regions[rows])
         return out
+
+    def _score_regions_batch(self, table: np.ndarray) -> np.ndarray:
+        return self._by_pattern(table, np.ones((len(table), self.n_words), dtype=bool))
+
+    def _score_batch(self, images: np.ndarray) -> np.ndarray:
+        return self._inner(tuple(True for _ in self.words)).score_images(images)
 
 
 def _align(proc_ids: Sequence[int], tok_ids: Sequence[int]) -> list[int | None]:
@@ -257,7 +340,9 @@ def _align(proc_ids: Sequence[int], tok_ids: Sequence[int]) -> list[int | None]:
     return out
 
 
-def locate_prompt_words(adapter: "HFAdapter", prompt_ids: Sequence[int], prompt: str, words: Sequence[PromptWord]) -> list[PromptWord]:
+def locate_prompt_words(
+    adapter: HFAdapter, prompt_ids: Sequence[int], prompt: str, words: Sequence[PromptWord]
+) -> list[PromptWord]:
     """Fill in ``token_positions`` of each word in the processor's ``prompt_ids``.
 
     Raises:
@@ -287,77 +372,68 @@ def locate_prompt_words(adapter: "HFAdapter", prompt_ids: Sequence[int], prompt:
     return out
 
 
-class HFPromptScorer(JointScorer):
+class HFPromptScorer(JointScorer, HFScorer):
     """Transformers path: ablate words in place (token replacement or attention mask).
 
-    Uses an :class:`~mllm_attr.adapters.hf.HFScorer` for the text tensors (prompt plus
-    teacher-forced answer), target ids and ``logits_to_keep``; only ``input_ids`` /
+    An :class:`~mllm_attr.adapters.hf.HFScorer` (same text tensors, targets, fast path and
+    checks) whose :meth:`score` maps the kept words of each row to the prompt tokens to ablate
+    (:meth:`ablation_table`) and scores through
+    :meth:`~mllm_attr.adapters.hf.HFScorer.score_regions_ablated`: only ``input_ids`` /
     ``attention_mask`` differ per row, so the sequence length, the image-token positions and
-    the target logits' positions are those of the unablated input.
+    the target logits' positions are those of the unablated input, and a row that keeps every
+    word scores exactly as the plain ``HFScorer`` does.
+
+    Args:
+        adapter, image, fill, generation, positions, batch_size, fast_path: as for ``HFScorer``.
+        words: the prompt words; their ``token_positions`` are located here
+            (:func:`locate_prompt_words`).
+        ablation: ``"mask"`` (attention mask), ``"pad"`` / ``"unk"`` or an integer token id.
+
+    Raises:
+        ValueError: the words' tokens cannot be located, or the tokenizer lacks the neutral token.
     """
 
-    def __init__(self, adapter: "HFAdapter", image, baseline, generation: Generation, positions, words, batch_size, ablation: str | int = "mask"):
-        from ..adapters.hf import HFScorer
-
-        super().__init__(image, baseline, positions, words, batch_size)
-        self.adapter = adapter
-        self.inner: HFScorer = HFScorer(adapter, image, baseline, generation, positions, batch_size)
-        ids = self.inner.text["input_ids"][0].tolist()
-        prompt_len = len(ids) - max(self.positions)
-        self.words = locate_prompt_words(adapter, ids[:prompt_len], generation.prompt, words)
+    def __init__(
+        self,
+        adapter: HFAdapter,
+        image: np.ndarray,
+        fill: np.ndarray,
+        generation: Generation,
+        positions: Sequence[int],
+        words: Sequence[PromptWord],
+        batch_size: int,
+        ablation: str | int = "mask",
+        fast_path: bool | str = "auto",
+    ):
+        super().__init__(adapter, image, fill, generation, positions, batch_size, fast_path)
+        ids = self.text["input_ids"][0, : self.prompt_length].tolist()
+        self.words = locate_prompt_words(adapter, ids, generation.prompt, words)
         self.ablation = ablation
-        self.neutral_id: int | None = None
-        if ablation != "mask":
-            self.neutral_id = _neutral_id(adapter.tokenizer, ablation)
+        self.neutral_id: int | None = None if ablation == "mask" else _neutral_id(adapter.tokenizer, ablation)
+        # Which prompt tokens each word covers (a token straddling two words belongs to both).
+        self._word_tokens = np.zeros((len(self.words), self.prompt_length), dtype=bool)
+        for j, w in enumerate(self.words):
+            self._word_tokens[j, list(w.token_positions)] = True
 
-    def set_regions(self, labels: np.ndarray) -> None:
-        """Register the label map; the inner scorer prepares its pixel fast path when it can."""
-        super().set_regions(labels)
-        self.inner.set_regions(labels)
+    @property
+    def inner(self) -> HFPromptScorer:
+        """Deprecated: the scorer is an :class:`~mllm_attr.adapters.hf.HFScorer` itself (use its attributes)."""
+        warnings.warn(
+            "HFPromptScorer.inner is deprecated: HFPromptScorer is an HFScorer now; use its own attributes "
+            "(scorer.text, scorer.target_ids, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self
 
-    def _pixels(self, regions: np.ndarray) -> dict[str, torch.Tensor]:
-        inner = self.inner
-        fast = getattr(inner, "fast", None)
-        if fast is not None:
-            out = {"pixel_values": inner._fast_pixels(fast, regions).to(self.adapter.dtype)}
-            for k, v in fast["const"].items():
-                out[k] = torch.cat([v] * len(regions), dim=0)
-            return out
-        images = [as_pil(compose(self.image, self.baseline, r[self.labels])) for r in regions]
-        return self.adapter.image_inputs(images)
+    def ablation_table(self, words: np.ndarray) -> np.ndarray:
+        """``bool[B, prompt_length]``: the prompt tokens ablated when only the words of ``words``
+        (``bool[B, m]``) are kept (a token is ablated when any word it belongs to is)."""
+        words = np.atleast_2d(np.asarray(words, dtype=bool))
+        return ((~words).astype(np.int64) @ self._word_tokens.astype(np.int64)) > 0
 
-    @torch.inference_mode()
-    def _score_batch(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
-        pixel_inputs = self._pixels(regions)
-        batch = len(regions)
-        inner = self.inner
-        device = self.adapter.device
-        inputs: dict[str, Any] = {k: v.repeat(batch, 1).clone() for k, v in inner.text.items()}
-        for row in range(batch):
-            for w, kept in zip(self.words, words[row]):
-                if kept:
-                    continue
-                idx = list(w.token_positions)
-                if self.ablation == "mask":
-                    inputs["attention_mask"][row, idx] = 0
-                else:
-                    inputs["input_ids"][row, idx] = self.neutral_id
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        for key, value in pixel_inputs.items():
-            if torch.is_floating_point(value):
-                value = value.to(device=device, dtype=self.adapter.dtype)
-            else:
-                value = value.to(device)
-            inputs[key] = value
-        keep_logits = inner.logits_to_keep.to(device) if isinstance(inner.logits_to_keep, torch.Tensor) else inner.logits_to_keep
-        out = self.adapter.model(**inputs, logits_to_keep=keep_logits, use_cache=False)
-        n_keep = len(inner.rel) if isinstance(inner.logits_to_keep, torch.Tensor) else int(inner.logits_to_keep)
-        logits = out.logits[:, -n_keep:, :].float()
-        picked = logits[:, inner.rel.to(logits.device), :]
-        logp = torch.log_softmax(picked, dim=-1)
-        tgt = inner.target_ids.to(logits.device)
-        probs = logp.gather(-1, tgt.view(1, -1, 1).expand(batch, -1, 1)).squeeze(-1).exp()
-        return probs.double().cpu().numpy()
+    def _score_joint(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
+        return self.score_regions_ablated(regions, self.ablation_table(words), fill=self.neutral_id)
 
 
 def _neutral_id(tokenizer: Any, ablation: str | int) -> int:
@@ -379,38 +455,42 @@ def joint_scorer(
     positions: Sequence[int],
     words: Sequence[PromptWord],
     *,
-    baseline: np.ndarray | None = None,
+    fill: np.ndarray | None = None,
     text_ablation: str | int = "auto",
     batch_size: int | None = None,
+    fast_path: str | bool = "auto",
 ) -> JointScorer:
     """The right :class:`JointScorer` for ``adapter`` and ``text_ablation`` (see module docstring).
 
     ``"auto"``: ``"mask"`` for a transformers adapter, ``"delete"`` otherwise. When the
     in-place path cannot find the words' tokens, it falls back to ``"delete"`` (logged).
-    """
-    from ..adapters.hf import HFAdapter
+    ``fast_path`` is that of :class:`~mllm_attr.Explainer` (``"auto"``, ``True``, ``False``).
 
-    named = isinstance(text_ablation, str)
-    if named and text_ablation not in TEXT_ABLATIONS + ("auto",):
-        raise ValueError(f"unknown text_ablation {text_ablation!r}; expected one of {list(TEXT_ABLATIONS) + ['auto']} or a token id")
-    if not named and (isinstance(text_ablation, bool) or not isinstance(text_ablation, (int, np.integer))):
-        raise TypeError(f"text_ablation must be a name or an integer token id; got {text_ablation!r}")
-    base = make_baseline(image) if baseline is None else baseline
+    Raises:
+        ValueError / TypeError: an unknown ``text_ablation`` or ``fast_path``, or an in-place
+            ablation for an adapter that is not a transformers one.
+    """
+    _check_text_ablation(text_ablation)
+    fast_path = check_fast_path(fast_path)
+    base = make_fill(image) if fill is None else fill
     bs = batch_size or adapter.default_batch_size()
     is_hf = isinstance(adapter, HFAdapter)
     mode = ("mask" if is_hf else "delete") if text_ablation == "auto" else text_ablation
     if mode != "delete":
         if not is_hf:
             raise ValueError(
-                f"text_ablation={text_ablation!r} needs a transformers adapter; {type(adapter).__name__} supports 'delete'"
+                f"text_ablation={text_ablation!r} needs a transformers adapter; "
+                f"{type(adapter).__name__} supports 'delete'"
             )
         try:
-            return HFPromptScorer(adapter, image, base, generation, positions, words, bs, ablation=mode)
+            return HFPromptScorer(
+                adapter, image, base, generation, positions, words, bs, ablation=mode, fast_path=fast_path
+            )
         except ValueError as exc:
             if text_ablation != "auto":
                 raise
             logger.warning("in-place text ablation unavailable (%s); deleting words from the prompt instead", exc)
-    return DeleteWordsScorer(adapter, image, base, generation, positions, words, bs)
+    return DeleteWordsScorer(adapter, image, base, generation, positions, words, bs, fast_path=fast_path)
 
 
 # --------------------------------------------------------------------------- objective
@@ -422,23 +502,51 @@ class JointObjective(Objective):
     Feature ``f < n`` is region ``f`` of ``labels``; feature ``n + j`` is prompt word ``j``.
     """
 
-    def __init__(self, scorer: JointScorer, labels: np.ndarray, *, lambda1: float = 1.0, lambda2: float = 1.0, max_forwards: int | None = None):
-        super().__init__(scorer, labels, lambda1=lambda1, lambda2=lambda2, max_forwards=max_forwards)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        scorer: JointScorer,
+        labels: np.ndarray,
+        *,
+        lambda1: float = 1.0,
+        lambda2: float = 1.0,
+        max_forwards: int | None = None,
+    ):
+        super().__init__(scorer, labels, lambda1=lambda1, lambda2=lambda2, max_forwards=max_forwards)
+        self.scorer: JointScorer = scorer
         self.n_image = self.n_regions
         self.n_words = scorer.n_words
         self.n_regions = self.n_image + self.n_words  # the searches order "regions" = features
 
     def _score(self, table: np.ndarray) -> np.ndarray:
         """Regions (first ``n_image`` columns) and prompt words (the rest) shown -> target probabilities."""
-        return self.scorer.score(table[:, : self.n_image], table[:, self.n_image :])  # type: ignore[attr-defined]
+        return self.scorer.score(table[:, : self.n_image], table[:, self.n_image :])
 
 
 # --------------------------------------------------------------------------- result
 
 
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"PromptAttribution.{old} is deprecated: its x axis is the fraction of FEATURES (regions and prompt "
+        f"words), not of the image area as for Explanation.{old}; use PromptAttribution.{new}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 @dataclass
-class PromptAttribution:
+class PromptAttribution(AttributionResult):
     """A joint ordering of image regions and prompt words for generated tokens.
+
+    Shares validation, ranks, curves, AUCs, scores, :meth:`summary`, :meth:`to_json` and
+    :meth:`save` / :meth:`load` with :class:`~mllm_attr.explanation.Explanation`
+    (:class:`~mllm_attr.explanation.AttributionResult`), with one difference in the curves:
+    their x axis is the fraction of FEATURES revealed / removed (:attr:`x_axis`): after step
+    ``t`` it is ``(t + 1) / (n + m)`` whatever the feature, a region of any size or a word,
+    where an :class:`~mllm_attr.explanation.Explanation` advances by each region's share of
+    the image area. The AUCs are therefore :meth:`feature_insertion_auc` /
+    :meth:`feature_deletion_auc` (``feature_insertion_auc`` / ``feature_deletion_auc`` in
+    :meth:`summary`), not comparable with an explanation's ``insertion_auc``.
 
     Attributes:
         image: ``uint8[H, W, 3]``; labels: ``int32[H, W]`` (``n`` regions).
@@ -449,7 +557,17 @@ class PromptAttribution:
         p_full, p_blank: ``float64[K]`` with everything / nothing (no region, no word).
         generation, positions: the explained answer and token positions.
         forwards, seconds, settings, versions: bookkeeping.
+
+    Example:
+        >>> attr = explain_prompt_tokens(adapter, image, prompt="What color is the circle?")  # doctest: +SKIP
+        >>> attr.rank_of_word("circle"), attr.feature_insertion_auc()                         # doctest: +SKIP
     """
+
+    result_type: ClassVar[str] = "prompt_attribution"
+    x_axis: ClassVar[str] = "fraction of features (image regions and prompt words)"
+    auc_names: ClassVar[tuple[str, str]] = ("feature_insertion_auc", "feature_deletion_auc")
+    _noun: ClassVar[str] = "prompt-word attribution"
+    _meta_keys: ClassVar[tuple[str, ...]] = AttributionResult._meta_keys + ("words",)
 
     image: np.ndarray
     labels: np.ndarray
@@ -468,29 +586,25 @@ class PromptAttribution:
     versions: dict[str, str] = field(default_factory=versions)
 
     def __post_init__(self) -> None:
-        n = self.n_features
-        k = len(self.positions)
-        for name, want in (("ins", (n, k)), ("dele", (n, k)), ("value", (n,)), ("p_full", (k,)), ("p_blank", (k,))):
-            got = tuple(getattr(self, name).shape)
-            if got != want:
-                raise ValueError(f"PromptAttribution.{name} has shape {got}; expected {want}")
-        if sorted(self.ordering.tolist()) != list(range(n)):
-            raise ValueError(f"ordering must hold each of the {n} features once")
+        if isinstance(self.words, (str, bytes)) or not all(isinstance(w, PromptWord) for w in self.words):
+            raise TypeError(f"PromptAttribution.words must be a list of PromptWord; got {self.words!r}")
+        self.words = list(self.words)
+        super().__post_init__()
 
-    @property
-    def n_regions(self) -> int:
-        """Number of image regions (``n``): the largest label plus one."""
-        return int(self.labels.max()) + 1
+    def _n_other_features(self) -> int:
+        return len(self.words)
+
+    def _count_error(self, n: int, labels: np.ndarray) -> str:
+        regions = int(labels.max()) + 1 if labels.size else 0
+        return (
+            f"ordering has {n} features but the label map holds {regions} regions (labels "
+            f"{np.unique(labels)[:8]}...) and there are {len(self.words)} prompt words"
+        )
 
     @property
     def n_words(self) -> int:
         """Number of prompt-word features (``m``)."""
         return len(self.words)
-
-    @property
-    def n_features(self) -> int:
-        """Total number of features, regions plus words (``n + m``)."""
-        return self.n_regions + self.n_words
 
     def feature_name(self, f: int) -> str:
         """``"region 3"`` or ``"word 'circle'"``."""
@@ -499,55 +613,33 @@ class PromptAttribution:
             return f"region {f}"
         return f"word {self.words[f - self.n_regions].text!r}"
 
-    def ranks(self) -> np.ndarray:
-        """``int64[n + m]``: 0-based rank of each feature (0 = most important)."""
-        r = np.empty(self.n_features, dtype=np.int64)
-        r[self.ordering] = np.arange(self.n_features)
-        return r
-
     def word_ranks(self) -> list[tuple[str, int]]:
         """``(word, rank among all features)`` for every prompt word, in prompt order."""
         r = self.ranks()
         return [(w.text, int(r[self.n_regions + j])) for j, w in enumerate(self.words)]
 
-    def rank_of_word(self, text: str, occurrence: int = 1) -> int:
-        """Rank (0-based, among all features) of the ``occurrence``-th prompt word ``text`` (case-insensitive)."""
+    def _word_index(self, text: str, occurrence: int) -> int:
         hits = [j for j, w in enumerate(self.words) if w.text.lower() == text.lower()]
         if len(hits) < occurrence:
             raise ValueError(f"prompt word {text!r} (occurrence {occurrence}) not among {[w.text for w in self.words]}")
-        return int(self.ranks()[self.n_regions + hits[occurrence - 1]])
+        return hits[occurrence - 1]
+
+    def rank_of_word(self, text: str, occurrence: int = 1) -> int:
+        """Rank (0-based, among all features) of the ``occurrence``-th prompt word ``text`` (case-insensitive)."""
+        return int(self.ranks()[self.n_regions + self._word_index(text, occurrence)])
 
     def word_rank_among_words(self, text: str, occurrence: int = 1) -> int:
         """Rank (0-based) of the word among the prompt words only."""
         word_order = [f - self.n_regions for f in self.ordering if f >= self.n_regions]
-        hits = [j for j, w in enumerate(self.words) if w.text.lower() == text.lower()]
-        if len(hits) < occurrence:
-            raise ValueError(f"prompt word {text!r} (occurrence {occurrence}) not among {[w.text for w in self.words]}")
-        return word_order.index(hits[occurrence - 1])
+        return word_order.index(self._word_index(text, occurrence))
 
     def region_ranks(self) -> np.ndarray:
         """``int64[n]``: rank among all features of each region."""
         return self.ranks()[: self.n_regions]
 
-    def feature_scores(self, *, rule: str = "evidence") -> np.ndarray:
-        """``float64[n + m]`` in ``[0, 1]``, strictly decreasing with rank
-        (:func:`~mllm_attr.explanation.region_values`: ``"evidence"`` or ``"reference"``)."""
-        lam1 = float(self.settings.get("lambda1", 1.0))
-        lam2 = float(self.settings.get("lambda2", 1.0))
-        f0 = lam1 * float(self.p_blank.mean()) + lam2 * (1.0 - float(self.p_full.mean()))
-        return region_values(self.ordering, self.value, f0, rule)
-
-    def word_scores(self, *, rule: str = "evidence") -> np.ndarray:
-        """``float64[m]``: attribution of each prompt word."""
-        return self.feature_scores(rule=rule)[self.n_regions :]
-
-    def region_scores(self, *, rule: str = "evidence") -> np.ndarray:
-        """``float64[n]``: attribution of each region."""
-        return self.feature_scores(rule=rule)[: self.n_regions]
-
-    def saliency(self, *, rule: str = "evidence") -> np.ndarray:
-        """``float32[H, W]``: the regions' part of the joint attribution."""
-        return self.region_scores(rule=rule)[self.labels].astype(np.float32)
+    def word_scores(self, *, rule: str = "evidence", token: int | None = None) -> np.ndarray:
+        """``float64[m]``: attribution of each prompt word (its part of :meth:`feature_scores`)."""
+        return self.feature_scores(rule=rule, token=token)[self.n_regions :]
 
     def ranking(self) -> list[dict[str, Any]]:
         """Features in order: ``{"rank", "kind" ("region"|"word"), "index", "name", "score"}``."""
@@ -556,57 +648,280 @@ class PromptAttribution:
         for rank, f in enumerate(self.ordering.tolist()):
             kind = "region" if f < self.n_regions else "word"
             idx = f if kind == "region" else f - self.n_regions
-            out.append({"rank": rank, "kind": kind, "index": idx, "name": self.feature_name(f), "score": float(scores[f])})
+            out.append(
+                {"rank": rank, "kind": kind, "index": idx, "name": self.feature_name(f), "score": float(scores[f])}
+            )
         return out
-
-    # -- curves: the x axis is the fraction of features revealed / removed -------------------
-    def _tok(self, arr: np.ndarray, token: int | None) -> np.ndarray:
-        return arr.mean(axis=-1) if token is None else arr[..., token]
-
-    def _x(self) -> np.ndarray:
-        return np.arange(1, self.n_features + 1) / self.n_features
-
-    def insertion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, y)``: fraction of features revealed vs probability; ``token`` picks one token (default: mean)."""
-        return metrics.insertion_curve(self._x(), self._tok(self.ins, token), float(self._tok(self.p_blank, token)))
-
-    def deletion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(x, y)``: fraction of features removed vs probability; ``token`` picks one token (default: mean)."""
-        return metrics.deletion_curve(self._x(), self._tok(self.dele, token), float(self._tok(self.p_full, token)))
-
-    def insertion_auc(self, token: int | None = None) -> float:
-        """Area under :meth:`insertion_curve` (higher is better)."""
-        return metrics.auc(*self.insertion_curve(token))
-
-    def deletion_auc(self, token: int | None = None) -> float:
-        """Area under :meth:`deletion_curve` (lower is better)."""
-        return metrics.auc(*self.deletion_curve(token))
 
     def table(self, top: int | None = None) -> str:
         """The joint ranking as text lines ``rank  kind  name  score``."""
         rows = self.ranking()[: top or None]
         return "\n".join(f"{r['rank']:>3}  {r['kind']:<6}  {r['name']:<20}  {r['score']:.3f}" for r in rows)
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the answer, prompt words, joint ranking, AUCs, endpoints and bookkeeping."""
+    # -- curves: the x axis is the fraction of FEATURES revealed / removed ---------------------
+    def curve_x(self) -> np.ndarray:
+        """``float64[n + m]``: ``(t + 1) / (n + m)``, the fraction of features after each step (unweighted)."""
+        return np.arange(1, self.n_features + 1) / self.n_features
+
+    def feature_insertion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)``: fraction of features revealed vs probability; ``token`` picks one token (default: mean)."""
+        return self.curve("insertion", token)
+
+    def feature_deletion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)``: fraction of features removed vs probability; ``token`` picks one token (default: mean)."""
+        return self.curve("deletion", token)
+
+    def feature_insertion_auc(self, token: int | None = None) -> float:
+        """Area under :meth:`feature_insertion_curve` (higher is better)."""
+        return self.auc("insertion", token)
+
+    def feature_deletion_auc(self, token: int | None = None) -> float:
+        """Area under :meth:`feature_deletion_curve` (lower is better)."""
+        return self.auc("deletion", token)
+
+    def insertion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Deprecated: :meth:`feature_insertion_curve` (the x axis is the fraction of features)."""
+        _deprecated("insertion_curve", "feature_insertion_curve")
+        return self.feature_insertion_curve(token)
+
+    def deletion_curve(self, token: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Deprecated: :meth:`feature_deletion_curve` (the x axis is the fraction of features)."""
+        _deprecated("deletion_curve", "feature_deletion_curve")
+        return self.feature_deletion_curve(token)
+
+    def insertion_auc(self, token: int | None = None) -> float:
+        """Deprecated: :meth:`feature_insertion_auc` (the x axis is the fraction of features)."""
+        _deprecated("insertion_auc", "feature_insertion_auc")
+        return self.feature_insertion_auc(token)
+
+    def deletion_auc(self, token: int | None = None) -> float:
+        """Deprecated: :meth:`feature_deletion_auc` (the x axis is the fraction of features)."""
+        _deprecated("deletion_auc", "feature_deletion_auc")
+        return self.feature_deletion_auc(token)
+
+    # -- serialisation -------------------------------------------------------------------------
+    def _counts(self) -> dict[str, int]:
+        return {"n_regions": self.n_regions, "n_words": self.n_words}
+
+    def _json_extra(self) -> dict[str, Any]:
         return {
-            "generated_text": self.generation.text,
             "prompt": self.generation.prompt,
-            "target_positions": list(self.positions),
-            "target_tokens": [self.generation.tokens[p] for p in self.positions],
-            "n_regions": self.n_regions,
-            "words": [{"text": w.text, "span": list(w.span), "token_positions": list(w.token_positions)} for w in self.words],
+            "words": [w.to_dict() for w in self.words],
             "ranking": self.ranking(),
             "word_ranks": self.word_ranks(),
-            "insertion_auc": self.insertion_auc(),
-            "deletion_auc": self.deletion_auc(),
-            "p_full": self.p_full.tolist(),
-            "p_blank": self.p_blank.tolist(),
-            "forwards": int(self.forwards),
-            "seconds": float(self.seconds),
-            "settings": self.settings,
-            "versions": self.versions,
         }
+
+    @classmethod
+    def _from_saved(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], common: dict[str, Any]
+    ) -> PromptAttribution:
+        words = meta["words"]
+        if not isinstance(words, list):
+            raise ValueError(f"words must be a list of prompt words; got {words!r}")
+        return cls(**common, words=[PromptWord.from_dict(w) for w in words])
+
+
+# --------------------------------------------------------------------------- explainer
+
+
+class PromptTokenExplainer(Explainer):
+    """An :class:`~mllm_attr.Explainer` whose features are the image regions AND the prompt words.
+
+    The segmentation (``segmenter``, ``labels=`` user segments), the budget check, the answer
+    and target, the search and its seed, and the settings are the explainer's; the scorer is a
+    :class:`JointScorer` (:func:`joint_scorer`), the objective a :class:`JointObjective`, and
+    the result a :class:`PromptAttribution`.
+
+    Args:
+        adapter, n_regions, segmenter, segmenter_options, labels, fill, search_options,
+            lambda1, lambda2, batch_size, max_forwards, seed, max_new_tokens, show_progress,
+            fast_path: as for :class:`~mllm_attr.Explainer` (``n_regions`` defaults to 16:
+            exact greedy costs ``(n + m)(n + m + 1)`` forwards).
+        search: one of :data:`PROMPT_SEARCHES`.
+        text_ablation: ``"auto"``, ``"mask"``, ``"pad"``, ``"unk"``, ``"delete"`` or a token id
+            (see the module docstring).
+        include_punctuation: punctuation marks are features too.
+
+    Raises:
+        ValueError: ``search`` reads the image geometry (``hierarchical``) and so cannot
+            order prompt words (the message lists the searches that can); the options the
+            :class:`~mllm_attr.Explainer` refuses.
+
+    Example:
+        >>> explainer = PromptTokenExplainer(adapter, n_regions=16)             # doctest: +SKIP
+        >>> attr = explainer(image, prompt="What color is the circle?")         # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        *,
+        n_regions: int = 16,
+        segmenter: SegmenterLike = "slic",
+        segmenter_options: dict[str, Any] | None = None,
+        labels: np.ndarray | None = None,
+        fill: str = "black",
+        baseline: str | None = None,
+        search: str = "greedy",
+        search_options: dict[str, Any] | None = None,
+        text_ablation: str | int = "auto",
+        include_punctuation: bool = False,
+        lambda1: float = 1.0,
+        lambda2: float = 1.0,
+        batch_size: int | None = None,
+        max_forwards: int | None = None,
+        seed: int = 0,
+        max_new_tokens: int = 64,
+        show_progress: bool = False,
+        fast_path: str | bool = "auto",
+    ):
+        fill = resolve_fill(fill, baseline, where="PromptTokenExplainer")
+        if search in IMAGE_ONLY_SEARCHES:
+            raise ValueError(
+                f"search {search!r} orders image regions by their geometry (colour groups, adjacency) and "
+                f"would never score a prompt word; prompt-word attribution supports {list(PROMPT_SEARCHES)}"
+            )
+        self.text_ablation = _check_text_ablation(text_ablation)
+        if not isinstance(include_punctuation, (bool, np.bool_)):
+            raise TypeError(f"include_punctuation must be True or False; got {include_punctuation!r}")
+        self.include_punctuation = bool(include_punctuation)
+        super().__init__(
+            adapter,
+            n_regions=n_regions,
+            segmenter=segmenter,
+            segmenter_options=segmenter_options,
+            labels=labels,
+            fill=fill,
+            search=search,
+            search_options=search_options,
+            lambda1=lambda1,
+            lambda2=lambda2,
+            batch_size=batch_size,
+            max_forwards=max_forwards,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            show_progress=show_progress,
+            fast_path=fast_path,
+        )
+
+    def __call__(
+        self,
+        image: ImageLike,
+        generation: Generation | None = None,
+        *,
+        target: TargetLike = "all",
+        prompt: str | None = None,
+    ) -> PromptAttribution:
+        """Order the regions of ``image`` and the words of the prompt for ``target`` tokens of
+        ``generation`` (generated from ``prompt`` when not given); see :meth:`Explainer.__call__`."""
+        return self._explain(image, generation, target=target, prompt=prompt)
+
+    explain = __call__
+
+    def settings(self) -> dict[str, Any]:
+        """The explainer's settings plus ``method = "eagle-joint-prompt"``, ``text_ablation`` and
+        ``include_punctuation``."""
+        out = super().settings()
+        out.update(
+            {
+                "method": "eagle-joint-prompt",
+                "text_ablation": self.text_ablation,
+                "include_punctuation": self.include_punctuation,
+            }
+        )
+        return out
+
+    def words(self, prompt: str) -> list[PromptWord]:
+        """The word features of ``prompt`` (:func:`prompt_words` with ``include_punctuation``).
+
+        Raises:
+            ValueError: an empty prompt, or one with no word to attribute.
+        """
+        words = prompt_words(prompt, include_punctuation=self.include_punctuation)
+        if not words:
+            raise ValueError(f"the prompt {prompt!r} has no word to attribute")
+        return words
+
+    def _feature_count(self, seg: Segmentation, generation: Generation | None, prompt: str | None) -> tuple[int, str]:
+        text = generation.prompt if isinstance(generation, Generation) else prompt if generation is None else None
+        if not isinstance(text, str):
+            return super()._feature_count(seg, generation, prompt)  # prepare() raises the right error
+        m = len(self.words(text))
+        n = seg.n_regions + m
+        return n, f"{n} features ({seg.n_regions} regions + {m} prompt words)"
+
+    def _make_scorer(
+        self,
+        image: np.ndarray,
+        generation: Generation,
+        positions: Sequence[int],
+        *,
+        fill: np.ndarray,
+        batch_size: int,
+    ) -> JointScorer:
+        return joint_scorer(
+            self.adapter,
+            image,
+            generation,
+            positions,
+            self.words(generation.prompt),
+            fill=fill,
+            text_ablation=self.text_ablation,
+            batch_size=batch_size,
+            fast_path=self.fast_path,
+        )
+
+    def _make_objective(self, scorer: Scorer, seg: Segmentation) -> JointObjective:
+        if not isinstance(scorer, JointScorer):
+            raise TypeError(f"expected a JointScorer; got {type(scorer).__name__}")
+        return JointObjective(
+            scorer, seg.labels, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards
+        )
+
+    def _make_result(
+        self,
+        result: SearchResult,
+        *,
+        loaded: LoadedImage,
+        seg: Segmentation,
+        generation: Generation,
+        positions: list[int],
+        p_full: np.ndarray,
+        p_blank: np.ndarray,
+        scorer: Scorer,
+        settings: dict[str, Any],
+        seconds: float,
+    ) -> PromptAttribution:
+        if not isinstance(scorer, JointScorer):
+            raise TypeError(f"expected a JointScorer; got {type(scorer).__name__}")
+        used = "delete" if isinstance(scorer, DeleteWordsScorer) else getattr(scorer, "ablation", self.text_ablation)
+        settings.update(
+            {"n_words": scorer.n_words, "text_ablation": used, "text_ablation_requested": self.text_ablation}
+        )
+        out = PromptAttribution(
+            image=np.asarray(loaded.array),
+            labels=seg.labels,
+            words=list(scorer.words),
+            ordering=result.ordering,
+            ins=result.ins,
+            dele=result.dele,
+            value=result.value,
+            p_full=np.asarray(p_full, dtype=np.float64),
+            p_blank=np.asarray(p_blank, dtype=np.float64),
+            generation=generation,
+            positions=list(positions),
+            forwards=scorer.forwards,
+            seconds=seconds,
+            settings=settings,
+        )
+        logger.info(
+            "joint prompt attribution: %d regions + %d words, %d forwards, feature insertion AUC %.3f",
+            out.n_regions,
+            out.n_words,
+            out.forwards,
+            out.feature_insertion_auc(),
+        )
+        return out
 
 
 def explain_prompt_tokens(
@@ -617,9 +932,11 @@ def explain_prompt_tokens(
     target: TargetLike = "all",
     prompt: str | None = None,
     n_regions: int = 16,
-    segmenter: str = "slic",
+    segmenter: SegmenterLike = "slic",
     segmenter_options: dict[str, Any] | None = None,
-    baseline: str = "black",
+    labels: np.ndarray | None = None,
+    fill: str = "black",
+    baseline: str | None = None,
     search: str = "greedy",
     search_options: dict[str, Any] | None = None,
     text_ablation: str | int = "auto",
@@ -631,37 +948,35 @@ def explain_prompt_tokens(
     seed: int = 0,
     max_new_tokens: int = 64,
     show_progress: bool = False,
+    fast_path: str | bool = "auto",
 ) -> PromptAttribution:
     """Order image regions and prompt words jointly by the EAGLE objective.
 
-    Arguments are those of :class:`~mllm_attr.Explainer` plus ``text_ablation`` and
-    ``include_punctuation`` (see the module docstring). Exact greedy costs
-    ``(n + m)(n + m + 1)`` forwards. ``search`` is one of :data:`PROMPT_SEARCHES`.
+    ``PromptTokenExplainer(adapter, **options)(image, generation, target=..., prompt=...)``:
+    the arguments are those of :class:`~mllm_attr.Explainer` (``labels=`` user segments
+    included) plus ``text_ablation`` and ``include_punctuation`` (see the module docstring).
+    Exact greedy costs ``(n + m)(n + m + 1)`` forwards. ``search`` is one of :data:`PROMPT_SEARCHES`.
 
     Returns:
         a :class:`PromptAttribution`.
 
     Raises:
         ValueError: ``search`` reads the image geometry (``hierarchical``) and so cannot
-            order prompt words; the message lists the searches that can.
+            order prompt words; the message lists the searches that can. ``max_forwards`` too
+            small for the ``n + m`` features; the options the ``Explainer`` refuses.
     """
-    from ..explainer import Explainer
-
-    if search in IMAGE_ONLY_SEARCHES:
-        raise ValueError(
-            f"search {search!r} orders image regions by their geometry (colour groups, adjacency) and "
-            f"would never score a prompt word; prompt-word attribution supports {list(PROMPT_SEARCHES)}"
-        )
-    t0 = time.perf_counter()
-    # The Explainer validates the shared options and resolves the target the same way.
-    ex = Explainer(
+    fill = resolve_fill(fill, baseline, where="explain_prompt_tokens")
+    explainer = PromptTokenExplainer(
         adapter,
         n_regions=n_regions,
         segmenter=segmenter,
         segmenter_options=segmenter_options,
-        baseline=baseline,
+        labels=labels,
+        fill=fill,
         search=search,
         search_options=search_options,
+        text_ablation=text_ablation,
+        include_punctuation=include_punctuation,
         lambda1=lambda1,
         lambda2=lambda2,
         batch_size=batch_size,
@@ -669,50 +984,9 @@ def explain_prompt_tokens(
         seed=seed,
         max_new_tokens=max_new_tokens,
         show_progress=show_progress,
+        fast_path=fast_path,
     )
-    loaded, generation, positions = ex.prepare(image, generation, target, prompt)
-    arr = loaded.array
-    words = prompt_words(generation.prompt, include_punctuation=include_punctuation)
-    if not words:
-        raise ValueError(f"the prompt {generation.prompt!r} has no word to attribute")
-    seg = segment(arr, ex.n_regions, ex.segmenter, **ex.segmenter_options)
-    base = make_baseline(arr, ex.baseline)
-    bs = ex.batch_size or adapter.default_batch_size()
-    scorer = joint_scorer(adapter, arr, generation, positions, words, baseline=base, text_ablation=text_ablation, batch_size=bs)
-    objective = JointObjective(scorer, seg.labels, lambda1=ex.lambda1, lambda2=ex.lambda2, max_forwards=ex.max_forwards)
-    result = run_search(ex.search, objective, ex.search_options, seed=seed, show_progress=show_progress)
-    p_full, p_blank = objective.endpoints()
-    settings = ex.settings()
-    settings.update(
-        {
-            "method": "eagle-joint-prompt",
-            "n_regions": seg.n_regions,
-            "n_words": len(words),
-            "text_ablation": "delete" if isinstance(scorer, DeleteWordsScorer) else getattr(scorer, "ablation", text_ablation),
-            "include_punctuation": include_punctuation,
-            "batch_size": bs,
-            "adapter": adapter.describe(),
-            "search_info": result.info,
-        }
-    )
-    out = PromptAttribution(
-        image=np.asarray(arr),
-        labels=seg.labels,
-        words=list(scorer.words),
-        ordering=result.ordering,
-        ins=result.ins,
-        dele=result.dele,
-        value=result.value,
-        p_full=np.asarray(p_full, dtype=np.float64),
-        p_blank=np.asarray(p_blank, dtype=np.float64),
-        generation=generation,
-        positions=positions,
-        forwards=scorer.forwards,
-        seconds=time.perf_counter() - t0,
-        settings=settings,
-    )
-    logger.info("joint prompt attribution: %d regions + %d words, %d forwards", seg.n_regions, len(words), out.forwards)
-    return out
+    return explainer(image, generation, target=target, prompt=prompt)
 
 
 __all__ = [
@@ -723,6 +997,7 @@ __all__ = [
     "JointObjective",
     "JointScorer",
     "PromptAttribution",
+    "PromptTokenExplainer",
     "PromptWord",
     "delete_words",
     "explain_prompt_tokens",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..maps import normalize_map
 from ._vision import SUPPORTED_FAMILIES
 from .base import AttributionMethod, normalise_map
 from .cam import LlavaCAM
@@ -80,5 +81,6 @@ __all__ = [
     "baseline_options",
     "get_baseline",
     "normalise_map",
+    "normalize_map",
     "rank_gaussian_filter",
 ]

@@ -7,8 +7,9 @@ logit at absolute position ``P + p - 1`` predicts generated token ``p`` (``P`` =
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,9 @@ def to_device(adapter: HFAdapter, tensors: dict[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def teacher_forced(adapter: HFAdapter, image: np.ndarray, generation: Generation, positions: Sequence[int]) -> TeacherForced:
+def teacher_forced(
+    adapter: HFAdapter, image: np.ndarray, generation: Generation, positions: Sequence[int]
+) -> TeacherForced:
     """Build the :class:`TeacherForced` inputs for ``positions`` of ``generation``."""
     prompt_inputs = adapter.prompt_inputs(as_pil(image), generation.prompt)
     gen_ids = torch.tensor(generation.token_ids, dtype=torch.long)

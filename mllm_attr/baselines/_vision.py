@@ -101,7 +101,9 @@ def _size_get(size: Any, key: str) -> Any:
     return getattr(size, key, None)
 
 
-def _llava_affine(image_processor: Any, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[float, float, float, float]:
+def _llava_affine(
+    image_processor: Any, image_hw: tuple[int, int], input_hw: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """Invert pad-to-square -> resize -> centre crop of a CLIP/LLaVA image processor."""
     h, w = float(image_hw[0]), float(image_hw[1])
     sy, oy, sx, ox = 1.0, 0.0, 1.0, 0.0
@@ -140,13 +142,19 @@ def _llava_affine(image_processor: Any, image_hw: tuple[int, int], input_hw: tup
         logger.warning(
             "could not invert the image processor %s (predicted %dx%d, got %dx%d); mapping the vision grid "
             "onto the whole image (approximate)",
-            type(image_processor).__name__, cur_h, cur_w, input_hw[0], input_hw[1],
+            type(image_processor).__name__,
+            cur_h,
+            cur_w,
+            input_hw[0],
+            input_hw[1],
         )
         return input_hw[0] / h, 0.0, input_hw[1] / w, 0.0
     return sy, oy, sx, ox
 
 
-def vision_layout(adapter: Any, image_hw: tuple[int, int], input_ids: torch.Tensor, pixel_inputs: dict[str, torch.Tensor]) -> VisionLayout:
+def vision_layout(
+    adapter: Any, image_hw: tuple[int, int], input_ids: torch.Tensor, pixel_inputs: dict[str, torch.Tensor]
+) -> VisionLayout:
     """The :class:`VisionLayout` of one image in one sequence.
 
     Args:
@@ -187,7 +195,10 @@ def vision_layout(adapter: Any, image_hw: tuple[int, int], input_ids: torch.Tens
         grid = (gh // merge, gw // merge)
         n = t * grid[0] * grid[1]
         if len(positions) != n:
-            raise ValueError(f"Qwen-VL sequence has {len(positions)} image tokens; expected {n} from image_grid_thw {thw[0].tolist()}")
+            raise ValueError(
+                f"Qwen-VL sequence has {len(positions)} image tokens; "
+                f"expected {n} from image_grid_thw {thw[0].tolist()}"
+            )
         if t != 1:
             raise ValueError(f"expected one temporal patch group for a still image; got t={t}")
         input_hw = (gh * patch, gw * patch)
@@ -205,7 +216,9 @@ def grid_to_image(grid_map: np.ndarray | torch.Tensor, layout: VisionLayout) -> 
     Returns:
         ``float32[H, W]``; pixels the model never saw (cropped away) are 0.
     """
-    g = torch.as_tensor(np.asarray(grid_map, dtype=np.float32) if not isinstance(grid_map, torch.Tensor) else grid_map.float())
+    g = torch.as_tensor(
+        np.asarray(grid_map, dtype=np.float32) if not isinstance(grid_map, torch.Tensor) else grid_map.float()
+    )
     if g.dim() != 2:
         raise ValueError(f"expected a 2-D grid map; got shape {tuple(g.shape)}")
     h, w = layout.image_hw
@@ -217,7 +230,7 @@ def grid_to_image(grid_map: np.ndarray | torch.Tensor, layout: VisionLayout) -> 
     gx = (2.0 * xs / in_w - 1.0).float()
     grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]  # [1, H, W, 2] as (x, y)
     out = F.grid_sample(g[None, None].cpu(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0, 0]
-    inside = ((gy.abs() <= 1.0)[:, None] & (gx.abs() <= 1.0)[None, :])
+    inside = (gy.abs() <= 1.0)[:, None] & (gx.abs() <= 1.0)[None, :]
     return torch.where(inside, out, torch.zeros_like(out)).numpy().astype(np.float32)
 
 
@@ -247,7 +260,9 @@ def mask_to_pixels(layout: VisionLayout, mask: torch.Tensor, pixel_values: torch
     n, dim = pixel_values.shape
     per_patch = patch * patch
     if n != gh * gw or dim % per_patch:
-        raise ValueError(f"pixel_values shape {tuple(pixel_values.shape)} does not match a {gh}x{gw} grid of {patch}px patches")
+        raise ValueError(
+            f"pixel_values shape {tuple(pixel_values.shape)} does not match a {gh}x{gw} grid of {patch}px patches"
+        )
     m = mask.reshape(gh // merge, merge, patch, gw // merge, merge, patch)
     m = m.permute(0, 3, 1, 4, 2, 5).reshape(n, 1, per_patch)  # (gh/m, gw/m, m, m) x (patch, patch)
     return m.expand(n, dim // per_patch, per_patch).reshape(n, dim)

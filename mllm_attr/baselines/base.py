@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..maps import normalize_map
 from ..types import Generation
 
 
@@ -29,21 +31,8 @@ class AttributionMethod(Protocol):
     ) -> np.ndarray: ...
 
 
-def normalise_map(saliency: np.ndarray) -> np.ndarray:
-    """Min-max normalise a map to ``float32`` in ``[0, 1]``; a constant map becomes all zeros.
-
-    Raises:
-        ValueError: the map is not 2-D or holds NaN/inf.
-    """
-    sal = np.asarray(saliency, dtype=np.float64)
-    if sal.ndim != 2:
-        raise ValueError(f"expected a 2-D saliency map [H, W]; got shape {sal.shape}")
-    if not np.all(np.isfinite(sal)):
-        raise ValueError("saliency map holds NaN or infinite values")
-    lo, hi = float(sal.min()), float(sal.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-        return np.zeros(sal.shape, dtype=np.float32)
-    return ((sal - lo) / (hi - lo)).astype(np.float32)
+#: Deprecated spelling of :func:`mllm_attr.maps.normalize_map` (the package's one normaliser).
+normalise_map = normalize_map
 
 
 def check_seed(seed: Any) -> int:

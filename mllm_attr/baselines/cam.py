@@ -14,16 +14,18 @@ for a seed). The per-token CAM is laid on the vision grid and mapped back onto t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from ..maps import normalize_map
 from ..types import Generation
-from ._model import as_image, check_positions, decoder_parts, require_hf, teacher_forced, target_logits
+from ._model import as_image, check_positions, decoder_parts, require_hf, target_logits, teacher_forced
 from ._vision import grid_to_image
-from .base import check_seed, normalise_map
+from .base import check_seed
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,9 @@ def resolve_layer(n_layers: int, layer: int | None) -> int:
     if not 0 <= idx < n_layers:
         raise ValueError(f"layer {layer} out of range for a decoder with {n_layers} layers")
     if idx == n_layers - 1:
-        logger.warning("Grad-CAM on the last decoder layer: vision-token gradients are zero there; the map will be flat")
+        logger.warning(
+            "Grad-CAM on the last decoder layer: vision-token gradients are zero there; the map will be flat"
+        )
     return idx
 
 
@@ -95,7 +99,9 @@ class LlavaCAM:
             noise = torch.randn(pv.shape, generator=gen, dtype=torch.float32) * (self.noise_level * span)
             x = (pv.float().cpu() + noise).to(device=pv.device, dtype=pv.dtype)
             captured: list[torch.Tensor] = []
-            handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+            handle = module.register_forward_hook(
+                lambda _m, _i, out, captured=captured: captured.append(out[0] if isinstance(out, tuple) else out)
+            )
             try:
                 with torch.enable_grad():
                     x.requires_grad_(True)
@@ -119,4 +125,4 @@ class LlavaCAM:
     ) -> np.ndarray:
         """``float32[H, W]`` in ``[0, 1]`` at the input image's size."""
         cam, layout = self.grid(adapter, image, generation, positions, seed=seed)
-        return normalise_map(grid_to_image(cam, layout))
+        return normalize_map(grid_to_image(cam, layout))

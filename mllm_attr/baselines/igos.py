@@ -22,14 +22,16 @@ gradients along the baseline path, Adam instead of a backtracking line search, n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ..adapters.base import as_pil
-from ..mask import make_baseline
+from ..maps import normalize_map
+from ..mask import make_fill
 from ..types import Generation
 from ._model import (
     as_image,
@@ -37,12 +39,12 @@ from ._model import (
     check_positions,
     decoder_parts,
     require_hf,
-    teacher_forced,
     target_logprobs,
+    teacher_forced,
     to_device,
 )
 from ._vision import grid_to_image, mask_to_pixels, upsample_mask
-from .base import check_seed, normalise_map
+from .base import check_seed
 
 OBJECTIVES = ("prob", "logprob")
 
@@ -104,7 +106,7 @@ class IGOSPP:
         positions = check_positions(generation, positions)
         tf = teacher_forced(adapter, arr, generation, positions)
         base_model, _layers, head = decoder_parts(adapter.model)
-        blurred = make_baseline(arr, "blur", blur_radius=self.blur_radius)
+        blurred = make_fill(arr, "blur", blur_radius=self.blur_radius)
         base_pixel = to_device(adapter, adapter.image_inputs([as_pil(blurred)]))
         for key, value in tf.pixel.items():
             if not torch.is_floating_point(value) and not torch.equal(value, base_pixel[key]):
@@ -141,4 +143,4 @@ class IGOSPP:
     ) -> np.ndarray:
         """``float32[H, W]`` in ``[0, 1]`` at the input image's size."""
         m, layout, _ = self.mask(adapter, image, generation, positions, seed=seed)
-        return normalise_map(grid_to_image(m, layout))
+        return normalize_map(grid_to_image(m, layout))

@@ -5,14 +5,16 @@ Neither looks at the model; both work with any adapter (closed models included).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ..maps import normalize_map
 from ..types import Generation
 from ._model import as_image
-from .base import check_seed, normalise_map
+from .base import check_seed
 
 
 @dataclass(frozen=True)
@@ -57,4 +59,4 @@ class CentrePrior:
         h, w = as_image(image).shape[:2]
         y = (np.arange(h) + 0.5 - h / 2.0) / (self.sigma * h)
         x = (np.arange(w) + 0.5 - w / 2.0) / (self.sigma * w)
-        return normalise_map(np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)))
+        return normalize_map(np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)))

@@ -22,16 +22,17 @@ prompt token 0), the class and the context are always those of the generated tar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from ..maps import normalize_map
 from ..types import Generation
 from ._model import as_image, check_positions, decoder_parts, require_hf, teacher_forced
 from ._vision import VisionLayout, grid_to_image
-from .base import normalise_map
 
 
 def rank_gaussian_filter(grid: np.ndarray, size: int = 3) -> np.ndarray:
@@ -128,7 +129,12 @@ class TAM:
     name: ClassVar[str] = "tam"
 
     def __post_init__(self) -> None:
-        if isinstance(self.filter_size, bool) or not isinstance(self.filter_size, (int, np.integer)) or self.filter_size < 1 or self.filter_size % 2 == 0:
+        if (
+            isinstance(self.filter_size, bool)
+            or not isinstance(self.filter_size, (int, np.integer))
+            or self.filter_size < 1
+            or self.filter_size % 2 == 0
+        ):
             raise ValueError(f"filter_size must be a positive odd integer; got {self.filter_size!r}")
 
     @torch.inference_mode()
@@ -146,7 +152,7 @@ class TAM:
         vis = tf.layout.positions
         is_text = np.ones(len(ids), dtype=bool)
         is_text[vis] = False
-        special = set(int(i) for i in adapter.tokenizer.all_special_ids)
+        special = {int(i) for i in adapter.tokenizer.all_special_ids}
         is_text &= ~np.isin(ids, list(special))
         targets = [int(t) for t in tf.target_ids.cpu().tolist()]
         logit_pos = [int(q) for q in tf.logit_positions.cpu().tolist()]
@@ -192,4 +198,4 @@ class TAM:
     ) -> np.ndarray:
         """``float32[H, W]`` in ``[0, 1]``; deterministic (``seed`` is not used)."""
         maps = self.token_maps(adapter, image, generation, positions)
-        return normalise_map(grid_to_image(maps.grids.mean(axis=0), maps.layout))
+        return normalize_map(grid_to_image(maps.grids.mean(axis=0), maps.layout))

@@ -32,8 +32,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .coco import (
     CocoDataset,
@@ -111,7 +112,7 @@ def record_to_row(record: Any) -> dict[str, Any]:
     }
 
 
-def to_hf_dataset(records: Sequence[Any]) -> "datasets.Dataset":
+def to_hf_dataset(records: Sequence[Any]) -> datasets.Dataset:
     """Build a :class:`datasets.Dataset` with one row per record (no decoded images).
 
     Columns are the record's fields (see :func:`record_to_row`); image paths are strings,

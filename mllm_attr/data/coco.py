@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -246,9 +247,7 @@ class CocoDataset:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {im.image_id: im for im in self.images})
-        object.__setattr__(
-            self, "_objects", {obj.annotation_id: obj for im in self.images for obj in im.objects}
-        )
+        object.__setattr__(self, "_objects", {obj.annotation_id: obj for im in self.images for obj in im.objects})
 
     def __len__(self) -> int:
         return len(self.images)
@@ -279,9 +278,7 @@ class CocoDataset:
         try:
             return self._objects[annotation_id]
         except KeyError:
-            raise UnresolvedIdError(
-                f"annotation id {annotation_id!r} is not in COCO split {self.split!r}"
-            ) from None
+            raise UnresolvedIdError(f"annotation id {annotation_id!r} is not in COCO split {self.split!r}") from None
 
 
 # --------------------------------------------------------------------------- parsing

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -68,10 +69,7 @@ def _check_rle_size(segmentation: Mapping[str, Any], height: int, width: int) ->
     if not (isinstance(size, (list, tuple)) and len(size) == 2):
         raise ValueError(f"RLE 'size' must be [height, width]; got {size!r}")
     if (int(size[0]), int(size[1])) != (height, width):
-        raise ValueError(
-            f"RLE 'size' {list(size)} does not match the image size [height, width] = "
-            f"[{height}, {width}]"
-        )
+        raise ValueError(f"RLE 'size' {list(size)} does not match the image size [height, width] = [{height}, {width}]")
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
@@ -96,14 +94,10 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
         polygons: list[list[float]] = []
         for i, poly in enumerate(segmentation):
             if not isinstance(poly, (list, tuple)):
-                raise ValueError(
-                    f"polygon {i} must be a flat list [x1, y1, x2, y2, ...]; got {type(poly).__name__}"
-                )
+                raise ValueError(f"polygon {i} must be a flat list [x1, y1, x2, y2, ...]; got {type(poly).__name__}")
             # pycocotools treats a 4-number list as a box, so a polygon needs >= 3 points.
             if len(poly) < 6 or len(poly) % 2:
-                raise ValueError(
-                    f"polygon {i} must have an even number (>= 6) of coordinates; got {len(poly)}"
-                )
+                raise ValueError(f"polygon {i} must have an even number (>= 6) of coordinates; got {len(poly)}")
             polygons.append([float(v) for v in poly])
         if not polygons:
             empty = np.zeros((height, width), dtype=np.uint8, order="F")
@@ -116,9 +110,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
         if any(c < 0 for c in counts):
             raise ValueError("uncompressed RLE 'counts' must be non-negative")
         if sum(counts) != height * width:
-            raise ValueError(
-                f"uncompressed RLE run lengths sum to {sum(counts)}; expected H * W = {height * width}"
-            )
+            raise ValueError(f"uncompressed RLE run lengths sum to {sum(counts)}; expected H * W = {height * width}")
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     counts = segmentation["counts"]
     if isinstance(counts, str):

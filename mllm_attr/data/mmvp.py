@@ -27,9 +27,9 @@ import csv
 import io
 import logging
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from PIL import Image
 

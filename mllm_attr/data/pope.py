@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from PIL import Image
 
@@ -95,8 +96,7 @@ def _iter_entries(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"line {lineno}", json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(
-                f"{path}: line {lineno}: expected one JSON object per line (POPE JSONL); "
-                f"could not parse it: {exc}"
+                f"{path}: line {lineno}: expected one JSON object per line (POPE JSONL); could not parse it: {exc}"
             ) from None
 
 

@@ -35,9 +35,10 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -130,9 +131,7 @@ def load_data_pickle(path: Path, what: str = "a pickle of plain data") -> Any:
                 continue
             raise ValueError(f"{path}: expected {what}; could not decode its strings: {exc}") from None
         except Exception as exc:  # truncated / corrupt pickles raise many different types
-            raise ValueError(
-                f"{path}: expected {what}; could not unpickle it: {type(exc).__name__}: {exc}"
-            ) from None
+            raise ValueError(f"{path}: expected {what}; could not unpickle it: {type(exc).__name__}: {exc}") from None
         if k > 0:
             logger.warning(
                 "%s: some Python-2 strings are not valid %s; decoded them as %s",
@@ -300,8 +299,7 @@ def load_refcoco(
     if split_by is None:
         if dataset not in REFCOCO_SPLIT_BY:
             raise ValueError(
-                f"no default split_by for dataset {dataset!r}; pass split_by= "
-                f"(known defaults: {REFCOCO_SPLIT_BY})"
+                f"no default split_by for dataset {dataset!r}; pass split_by= (known defaults: {REFCOCO_SPLIT_BY})"
             )
         split_by = REFCOCO_SPLIT_BY[dataset]
 
@@ -355,8 +353,7 @@ def load_refcoco(
         missing = [k for k in required if k not in ref]
         if missing:
             raise ValueError(
-                f"{refs_path}: ref {i} (ref_id {ref.get('ref_id')!r}) lacks keys {missing}; "
-                f"has {sorted(map(str, ref))}"
+                f"{refs_path}: ref {i} (ref_id {ref.get('ref_id')!r}) lacks keys {missing}; has {sorted(map(str, ref))}"
             )
         if split is not None and not split_matches(str(ref["split"]), split):
             continue

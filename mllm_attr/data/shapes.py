@@ -65,9 +65,10 @@ import re
 import warnings
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -314,7 +315,7 @@ class Scene:
     #: ``uint8[H, W, 3]``: the background alone (what is behind every object).
     background_image: np.ndarray | None = field(default=None, repr=False)
 
-    def without(self, *indices: int) -> "Scene":
+    def without(self, *indices: int) -> Scene:
         """The same scene with ``objects[i]`` (for each ``i`` in ``indices``) removed: the
         background shows through and objects it covered become visible (counterfactual
         ground truth for attribution)."""
@@ -327,8 +328,14 @@ class Scene:
         for o in keep:
             objs.append(
                 ShapeObject(
-                    shape=o.shape, color=o.color, center=o.center, radius=o.radius, rotation=o.rotation,
-                    polygon=list(o.polygon), mask=o.full_mask.copy(), full_mask=o.full_mask,
+                    shape=o.shape,
+                    color=o.color,
+                    center=o.center,
+                    radius=o.radius,
+                    rotation=o.rotation,
+                    polygon=list(o.polygon),
+                    mask=o.full_mask.copy(),
+                    full_mask=o.full_mask,
                 )
             )
         for k, o in enumerate(objs):
@@ -337,8 +344,13 @@ class Scene:
         for o in objs:
             img[o.mask] = np.asarray(o.rgb, dtype=np.uint8)
             o.bbox = _bbox(o.mask)
-        return Scene(image=img, objects=objs, background=dict(self.background), split=self.split,
-                     background_image=self.background_image)
+        return Scene(
+            image=img,
+            objects=objs,
+            background=dict(self.background),
+            split=self.split,
+            background_image=self.background_image,
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -819,7 +831,11 @@ def write_dataset(
         items = [f"{_article(c)} {c} {sh}" for c, sh in _sorted_pairs(scene.objects)]
         natural = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
         captions.append(
-            {"id": 2 * image_id, "image_id": image_id, "caption": f"{natural[0].upper()}{natural[1:]} on a grey background."}
+            {
+                "id": 2 * image_id,
+                "image_id": image_id,
+                "caption": f"{natural[0].upper()}{natural[1:]} on a grey background.",
+            }
         )
         present.append(set(scene.shapes))
         for k, o in enumerate(scene.objects):
@@ -918,7 +934,11 @@ def example_scene(seed: int = EXAMPLE_SEED, size: int = 64) -> tuple[int, Scene]
     bias anchor (so the scene is free of the deliberate bias); returns ``(index, scene)``."""
     for i in range(10_000):
         sc = make_scene(
-            scene_rng(seed, "test", i), size=size, split="test", n_objects=3, p_occlusion=0.0,
+            scene_rng(seed, "test", i),
+            size=size,
+            split="test",
+            n_objects=3,
+            p_occlusion=0.0,
             exclude=[CO_OCCURRENCE_BIAS.anchor],
         )
         if (
@@ -943,9 +963,7 @@ def write_example(png_path: str | Path, json_path: str | Path, *, seed: int = EX
             "split": "test",
             "index": index,
             "generator": "mllm_attr.data.shapes.example_scene",
-            "questions": [
-                {"question": color_question(o.shape), "answer": o.color} for o in sc.objects
-            ]
+            "questions": [{"question": color_question(o.shape), "answer": o.color} for o in sc.objects]
             + [{"question": exist_question(s), "answer": "yes" if sc.has(s) else "no"} for s in SHAPES]
             + [{"question": CAPTION_QUESTION, "answer": sc.caption()}],
         }

@@ -1,9 +1,11 @@
-"""Benchmark evaluation: task builders, a resumable sharded runner, and summaries.
+"""Benchmark evaluation: task builders, a resumable sharded runner, POPE in bulk, and summaries.
 
 * :mod:`.tasks`: benchmark samples and the target-token rule of each task
   (coco-caption, coco-object, refcoco, repope, mmvp).
 * :mod:`.runner`: config file -> one JSON line per (sample, method), crash-safe and
-  resumable, sharded over ``accelerate launch`` processes; ``mllm-attr evaluate``.
+  resumable (:mod:`mllm_attr.store`), sharded over ``accelerate launch`` processes;
+  ``mllm-attr evaluate``.
+* :mod:`.pope`: every question of a POPE-style file diagnosed, resumable; ``mllm-attr diagnose``.
 * :mod:`.summary`: merge shards, metric tables (markdown + JSON), mean curve plots.
 
 Example::
@@ -11,28 +13,21 @@ Example::
     from mllm_attr.evaluation import load_config, run_evaluation
     summary = run_evaluation(load_config("eval/configs/shapes_caption.json"), resume=True)
     print(summary["markdown"])
+
+Names are imported on first use.
 """
 
-from .runner import EvalConfig, ShardWriter, add_subcommand, load_config, run_evaluation
-from .summary import collect_records, merge_records, read_records, summarize, to_markdown, write_outputs
-from .tasks import TASKS, GroundTruth, Sample, Selection, Task, build_task
+from .._lazy import lazy_exports
 
-__all__ = [
-    "TASKS",
-    "EvalConfig",
-    "GroundTruth",
-    "Sample",
-    "Selection",
-    "ShardWriter",
-    "Task",
-    "add_subcommand",
-    "build_task",
-    "collect_records",
-    "load_config",
-    "merge_records",
-    "read_records",
-    "run_evaluation",
-    "summarize",
-    "to_markdown",
-    "write_outputs",
-]
+_EXPORTS = {
+    **dict.fromkeys(("EvalConfig", "ShardWriter", "load_config", "run_evaluation"), ".runner"),
+    **dict.fromkeys(("collect_records", "merge_records", "read_records", "to_markdown", "write_outputs"), ".summary"),
+    "summarize": ".summary",
+    **dict.fromkeys(("diagnose_pope", "summary_path_for"), ".pope"),
+    "summarize_pope": ".pope",
+    **dict.fromkeys(("TASKS", "GroundTruth", "Sample", "Selection", "Task", "build_task"), ".tasks"),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

@@ -28,32 +28,32 @@ so a resumed run never duplicates nor loses a record. Sharding uses
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import copy
 import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import logging
-import math
 import os
 import socket
-import sys
 import time
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._io import write_text_atomic
-from ..explainer import fast_path_settings, make_scorer, require_fast_path_support
+from ..explainer import Explainer, require_fast_path_support
 from ..explanation import Explanation, versions
-from ..mask import BASELINES, make_baseline
+from ..mask import FILLS
 from ..metrics import pointing_game
-from ..objective import Objective
-from ..search import SEARCHES, run_search, search_option_names
+from ..search import SEARCHES, search_option_names
 from ..segment import SEGMENTERS, Segmentation, segment
+from ..store import JsonlWriter
+from ..targets import Positions
 from ..types import Generation
 from .summary import RECORDS_FILE, SHARD_DIR, collect_records, record_key, write_outputs
 from .tasks import Sample, Selection, Task, build_task
@@ -65,10 +65,8 @@ __all__ = [
     "EvalConfig",
     "MapMethod",
     "ShardWriter",
-    "add_subcommand",
     "load_config",
     "load_model_adapter",
-    "main",
     "run_evaluation",
 ]
 
@@ -99,7 +97,7 @@ PROTOCOL_KEYS: dict[str, Any] = {
     "n_regions": 36,
     "segmenter": "slic",
     "segmenter_options": {},
-    "baseline": "black",
+    "fill": "black",
     "batch_size": None,
     "fast_path": "auto",
 }
@@ -118,6 +116,19 @@ MapMethod = Callable[..., np.ndarray]
 
 
 # --------------------------------------------------------------------------- config
+
+
+def legacy_protocol(protocol: Any, source: str = "<config>") -> Any:
+    """``protocol`` with the pre-0.2 key ``"baseline"`` (the fill of hidden regions) renamed to
+    ``"fill"`` (a warning says so); anything else is returned unchanged."""
+    if isinstance(protocol, Mapping) and "baseline" in protocol:
+        if "fill" in protocol:
+            raise ValueError(f"{source}: protocol has both 'fill' and its old name 'baseline'; keep 'fill'")
+        logger.warning(
+            "%s: protocol.baseline is now protocol.fill (the fill of hidden regions); please rename it", source
+        )
+        return {("fill" if k == "baseline" else k): v for k, v in protocol.items()}
+    return protocol
 
 
 def _section(name: str, value: Any, valid: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,7 +156,9 @@ def _method_spec(entry: Any, index: int) -> dict[str, Any]:
         params = search_option_names(spec["search"])
         bad = sorted(set(spec["search_options"]) - set(params))
         if bad:
-            raise ValueError(f"methods[{index}]: unknown search option(s) {bad} for {spec['search']!r}; valid: {params}")
+            raise ValueError(
+                f"methods[{index}]: unknown search option(s) {bad} for {spec['search']!r}; valid: {params}"
+            )
         return {"name": name, **spec}
     options = spec.pop("options", {})
     if spec:
@@ -184,7 +197,7 @@ class EvalConfig:
     show_progress: bool = True
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<config>") -> "EvalConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<config>") -> EvalConfig:
         """Validate a config dict.
 
         Raises:
@@ -204,20 +217,20 @@ class EvalConfig:
             raise ValueError(f"{source}: 'task' must be an object with a 'kind'; got {task!r}")
         build_task(task)  # validates kind and options (does not read files)
         model = _section("model", data.get("model", {}), MODEL_KEYS)
-        protocol = _section("protocol", data.get("protocol", {}), PROTOCOL_KEYS)
+        protocol = _section("protocol", legacy_protocol(data.get("protocol", {}), source), PROTOCOL_KEYS)
         n = protocol["n_regions"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 2:
             raise ValueError(f"{source}: protocol.n_regions must be an integer >= 2; got {n!r}")
         if protocol["segmenter"] not in SEGMENTERS:
             raise ValueError(f"{source}: protocol.segmenter {protocol['segmenter']!r} is not one of {list(SEGMENTERS)}")
-        if protocol["baseline"] not in BASELINES:
-            raise ValueError(f"{source}: protocol.baseline {protocol['baseline']!r} is not one of {list(BASELINES)}")
+        if protocol["fill"] not in FILLS:
+            raise ValueError(f"{source}: protocol.fill {protocol['fill']!r} is not one of {list(FILLS)}")
         bs = protocol["batch_size"]
         if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
             raise ValueError(f"{source}: protocol.batch_size must be an integer >= 1 or null; got {bs!r}")
         fp = protocol["fast_path"]
         if not (isinstance(fp, bool) or fp == "auto"):
-            raise ValueError(f"{source}: protocol.fast_path must be \"auto\", true or false; got {fp!r}")
+            raise ValueError(f'{source}: protocol.fast_path must be "auto", true or false; got {fp!r}')
         methods_raw = data.get("methods", CONFIG_KEYS["methods"])
         if not isinstance(methods_raw, list) or not methods_raw:
             raise ValueError(f"{source}: 'methods' must be a non-empty list; got {methods_raw!r}")
@@ -266,7 +279,7 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> EvalConfig:
           "name": "shapes-caption",
           "task": {"kind": "coco-caption", "root": "data/shapes", "split": "test", "limit": 25},
           "model": {"path": "default", "dtype": "float32"},
-          "protocol": {"n_regions": 25, "segmenter": "slic", "baseline": "black", "batch_size": 64,
+          "protocol": {"n_regions": 25, "segmenter": "slic", "fill": "black", "batch_size": 64,
                        "fast_path": "auto"},
           "methods": ["eagle", "random", {"name": "llava_cam", "options": {"n_samples": 4}},
                       {"name": "eagle", "search": "greedy"}],
@@ -297,86 +310,8 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> EvalConfig:
 # --------------------------------------------------------------------------- records i/o
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def repair_tail(path: Path) -> int:
-    """Truncate a torn last line (no newline, or not JSON) from a JSONL file; return bytes cut."""
-    if not path.exists():
-        return 0
-    data = path.read_bytes()
-    if not data:
-        return 0
-    keep = len(data)
-    if not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-    else:
-        last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
-        try:
-            json.loads(data[last_start:].decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            keep = last_start
-    cut = len(data) - keep
-    if cut:
-        logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, cut)
-        with open(path, "r+b") as fh:
-            fh.truncate(keep)
-            fh.flush()
-            os.fsync(fh.fileno())
-    return cut
-
-
-class ShardWriter:
-    """Append-only JSONL writer: one ``os.write`` per full line, then ``fsync``.
-
-    Opening repairs a torn tail first (:func:`repair_tail`), so an interrupted run's half
-    line never glues onto the next record.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_tail(self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.written = 0
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Append ``record`` as one JSON line (sorted keys, non-finite floats as null) and fsync the file."""
-        line = (json.dumps(_jsonable(record), sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-        view = memoryview(line)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        os.fsync(self._fd)
-        self.written += 1
-
-    def close(self) -> None:
-        """Close the file; further calls do nothing."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> "ShardWriter":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+#: The evaluation's shard writer is the package's one JSON-lines writer (:mod:`mllm_attr.store`).
+ShardWriter = JsonlWriter
 
 
 # --------------------------------------------------------------------------- methods
@@ -390,49 +325,28 @@ def run_eagle(
     labels: np.ndarray,
     *,
     spec: Mapping[str, Any],
-    baseline: str,
+    fill: str,
     batch_size: int,
     seed: int,
     fast_path: str | bool = "auto",
 ) -> Explanation:
-    """EAGLE on a GIVEN label map (so every method of a sample shares it).
-
-    Same objective and search as :class:`mllm_attr.Explainer`; the search's prefix curves
-    are exactly the replay of its ordering. ``fast_path`` (``"auto"`` | True | False) is passed
-    to the adapter's scorer when it takes one; what was used is stored in ``settings["fast_path"]``.
-    """
-    t0 = time.perf_counter()
-    base = make_baseline(image, baseline)
-    scorer = make_scorer(adapter, image, generation, list(positions), baseline=base, batch_size=batch_size,
-                         fast_path=fast_path)
-    objective = Objective(
-        scorer, labels, lambda1=float(spec["lambda1"]), lambda2=float(spec["lambda2"]), max_forwards=spec["max_forwards"]
-    )
-    result = run_search(spec["search"], objective, spec["search_options"], seed=seed)
-    p_full, p_blank = objective.endpoints()
-    settings = {
-        "method": "eagle",
-        **{k: spec[k] for k in EAGLE_KEYS},
-        "baseline": baseline,
-        "batch_size": batch_size,
-        "n_regions": int(labels.max()) + 1,
-        "seed": seed,
-        "search_info": result.info,
-        "forward_calls": scorer.counter.calls,
-        "fast_path": fast_path_settings(adapter, scorer, fast_path),
-    }
-    return Explanation.from_search(
-        result,
-        image=image,
+    """EAGLE on a GIVEN label map (so every method of a sample shares it): the
+    :class:`~mllm_attr.explainer.Explainer` with ``labels=labels`` and the method's search,
+    weights and budget from ``spec``; ``fill`` is the fill of hidden regions."""
+    explainer = Explainer(
+        adapter,
         labels=labels,
-        p_full=p_full,
-        p_blank=p_blank,
-        generation=generation,
-        positions=positions,
-        forwards=scorer.forwards,
-        seconds=time.perf_counter() - t0,
-        settings=settings,
+        fill=fill,
+        search=spec["search"],
+        search_options=dict(spec["search_options"]),
+        lambda1=float(spec["lambda1"]),
+        lambda2=float(spec["lambda2"]),
+        max_forwards=spec["max_forwards"],
+        batch_size=batch_size,
+        seed=seed,
+        fast_path=fast_path,
     )
+    return explainer(image, generation, target=Positions(tuple(int(p) for p in positions)))
 
 
 def resolve_method(spec: Mapping[str, Any], extra_methods: Mapping[str, MapMethod] | None = None) -> MapMethod | None:
@@ -461,7 +375,7 @@ def resolve_method(spec: Mapping[str, Any], extra_methods: Mapping[str, MapMetho
 
 def sample_seed(seed: int, task: str, sample_id: str) -> int:
     """A per-sample seed independent of sharding and order: ``crc32(seed:task:id)``."""
-    return zlib.crc32(f"{seed}:{task}:{sample_id}".encode("utf-8")) & 0x7FFFFFFF
+    return zlib.crc32(f"{seed}:{task}:{sample_id}".encode()) & 0x7FFFFFFF
 
 
 def labels_digest(labels: np.ndarray) -> str:
@@ -480,11 +394,11 @@ def _pointing(expl: Explanation, selection: Selection) -> tuple[bool | None, boo
     return pointing_game(sal, gt.box_mask(shape)), pointing_game(sal, gt.mask(shape))
 
 
-def _compute_amcr(ctx: "_Context", image: np.ndarray, expl: Explanation, sample: Sample) -> dict[str, Any]:
+def _compute_amcr(ctx: _Context, image: np.ndarray, expl: Explanation, sample: Sample) -> dict[str, Any]:
     """AMCR of one wrongly answered yes/no question (method.md §5), by
-    :func:`mllm_attr.analysis.hallucination.minimal_correcting_removal`: regions leave from the
+    :func:`mllm_attr.analysis.yes_no.minimal_correcting_removal`: regions leave from the
     LEAST important end of ``expl.ordering`` and the answer is regenerated until it is correct."""
-    from ..analysis.hallucination import minimal_correcting_removal, parse_yes_no
+    from ..analysis.yes_no import minimal_correcting_removal, parse_yes_no
 
     label = str(sample.info["label"])
     res = minimal_correcting_removal(
@@ -494,7 +408,7 @@ def _compute_amcr(ctx: "_Context", image: np.ndarray, expl: Explanation, sample:
         expl.ordering,
         expl.labels,
         lambda gen: parse_yes_no(gen.text) == label,
-        baseline=ctx.config.protocol["baseline"],
+        fill=ctx.config.protocol["fill"],
         schedule=str(ctx.task.options.get("amcr_schedule", "incremental")),
         max_new_tokens=ctx.task.max_new_tokens,
     )
@@ -507,8 +421,15 @@ def _compute_amcr(ctx: "_Context", image: np.ndarray, expl: Explanation, sample:
 class _Context:
     """Everything one process needs while running (model, task, methods, writer)."""
 
-    def __init__(self, config: EvalConfig, adapter: Any, task: Task, methods: list[tuple[dict[str, Any], MapMethod | None]],
-                 writer: ShardWriter, process: dict[str, Any]):
+    def __init__(
+        self,
+        config: EvalConfig,
+        adapter: Any,
+        task: Task,
+        methods: list[tuple[dict[str, Any], MapMethod | None]],
+        writer: ShardWriter,
+        process: dict[str, Any],
+    ):
         self.config = config
         self.adapter = adapter
         self.task = task
@@ -524,10 +445,8 @@ class _Context:
 def _extra_versions() -> dict[str, str]:
     out = {}
     for mod in ("accelerate",):
-        try:
+        with contextlib.suppress(Exception):  # an optional package
             out[mod] = str(__import__(mod).__version__)
-        except Exception:  # noqa: BLE001 - optional package
-            pass
     return out
 
 
@@ -555,15 +474,33 @@ def _base_record(ctx: _Context, sample: Sample, spec: Mapping[str, Any], seed: i
     }
 
 
-def _explain_one(ctx: _Context, sample: Sample, image: np.ndarray, selection: Selection, seg: Segmentation,
-                 spec: Mapping[str, Any], fn: MapMethod | None, seed: int) -> dict[str, Any]:
+def _explain_one(
+    ctx: _Context,
+    sample: Sample,
+    image: np.ndarray,
+    selection: Selection,
+    seg: Segmentation,
+    spec: Mapping[str, Any],
+    fn: MapMethod | None,
+    seed: int,
+) -> dict[str, Any]:
     proto = ctx.config.protocol
     gen = selection.generation
     positions = list(selection.positions)
     t0 = time.perf_counter()
     if fn is None:
-        expl = run_eagle(ctx.adapter, image, gen, positions, seg.labels, spec=spec, baseline=proto["baseline"],
-                         batch_size=ctx.batch_size, seed=seed, fast_path=proto["fast_path"])
+        expl = run_eagle(
+            ctx.adapter,
+            image,
+            gen,
+            positions,
+            seg.labels,
+            spec=spec,
+            fill=proto["fill"],
+            batch_size=ctx.batch_size,
+            seed=seed,
+            fast_path=proto["fast_path"],
+        )
         method_seconds = time.perf_counter() - t0
     else:
         from ..protocol import score_map
@@ -571,10 +508,19 @@ def _explain_one(ctx: _Context, sample: Sample, image: np.ndarray, selection: Se
         saliency = np.asarray(fn(ctx.adapter, image, gen, positions, seed=seed), dtype=np.float32)
         method_seconds = time.perf_counter() - t0
         expl = score_map(
-            ctx.adapter, image, gen, positions, saliency,
-            labels=seg.labels, n_regions=proto["n_regions"], segmenter=proto["segmenter"],
-            baseline=proto["baseline"], batch_size=ctx.batch_size, method_name=spec["name"],
-            settings={"seed": seed, "method_options": dict(spec.get("options", {}))}, map_seconds=method_seconds,
+            ctx.adapter,
+            image,
+            gen,
+            positions,
+            saliency,
+            labels=seg.labels,
+            n_regions=proto["n_regions"],
+            segmenter=proto["segmenter"],
+            fill=proto["fill"],
+            batch_size=ctx.batch_size,
+            method_name=spec["name"],
+            settings={"seed": seed, "method_options": dict(spec.get("options", {}))},
+            map_seconds=method_seconds,
             fast_path=proto["fast_path"],
         )
     seconds = time.perf_counter() - t0
@@ -623,8 +569,14 @@ def _run_sample(ctx: _Context, sample: Sample, todo: list[tuple[dict[str, Any], 
     if selection.skipped:
         for spec, _ in todo:
             rec = _base_record(ctx, sample, spec, seed)
-            rec.update({"status": "skipped", "reason": selection.skip, "generated_text": generation.text,
-                        "selection": dict(selection.info)})
+            rec.update(
+                {
+                    "status": "skipped",
+                    "reason": selection.skip,
+                    "generated_text": generation.text,
+                    "selection": dict(selection.info),
+                }
+            )
             rec["time"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
             ctx.writer.append(rec)
         return
@@ -653,7 +605,9 @@ def _check_resume(config: EvalConfig, out: Path) -> None:
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     if isinstance(saved.get("protocol"), dict):
-        # Configs saved before protocol.fast_path existed ran with the default.
+        # Configs saved before protocol.fast_path existed ran with the default;
+        # those saved before the rename call the fill "baseline".
+        saved["protocol"] = {("fill" if k == "baseline" else k): v for k, v in saved["protocol"].items()}
         saved["protocol"].setdefault("fast_path", PROTOCOL_KEYS["fast_path"])
     now = json.loads(json.dumps(config.to_json()))
     if _fingerprint(saved) != _fingerprint(now):
@@ -666,7 +620,8 @@ def _check_resume(config: EvalConfig, out: Path) -> None:
     for m in now["methods"]:
         if m["name"] in saved_methods and saved_methods[m["name"]] != m:
             raise ValueError(
-                f"{saved_path}: method {m['name']!r} was run with settings {saved_methods[m['name']]} but the config now "
+                f"{saved_path}: method {m['name']!r} was run with settings {saved_methods[m['name']]} "
+                "but the config now "
                 f"says {m}; resume with the same settings or choose another output"
             )
 
@@ -783,7 +738,12 @@ def run_evaluation(
     else:
         mine = remaining
     logger.info(
-        "process %d/%d: %d samples in the task, %d left to do, %d assigned here", rank, world, len(samples), len(remaining), len(mine)
+        "process %d/%d: %d samples in the task, %d left to do, %d assigned here",
+        rank,
+        world,
+        len(samples),
+        len(remaining),
+        len(mine),
     )
     if mine:
         if adapter is None:
@@ -815,86 +775,3 @@ def run_evaluation(
     if not is_main:
         return None
     return write_outputs(config.output, name=config.name)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="evaluation config (JSON): task, model, protocol, methods, output")
-    p.add_argument("--output", default=None, help="results folder (overrides the config's 'output')")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run (skips finished samples)")
-    g.add_argument("--overwrite", action="store_true", help="delete earlier records in the output folder first")
-    p.add_argument("--limit", type=int, default=None, help="only the first N samples (overrides task.limit)")
-    p.add_argument("--methods", default=None, help="comma-separated subset of the config's methods")
-    p.add_argument("--summary-only", action="store_true", help="merge existing records and rewrite the summary")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    p.add_argument("--fast-path", choices=("auto", "on", "off"), default=None,
-                   help="scorer fast path (overrides the config's protocol.fast_path; default: the config's, 'auto')")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="info logging")
-
-
-def _config_from_args(args: argparse.Namespace) -> EvalConfig:
-    cfg = load_config(args.config, output=args.output)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"--limit must be >= 1; got {args.limit}")
-        cfg.task = {**cfg.task, "limit": args.limit}
-    if args.methods:
-        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-        by_name = {m["name"]: m for m in cfg.methods}
-        unknown = [m for m in wanted if m not in by_name]
-        if unknown:
-            raise ValueError(f"--methods: {unknown} not in the config's methods {list(by_name)}")
-        cfg.methods = [by_name[m] for m in wanted]
-    if getattr(args, "fast_path", None) is not None:
-        cfg.protocol = {**cfg.protocol, "fast_path": {"auto": "auto", "on": True, "off": False}[args.fast_path]}
-    if args.quiet:
-        cfg.show_progress = False
-    return cfg
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    cfg = _config_from_args(args)
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, int(args.threads)))
-    if args.summary_only:
-        summary = write_outputs(cfg.output, name=cfg.name)
-    else:
-        summary = run_evaluation(cfg, resume=args.resume, overwrite=args.overwrite)
-    if summary is not None:
-        print(summary["markdown"])
-        print(f"wrote: {cfg.output / RECORDS_FILE}, {cfg.output / 'summary.md'}, {cfg.output / 'summary.json'}, "
-              f"{cfg.output / 'curves.png'}")
-    return 0
-
-
-def add_subcommand(subparsers: Any) -> None:
-    """Register ``mllm-attr evaluate CONFIG [--resume] ...`` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="run a benchmark config (task x model x methods); one JSON line per sample, resumable",
-        description="Run an evaluation config; shard across processes with `accelerate launch ... eval/run.py CONFIG`.",
-    )
-    _add_arguments(p)
-    p.set_defaults(func=_cmd_evaluate)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``eval/run.py`` (same options as ``mllm-attr evaluate``)."""
-    parser = argparse.ArgumentParser(prog="eval/run.py", description="Run an mllm_attr evaluation config.")
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _cmd_evaluate(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"eval/run.py: error: {msg}", file=sys.stderr)
-        return 2
-

@@ -21,12 +21,14 @@ import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._io import write_text_atomic
+from ..store import encode_record, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -73,42 +75,14 @@ def _sort_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Records of one JSONL file, in file order.
-
-    A last line without a trailing newline or that is not valid JSON is the trace of an
-    interrupted write: it is dropped with a warning.
+    """Records of one JSONL file, in file order (:func:`mllm_attr.store.read_jsonl`: a torn last
+    line, the trace of an interrupted write, is dropped with a warning).
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: a line other than the last is not a JSON object (names file and line).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: expected a JSONL file of evaluation records; no such file")
-    data = p.read_bytes()
-    lines = data.split(b"\n")
-    torn_tail = not data.endswith(b"\n") and data != b""
-    if data.endswith(b"\n"):
-        lines = lines[:-1]
-    out: list[dict[str, Any]] = []
-    for i, raw in enumerate(lines):
-        last = i == len(lines) - 1
-        if last and torn_tail:
-            logger.warning("%s: dropping a torn last line (no newline; %d bytes)", p, len(raw))
-            break
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            if last:
-                logger.warning("%s: dropping a torn last line (not JSON: %s)", p, exc)
-                break
-            raise ValueError(f"{p}: line {i + 1} is not valid JSON ({exc}); the file is corrupted") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{p}: line {i + 1}: expected a JSON object per line; got {type(rec).__name__}")
-        out.append(rec)
-    return out
+    return read_jsonl(path, what="evaluation records")
 
 
 def _record_files(output: Path) -> list[Path]:
@@ -141,7 +115,7 @@ def merge_records(output: str | os.PathLike) -> Path:
     out = Path(output)
     records = collect_records(out)
     target = out / RECORDS_FILE
-    text = "".join(json.dumps(rec, sort_keys=True, allow_nan=False) + "\n" for rec in records)
+    text = b"".join(encode_record(rec) for rec in records).decode("utf-8")
     return write_text_atomic(target, text, fsync=True)
 
 
@@ -234,7 +208,9 @@ def summarize(records: Sequence[Mapping[str, Any]], *, reference: str = "eagle")
                 continue
             d_ins = [a["insertion_auc"] - b["insertion_auc"] for a, b in pairs]
             d_del = [a["deletion_auc"] - b["deletion_auc"] for a, b in pairs]
-            pg = [(a.get("pointing_mask"), b.get("pointing_mask")) for a, b in pairs if a.get("pointing_mask") is not None]
+            pg = [
+                (a.get("pointing_mask"), b.get("pointing_mask")) for a, b in pairs if a.get("pointing_mask") is not None
+            ]
             paired.append(
                 {
                     "name": name,
@@ -297,7 +273,8 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
             "",
             f"Paired with {ref} on the same samples and label maps (win = {ref} better):",
             "",
-            f"| benchmark | vs | n | insertion win rate | Δ insertion AUC | deletion win rate | Δ deletion AUC | Δ PG mask |",
+            "| benchmark | vs | n | insertion win rate | Δ insertion AUC | deletion win rate | Δ deletion AUC "
+            "| Δ PG mask |",
             "|" + "---|" * 8,
         ]
         for p in summary["paired"]:
@@ -325,7 +302,12 @@ def mean_curves(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], d
         acc[key]["ins"].append(resample_curve(r["curve_x"], r["insertion_curve"]))
         acc[key]["del"].append(resample_curve(r["curve_x"], r["deletion_curve"]))
     return {
-        k: {"x": CURVE_GRID, "insertion": np.mean(v["ins"], axis=0), "deletion": np.mean(v["del"], axis=0), "n": len(v["ins"])}
+        k: {
+            "x": CURVE_GRID,
+            "insertion": np.mean(v["ins"], axis=0),
+            "deletion": np.mean(v["del"], axis=0),
+            "n": len(v["ins"]),
+        }
         for k, v in acc.items()
     }
 
@@ -398,12 +380,29 @@ def write_outputs(
 
 
 #: columns of the benchmark report's table, in order.
-REPORT_COLUMNS = ("name", "method", "n", "skipped", "insertion_auc", "deletion_auc", "highest_confidence",
-                  "pointing_box", "pointing_mask", "amcr", "csr10", "forwards", "seconds")
+REPORT_COLUMNS = (
+    "name",
+    "method",
+    "n",
+    "skipped",
+    "insertion_auc",
+    "deletion_auc",
+    "highest_confidence",
+    "pointing_box",
+    "pointing_mask",
+    "amcr",
+    "csr10",
+    "forwards",
+    "seconds",
+)
 
 
 def write_report_page(
-    summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, title: str | None = None
+    summary: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
 ) -> Path:
     """The run's self-contained HTML page (:func:`mllm_attr.report.write_benchmark_report`): the
     summary table, the mean insertion / deletion curves per method, and the settings of the run."""

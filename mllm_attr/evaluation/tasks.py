@@ -35,9 +35,10 @@ from __future__ import annotations
 import abc
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -99,7 +100,7 @@ class GroundTruth:
     width: int
 
     @classmethod
-    def from_objects(cls, name: str, objects: Sequence[CocoObject]) -> "GroundTruth":
+    def from_objects(cls, name: str, objects: Sequence[CocoObject]) -> GroundTruth:
         """Union of COCO instances (all of one category, or the one referred object)."""
         if not objects:
             raise ValueError(f"ground truth {name!r} needs at least one annotated instance; got none")
@@ -205,9 +206,7 @@ def natural_key(text: str) -> tuple[Any, ...]:
 def positions_in_span(generation: Generation, start: int, end: int) -> list[int]:
     """Non-special tokens whose character span overlaps ``[start, end)`` of ``generation.text``."""
     return [
-        i
-        for i, (s, e) in enumerate(generation.spans)
-        if e > s and s < end and e > start and not generation.special[i]
+        i for i, (s, e) in enumerate(generation.spans) if e > s and s < end and e > start and not generation.special[i]
     ]
 
 
@@ -259,7 +258,9 @@ def _check_options(kind: str, options: Mapping[str, Any], valid: Mapping[str, An
         raise TypeError(f"the task section must be a JSON object; got {type(options).__name__}")
     unknown = sorted(set(options) - set(valid) - {"kind"})
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} for task kind {kind!r}; valid keys: {sorted(set(valid) | {'kind'})}")
+        raise ValueError(
+            f"unknown key(s) {unknown} for task kind {kind!r}; valid keys: {sorted(set(valid) | {'kind'})}"
+        )
     out = dict(valid)
     out.update({k: v for k, v in options.items() if k != "kind"})
     return out
@@ -279,7 +280,9 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = True) -> 
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"task key {name!r} must be an integer >= {minimum}{' or null' if allow_none else ''}; got {value!r}")
+        raise ValueError(
+            f"task key {name!r} must be an integer >= {minimum}{' or null' if allow_none else ''}; got {value!r}"
+        )
     return int(value)
 
 
@@ -345,7 +348,8 @@ class Task(abc.ABC):
                     known = sorted(by_id, key=natural_key)
                     shown = known[:10] + (["..."] if len(known) > 10 else [])
                     raise UnresolvedIdError(
-                        f"task {self.kind!r}: sample id(s) {missing} are not in the benchmark (it has {len(known)} ids: {shown})"
+                        f"task {self.kind!r}: sample id(s) {missing} are not in the benchmark "
+                        f"(it has {len(known)} ids: {shown})"
                     )
                 chosen = [by_id[i] for i in dict.fromkeys(wanted)]
             else:
@@ -489,7 +493,8 @@ class RefCocoTask(Task):
             str(self.options["prompt"]).format(sentence="x", category="y")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
-                f"task key 'prompt' may only use the fields {{sentence}} and {{category}}; got {self.options['prompt']!r} ({exc!r})"
+                f"task key 'prompt' may only use the fields {{sentence}} and {{category}}; "
+                f"got {self.options['prompt']!r} ({exc!r})"
             ) from None
 
     def _load(self) -> list[Sample]:
@@ -682,7 +687,8 @@ class MMVPTask(Task):
             str(self.options["prompt"]).format(question="q", options="o")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
-                f"task key 'prompt' may only use the fields {{question}} and {{options}}; got {self.options['prompt']!r} ({exc!r})"
+                f"task key 'prompt' may only use the fields {{question}} and {{options}}; "
+                f"got {self.options['prompt']!r} ({exc!r})"
             ) from None
 
     def _load(self) -> list[Sample]:
@@ -696,8 +702,12 @@ class MMVPTask(Task):
                     task=self.kind,
                     image_path=q.image_path,
                     prompt=str(self.options["prompt"]).format(question=q.question, options=options),
-                    info={"index": q.index, "pair_id": q.pair_id, "correct_letter": q.correct_letter,
-                          "correct_option": q.correct_option},
+                    info={
+                        "index": q.index,
+                        "pair_id": q.pair_id,
+                        "correct_letter": q.correct_letter,
+                        "correct_option": q.correct_option,
+                    },
                 )
             )
         return samples
@@ -732,4 +742,3 @@ def build_task(section: Mapping[str, Any]) -> Task:
     if kind not in TASKS:
         raise ValueError(f"unknown task kind {kind!r}; expected one of {sorted(TASKS)}")
     return TASKS[kind](**{k: v for k, v in section.items() if k != "kind"})
-

@@ -8,7 +8,7 @@ AUCs can be computed by hand.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -63,31 +63,345 @@ __all__ = ["FAMILIES", "build_tiny", "model_class", "save_tiny"]
 
 # Common lower-case English words: enough for prompts such as "What colour is the cat?" and for
 # generated text to decode into words. Everything is lower-cased by the normaliser.
-_WORDS = """
-a an the this that these those it its is are was were be been being am do does did done have has
-had not no yes and or but if then so because of in on at to from by with without for about into
-over under above below left right top bottom front back behind between near far inside outside
-up down out off here there where when what which who whom whose why how many much more most less
-few some any all each every both either neither one two three four five six seven eight nine ten
-first second third last next other another same different
-i you he she we they me him her us them my your his our their mine yours
-image picture photo photograph scene view frame region object objects thing things area part
-cat cats dog dogs bird birds horse cow sheep person people man woman men women child children boy
-girl car cars bus truck bike bicycle train plane boat road street tree trees grass sky cloud clouds
-sun water sea river lake beach mountain hill house building room table chair bed sofa window door
-wall floor food plate cup bottle ball box bag book phone computer screen sign light shape shapes
-circle square triangle rectangle star line dot
-red green blue yellow orange purple pink brown black white gray grey colour color colours colors
-big small large tiny little long short tall high low wide narrow round flat bright dark light
-heavy empty full open closed old new young hot cold good bad happy sad
-describe tell show give find count name list explain answer question say see look looks looking
-sitting standing walking running lying holding eating playing flying driving riding wearing
-visible shown present missing located
-briefly detail details detailed caption short word words sentence please only
-assistant user system model human helpful harmless honest
-animal animals vehicle vehicles kind type size position side middle center centre corner
-background foreground number letter phrase single
-""".split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "am",
+    "do",
+    "does",
+    "did",
+    "done",
+    "have",
+    "has",
+    "had",
+    "not",
+    "no",
+    "yes",
+    "and",
+    "or",
+    "but",
+    "if",
+    "then",
+    "so",
+    "because",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "from",
+    "by",
+    "with",
+    "without",
+    "for",
+    "about",
+    "into",
+    "over",
+    "under",
+    "above",
+    "below",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "front",
+    "back",
+    "behind",
+    "between",
+    "near",
+    "far",
+    "inside",
+    "outside",
+    "up",
+    "down",
+    "out",
+    "off",
+    "here",
+    "there",
+    "where",
+    "when",
+    "what",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "why",
+    "how",
+    "many",
+    "much",
+    "more",
+    "most",
+    "less",
+    "few",
+    "some",
+    "any",
+    "all",
+    "each",
+    "every",
+    "both",
+    "either",
+    "neither",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "first",
+    "second",
+    "third",
+    "last",
+    "next",
+    "other",
+    "another",
+    "same",
+    "different",
+    "i",
+    "you",
+    "he",
+    "she",
+    "we",
+    "they",
+    "me",
+    "him",
+    "her",
+    "us",
+    "them",
+    "my",
+    "your",
+    "his",
+    "our",
+    "their",
+    "mine",
+    "yours",
+    "image",
+    "picture",
+    "photo",
+    "photograph",
+    "scene",
+    "view",
+    "frame",
+    "region",
+    "object",
+    "objects",
+    "thing",
+    "things",
+    "area",
+    "part",
+    "cat",
+    "cats",
+    "dog",
+    "dogs",
+    "bird",
+    "birds",
+    "horse",
+    "cow",
+    "sheep",
+    "person",
+    "people",
+    "man",
+    "woman",
+    "men",
+    "women",
+    "child",
+    "children",
+    "boy",
+    "girl",
+    "car",
+    "cars",
+    "bus",
+    "truck",
+    "bike",
+    "bicycle",
+    "train",
+    "plane",
+    "boat",
+    "road",
+    "street",
+    "tree",
+    "trees",
+    "grass",
+    "sky",
+    "cloud",
+    "clouds",
+    "sun",
+    "water",
+    "sea",
+    "river",
+    "lake",
+    "beach",
+    "mountain",
+    "hill",
+    "house",
+    "building",
+    "room",
+    "table",
+    "chair",
+    "bed",
+    "sofa",
+    "window",
+    "door",
+    "wall",
+    "floor",
+    "food",
+    "plate",
+    "cup",
+    "bottle",
+    "ball",
+    "box",
+    "bag",
+    "book",
+    "phone",
+    "computer",
+    "screen",
+    "sign",
+    "light",
+    "shape",
+    "shapes",
+    "circle",
+    "square",
+    "triangle",
+    "rectangle",
+    "star",
+    "line",
+    "dot",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "colour",
+    "color",
+    "colours",
+    "colors",
+    "big",
+    "small",
+    "large",
+    "tiny",
+    "little",
+    "long",
+    "short",
+    "tall",
+    "high",
+    "low",
+    "wide",
+    "narrow",
+    "round",
+    "flat",
+    "bright",
+    "dark",
+    "light",
+    "heavy",
+    "empty",
+    "full",
+    "open",
+    "closed",
+    "old",
+    "new",
+    "young",
+    "hot",
+    "cold",
+    "good",
+    "bad",
+    "happy",
+    "sad",
+    "describe",
+    "tell",
+    "show",
+    "give",
+    "find",
+    "count",
+    "name",
+    "list",
+    "explain",
+    "answer",
+    "question",
+    "say",
+    "see",
+    "look",
+    "looks",
+    "looking",
+    "sitting",
+    "standing",
+    "walking",
+    "running",
+    "lying",
+    "holding",
+    "eating",
+    "playing",
+    "flying",
+    "driving",
+    "riding",
+    "wearing",
+    "visible",
+    "shown",
+    "present",
+    "missing",
+    "located",
+    "briefly",
+    "detail",
+    "details",
+    "detailed",
+    "caption",
+    "short",
+    "word",
+    "words",
+    "sentence",
+    "please",
+    "only",
+    "assistant",
+    "user",
+    "system",
+    "model",
+    "human",
+    "helpful",
+    "harmless",
+    "honest",
+    "animal",
+    "animals",
+    "vehicle",
+    "vehicles",
+    "kind",
+    "type",
+    "size",
+    "position",
+    "side",
+    "middle",
+    "center",
+    "centre",
+    "corner",
+    "background",
+    "foreground",
+    "number",
+    "letter",
+    "phrase",
+    "single",
+]
 
 # Punctuation, digits and single letters ("what's" -> what ' s), so simple prompts rarely hit <unk>.
 _SYMBOLS = list(".,:;!?'\"()[]{}-_/\\*+=<>#%&@|~`^$") + [str(d) for d in range(10)] + list("abcdefghijklmnopqrstuvwxyz")
@@ -211,10 +525,19 @@ def instantiate(model_cls, config, seed: int):
     return model.to(torch.float32).eval()
 
 
-def _finish(model_cls, config, processor, seed: int):
-    """Instantiate deterministically; eval mode, float32, a greedy generation config."""
-    tokenizer = processor.tokenizer
+def finish(model_cls, config, processor, seed: int, generation: dict | None = None):
+    """``(model, processor)``: the model instantiated by :func:`instantiate` with a generation config.
+
+    ``generation``: the settings of a checkpoint's ``generation_config.json`` (the twins); by
+    default greedy decoding of at most 20 tokens with the tokenizer's special-token ids.
+    """
     model = instantiate(model_cls, config, seed)
+    if generation is not None:
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig(**generation)
+        return model, processor
+    tokenizer = processor.tokenizer
     gen = model.generation_config
     gen.eos_token_id = tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id
@@ -348,8 +671,38 @@ _CHATML = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 
 
 # ----------------------------------------------------------------------------------------------
-# Families
+# Families. Each recipe returns ``(config kwargs, processor)``; :func:`build_tiny` makes the config
+# (the model class's ``config_class``) and the model.
 # ----------------------------------------------------------------------------------------------
+
+
+def _tokenizer(template: str, *, bos: str | None, eos: str, pad: str, **specials):
+    """The family's word-level tokenizer with its chat template (``specials``: see :func:`_make_tokenizer`)."""
+    return _make_tokenizer(bos=bos, eos=eos, pad=pad, unk="<unk>", chat_template=template, **specials)
+
+
+def _chatml_tokenizer(template: str, named_specials: dict[str, str]):
+    """The tokenizer of the ChatML families (Qwen-VL, InternVL, LLaVA-OneVision): no BOS, turns end with <|im_end|>."""
+    return _tokenizer(
+        template, bos=None, eos="<|im_end|>", pad="<|endoftext|>", named_specials=named_specials, other_specials=_CHATML
+    )
+
+
+def _processor(name: str, image_processor, tokenizer, template: str, **settings):
+    """The transformers processor ``name``, or its video-free variant where it bundles a video processor."""
+    import transformers
+
+    from mllm_attr.adapters._processors import processor_class_without_video
+
+    try:
+        cls = processor_class_without_video(name)
+    except ValueError:
+        cls = getattr(transformers, name)
+    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=template, **settings)
+
+
+def _square(size: int) -> dict:
+    return {"height": size, "width": size}
 
 
 def _llama_text(tokenizer, **overrides):
@@ -376,131 +729,90 @@ def _siglip_vision(image_size: int, patch_size: int, **overrides):
     return SiglipVisionConfig(**{**_VISION, "image_size": image_size, "patch_size": patch_size, **overrides})
 
 
-def _build_llava(seed: int):
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+def _llava_like(name: str, template: str, *, pinpoints=None, other_specials: Iterable[str] = ()):
+    """LLaVA-1.5 (``name`` "Llava") or LLaVA-NeXT ("LlavaNext", anyres over ``pinpoints``).
 
-    # 32 px, 8 px patches: 16 patch tokens (+ CLS, dropped by the "default" feature strategy).
+    32 px views, 8 px patches: 16 patch tokens per view (+ CLS, dropped by the "default" strategy).
+    """
     size, patch = 32, 8
-    tokenizer = _make_tokenizer(
+    grid = {} if pinpoints is None else {"image_grid_pinpoints": pinpoints}
+    tokenizer = _tokenizer(
+        template,
         bos="<s>",
         eos="</s>",
         pad="<pad>",
-        unk="<unk>",
         named_specials={"image_token": "<image>"},
-        chat_template=_LLAVA_TEMPLATE,
+        other_specials=other_specials,
     )
     image_processor = _image_processor(
-        "CLIPImageProcessor", size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=_LLAVA_TEMPLATE,
-    )
-    config = LlavaConfig(
-        vision_config=_clip_vision(size, patch),
-        text_config=_llama_text(tokenizer),
-        image_token_index=tokenizer.image_token_id,
-        image_seq_length=(size // patch) ** 2,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-    )
-    return _finish(LlavaForConditionalGeneration, config, processor, seed)
-
-
-def _build_llava_next(seed: int):
-    from transformers import (
-        LlavaNextConfig,
-        LlavaNextForConditionalGeneration,
-        LlavaNextProcessor,
-    )
-
-    # Base view 32 px with 8 px patches; anyres grid of at most 2x2 crops of 32 px.
-    size, patch = 32, 8
-    pinpoints = [[32, 64], [64, 32], [64, 64]]
-    tokenizer = _make_tokenizer(
-        bos="<s>",
-        eos="</s>",
-        pad="<pad>",
-        unk="<unk>",
-        named_specials={"image_token": "<image>"},
-        other_specials=["[INST]", "[/INST]"],
-        chat_template=_LLAVA_NEXT_TEMPLATE,
-    )
-    image_processor = _image_processor(
-        "LlavaNextImageProcessor",
+        "CLIPImageProcessor" if name == "Llava" else name + "ImageProcessor",
         size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        image_grid_pinpoints=pinpoints,
+        crop_size=_square(size),
+        **grid,
     )
-    processor = LlavaNextProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
+    processor = _processor(
+        name + "Processor",
+        image_processor,
+        tokenizer,
+        template,
         patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
-        chat_template=_LLAVA_NEXT_TEMPLATE,
     )
-    config = LlavaNextConfig(
-        vision_config=_clip_vision(size, patch),
-        text_config=_llama_text(tokenizer),
-        image_token_index=tokenizer.image_token_id,
-        image_grid_pinpoints=pinpoints,
-        image_seq_length=(size // patch) ** 2,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
+    config = {
+        "vision_config": _clip_vision(size, patch),
+        "text_config": _llama_text(tokenizer),
+        "image_token_index": tokenizer.image_token_id,
+        **grid,
+        "image_seq_length": (size // patch) ** 2,
+        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": -2,
+    }
+    return config, processor
+
+
+def _llava():
+    return _llava_like("Llava", _LLAVA_TEMPLATE)
+
+
+def _llava_next():
+    # Base view 32 px; anyres grid of at most 2x2 crops of 32 px.
+    return _llava_like(
+        "LlavaNext",
+        _LLAVA_NEXT_TEMPLATE,
+        pinpoints=[[32, 64], [64, 32], [64, 64]],
+        other_specials=["[INST]", "[/INST]"],
     )
-    return _finish(LlavaNextForConditionalGeneration, config, processor, seed)
 
 
-def _build_llava_onevision(seed: int):
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-    )
-
-    from mllm_attr.adapters._processors import processor_class_without_video
-
+def _llava_onevision():
     size, patch = 32, 8
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     template = _chatml_template("<image>\n", None, user_sep=" ")
-    tokenizer = _make_tokenizer(
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk="<unk>",
-        named_specials={"image_token": "<image>", "video_token": "<video>"},
-        other_specials=_CHATML,
-        chat_template=template,
-    )
+    tokenizer = _chatml_tokenizer(template, {"image_token": "<image>", "video_token": "<video>"})
     image_processor = _image_processor(
-        "LlavaOnevisionImageProcessor",
-        size={"height": size, "width": size},
-        crop_size={"height": size, "width": size},
-        image_grid_pinpoints=pinpoints,
+        "LlavaOnevisionImageProcessor", size=_square(size), crop_size=_square(size), image_grid_pinpoints=pinpoints
     )
-    processor = processor_class_without_video("LlavaOnevisionProcessor")(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
+    processor = _processor(
+        "LlavaOnevisionProcessor",
+        image_processor,
+        tokenizer,
+        template,
         num_image_tokens=(size // patch) ** 2,
         vision_feature_select_strategy="full",
-        chat_template=template,
         vision_aspect_ratio="anyres_max_9",
     )
-    config = LlavaOnevisionConfig(
-        vision_config=_siglip_vision(size, patch, vision_use_head=False),
-        text_config=_qwen2_text(tokenizer),
-        image_token_index=tokenizer.image_token_id,
-        video_token_index=tokenizer.video_token_id,
-        image_grid_pinpoints=pinpoints,
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-        vision_aspect_ratio="anyres_max_9",
-    )
-    return _finish(LlavaOnevisionForConditionalGeneration, config, processor, seed)
+    config = {
+        "vision_config": _siglip_vision(size, patch, vision_use_head=False),
+        "text_config": _qwen2_text(tokenizer),
+        "image_token_index": tokenizer.image_token_id,
+        "video_token_index": tokenizer.video_token_id,
+        "image_grid_pinpoints": pinpoints,
+        "vision_feature_select_strategy": "full",
+        "vision_feature_layer": -1,
+        "vision_aspect_ratio": "anyres_max_9",
+    }
+    return config, processor
 
 
 _QWEN_VL_SPECIALS = {
@@ -511,326 +823,221 @@ _QWEN_VL_SPECIALS = {
 }
 
 
-def _qwen_tokenizer(template: str):
-    return _make_tokenizer(
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk="<unk>",
-        named_specials=_QWEN_VL_SPECIALS,
-        other_specials=_CHATML,
-        chat_template=template,
-    )
+def _qwen_vl(name: str, *, patch: int, system: str | None, vision: dict, text: dict | None = None, drop=()):
+    """Qwen2-VL, Qwen2.5-VL, Qwen3-VL (``name`` "Qwen2VL", ...): ChatML, merge 2, M-RoPE.
 
-
-def _qwen_image_processor(patch: int, merge: int):
+    ``vision``: the vision config's own settings; ``text`` is merged into the text config, ``drop``
+    names text-config keys left out.
+    """
+    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", system)
+    tokenizer = _chatml_tokenizer(template, _QWEN_VL_SPECIALS)
     # A 2x2 grid of merged tokens at least (min_pixels) and 4x4 at most (max_pixels): a
     # 56x56 image (patch 14) becomes 4x4 patches -> 4 image tokens.
-    unit = patch * merge
-    return _image_processor(
+    unit = patch * 2
+    image_processor = _image_processor(
         "Qwen2VLImageProcessor",
         patch_size=patch,
-        merge_size=merge,
+        merge_size=2,
         temporal_patch_size=2,
         min_pixels=(2 * unit) ** 2,
         max_pixels=(4 * unit) ** 2,
     )
-
-
-def _qwen_text_common(tokenizer) -> dict:
-    return {
-        **_TEXT,
-        **_text_ids(tokenizer),
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-    }
-
-
-def _qwen_vl_ids(tokenizer) -> dict:
-    return {
+    processor = _processor(name + "Processor", image_processor, tokenizer, template)
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    text_config = {**_TEXT, **_text_ids(tokenizer), "rope_parameters": rope, **(text or {})}
+    config = {
+        "text_config": {k: v for k, v in text_config.items() if k not in drop},
+        "vision_config": {
+            "depth": 2,
+            "num_heads": 2,
+            "patch_size": patch,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            **vision,
+        },
         "image_token_id": tokenizer.image_token_id,
         "video_token_id": tokenizer.video_token_id,
         "vision_start_token_id": tokenizer.vision_start_token_id,
         "vision_end_token_id": tokenizer.vision_end_token_id,
     }
+    return config, processor
 
 
-def _build_qwen2_vl(seed: int):
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    from mllm_attr.adapters._processors import processor_class_without_video
-
-    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", "You are a helpful assistant.")
-    tokenizer = _qwen_tokenizer(template)
-    processor = processor_class_without_video("Qwen2VLProcessor")(
-        image_processor=_qwen_image_processor(14, 2), tokenizer=tokenizer, chat_template=template
+def _qwen2_vl():
+    return _qwen_vl(
+        "Qwen2VL",
+        patch=14,
+        system="You are a helpful assistant.",
+        vision={"embed_dim": 32, "hidden_size": _TEXT["hidden_size"], "mlp_ratio": 2},
     )
-    config = Qwen2VLConfig(
-        text_config=_qwen_text_common(tokenizer),
-        vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": _TEXT["hidden_size"],
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-        **_qwen_vl_ids(tokenizer),
-    )
-    return _finish(Qwen2VLForConditionalGeneration, config, processor, seed)
 
 
-def _build_qwen2_5_vl(seed: int):
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    from mllm_attr.adapters._processors import processor_class_without_video
-
-    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", "You are a helpful assistant.")
-    tokenizer = _qwen_tokenizer(template)
-    processor = processor_class_without_video("Qwen2_5_VLProcessor")(
-        image_processor=_qwen_image_processor(14, 2), tokenizer=tokenizer, chat_template=template
-    )
-    config = Qwen2_5_VLConfig(
-        text_config=_qwen_text_common(tokenizer),
-        vision_config={
-            "depth": 2,
+def _qwen2_5_vl():
+    return _qwen_vl(
+        "Qwen2_5_VL",
+        patch=14,
+        system="You are a helpful assistant.",
+        vision={
             "hidden_size": 32,
             "intermediate_size": 64,
-            "num_heads": 2,
             "out_hidden_size": _TEXT["hidden_size"],
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "window_size": 56,
             "fullatt_block_indexes": [1],
         },
-        **_qwen_vl_ids(tokenizer),
     )
-    return _finish(Qwen2_5_VLForConditionalGeneration, config, processor, seed)
 
 
-def _build_qwen3_vl(seed: int):
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
-    from mllm_attr.adapters._processors import processor_class_without_video
-
-    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", None)
-    tokenizer = _qwen_tokenizer(template)
-    processor = processor_class_without_video("Qwen3VLProcessor")(
-        image_processor=_qwen_image_processor(16, 2), tokenizer=tokenizer, chat_template=template
-    )
-    text = {**_qwen_text_common(tokenizer), "head_dim": 16}
-    text["rope_parameters"] = {
-        "rope_type": "default",
-        "rope_theta": 10000.0,
-        "mrope_section": [2, 3, 3],
-        "mrope_interleaved": True,
-    }
-    text.pop("bos_token_id")
-    text.pop("eos_token_id")
-    config = Qwen3VLConfig(
-        text_config=text,
-        vision_config={
-            "depth": 2,
+def _qwen3_vl():
+    return _qwen_vl(
+        "Qwen3VL",
+        patch=16,
+        system=None,
+        vision={
             "hidden_size": 32,
             "intermediate_size": 64,
-            "num_heads": 2,
             "out_hidden_size": _TEXT["hidden_size"],
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "num_position_embeddings": 16,
             "deepstack_visual_indexes": [0],
         },
-        **_qwen_vl_ids(tokenizer),
+        text={
+            "head_dim": 16,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+        },
+        drop=("bos_token_id", "eos_token_id"),
     )
-    return _finish(Qwen3VLForConditionalGeneration, config, processor, seed)
 
 
-def _build_internvl(seed: int):
-    from transformers import InternVLConfig, InternVLForConditionalGeneration
-
-    from mllm_attr.adapters._processors import processor_class_without_video
-
+def _internvl():
     # 32 px views, 8 px patches: 16 patches, pixel-shuffled (ratio 0.5) into 4 image tokens.
     size, patch = 32, 8
     template = _chatml_template("<IMG_CONTEXT>\n", None)
-    tokenizer = _make_tokenizer(
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk="<unk>",
-        named_specials={
+    tokenizer = _chatml_tokenizer(
+        template,
+        {
             "start_image_token": "<img>",
             "end_image_token": "</img>",
             "context_image_token": "<IMG_CONTEXT>",
             "video_token": "<video>",
         },
-        other_specials=_CHATML,
-        chat_template=template,
     )
     # The processor's own default ``crop_to_patches=True`` overrides the image processor's setting;
     # ``max_patches=1`` keeps one 32 px view per image either way.
     image_processor = _image_processor(
-        "GotOcr2ImageProcessor",
-        size={"height": size, "width": size},
-        crop_to_patches=False,
-        min_patches=1,
-        max_patches=1,
+        "GotOcr2ImageProcessor", size=_square(size), crop_to_patches=False, min_patches=1, max_patches=1
     )
     image_seq_length = int((size // patch) ** 2 * 0.5**2)
-    processor = processor_class_without_video("InternVLProcessor")(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        image_seq_length=image_seq_length,
-        chat_template=template,
-    )
-    config = InternVLConfig(
-        vision_config={
+    processor = _processor("InternVLProcessor", image_processor, tokenizer, template, image_seq_length=image_seq_length)
+    config = {
+        "vision_config": {
             **_VISION,
             "image_size": [size, size],
             "patch_size": [patch, patch],
             "use_mean_pooling": True,
         },
-        text_config=_qwen2_text(tokenizer),
-        image_token_id=tokenizer.context_image_token_id,
-        image_seq_length=image_seq_length,
-        downsample_ratio=0.5,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
-    )
-    return _finish(InternVLForConditionalGeneration, config, processor, seed)
+        "text_config": _qwen2_text(tokenizer),
+        "image_token_id": tokenizer.context_image_token_id,
+        "image_seq_length": image_seq_length,
+        "downsample_ratio": 0.5,
+        "vision_feature_layer": -1,
+        "vision_feature_select_strategy": "default",
+    }
+    return config, processor
 
 
-def _idefics_specials() -> list[str]:
-    return ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
-        f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)
-    ]
+def _idefics_like(name: str, *, start: str, pad: str, other_specials: Iterable[str] = ()):
+    """Idefics3 (``name`` "Idefics3") or SmolVLM ("SmolVLM"): ``start`` opens the prompt (and is BOS).
 
-
-def _build_idefics3(seed: int):
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
-
-    # One 32 px view (no splitting), 8 px patches: 16 patches, pixel-shuffled by 2 into 4 tokens.
+    One 32 px view (no splitting), 8 px patches: 16 patches, pixel-shuffled by 2 into 4 tokens.
+    """
     size, patch, scale = 32, 8, 2
-    template = _idefics_template("<|begin_of_text|>")
-    tokenizer = _make_tokenizer(
-        bos="<|begin_of_text|>",
+    template = _idefics_template(start)
+    row_col = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    tokenizer = _tokenizer(
+        template,
+        bos=start,
         eos="<end_of_utterance>",
-        pad="<|finetune_right_pad_id|>",
-        unk="<unk>",
-        other_specials=_idefics_specials(),
-        chat_template=template,
+        pad=pad,
+        other_specials=[
+            "<fake_token_around_image>",
+            "<image>",
+            "<end_of_utterance>",
+            "<global-img>",
+            *row_col,
+            *other_specials,
+        ],
     )
     image_processor = _image_processor(
-        "Idefics3ImageProcessor",
+        name + "ImageProcessor",
         size={"longest_edge": size},
         max_image_size={"longest_edge": size},
         do_image_splitting=False,
     )
-    image_seq_len = (size // patch) ** 2 // scale**2
-    processor = Idefics3Processor(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=template
+    processor = _processor(
+        name + "Processor", image_processor, tokenizer, template, image_seq_len=(size // patch) ** 2 // scale**2
     )
-    config = Idefics3Config(
-        vision_config={**_VISION, "image_size": size, "patch_size": patch},
-        text_config=_llama_text(tokenizer),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        scale_factor=scale,
-    )
-    return _finish(Idefics3ForConditionalGeneration, config, processor, seed)
+    config = {
+        "vision_config": {**_VISION, "image_size": size, "patch_size": patch},
+        "text_config": _llama_text(tokenizer),
+        "image_token_id": tokenizer.convert_tokens_to_ids("<image>"),
+        "scale_factor": scale,
+    }
+    return config, processor
 
 
-def _build_smolvlm(seed: int):
-    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
-
-    from mllm_attr.adapters._processors import processor_class_without_video
-
-    size, patch, scale = 32, 8, 2
-    template = _idefics_template("<|im_start|>")
-    tokenizer = _make_tokenizer(
-        bos="<|im_start|>",
-        eos="<end_of_utterance>",
-        pad="<|im_end|>",
-        unk="<unk>",
-        other_specials=_idefics_specials() + ["<video>"],
-        chat_template=template,
-    )
-    image_processor = _image_processor(
-        "SmolVLMImageProcessor",
-        size={"longest_edge": size},
-        max_image_size={"longest_edge": size},
-        do_image_splitting=False,
-    )
-    image_seq_len = (size // patch) ** 2 // scale**2
-    processor = processor_class_without_video("SmolVLMProcessor")(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len, chat_template=template
-    )
-    config = SmolVLMConfig(
-        vision_config={**_VISION, "image_size": size, "patch_size": patch},
-        text_config=_llama_text(tokenizer),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        scale_factor=scale,
-    )
-    return _finish(SmolVLMForConditionalGeneration, config, processor, seed)
+def _idefics3():
+    return _idefics_like("Idefics3", start="<|begin_of_text|>", pad="<|finetune_right_pad_id|>")
 
 
-def _build_paligemma(seed: int):
-    from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+def _smolvlm():
+    return _idefics_like("SmolVLM", start="<|im_start|>", pad="<|im_end|>", other_specials=["<video>"])
+
+
+def _paligemma():
+    from transformers import GemmaConfig
 
     size, patch = 32, 8
-    tokenizer = _make_tokenizer(
-        bos="<bos>",
-        eos="<eos>",
-        pad="<pad>",
-        unk="<unk>",
-        named_specials={"image_token": "<image>"},
-        chat_template=_PALIGEMMA_TEMPLATE,
+    tokenizer = _tokenizer(
+        _PALIGEMMA_TEMPLATE, bos="<bos>", eos="<eos>", pad="<pad>", named_specials={"image_token": "<image>"}
     )
-    image_processor = _image_processor("SiglipImageProcessor", size={"height": size, "width": size})
+    image_processor = _image_processor("SiglipImageProcessor", size=_square(size))
     image_processor.image_seq_length = (size // patch) ** 2
     # The processor adds 1,152 location/segmentation tokens: size the vocabulary afterwards.
-    processor = PaliGemmaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=_PALIGEMMA_TEMPLATE
-    )
+    processor = _processor("PaliGemmaProcessor", image_processor, tokenizer, _PALIGEMMA_TEMPLATE)
     text = GemmaConfig(**{**_TEXT, **_text_ids(processor.tokenizer), "head_dim": 16})
-    config = PaliGemmaConfig(
-        vision_config=_siglip_vision(size, patch, projection_dim=_TEXT["hidden_size"]),
-        text_config=text,
-        image_token_index=processor.image_token_id,
-        vocab_size=text.vocab_size,
-        projection_dim=_TEXT["hidden_size"],
-        hidden_size=_TEXT["hidden_size"],
-    )
-    config.vision_config.projection_dim = _TEXT["hidden_size"]
-    return _finish(PaliGemmaForConditionalGeneration, config, processor, seed)
+    config = {
+        # (PaliGemmaConfig sets the vision config's projection_dim to its own.)
+        "vision_config": _siglip_vision(size, patch, projection_dim=_TEXT["hidden_size"]),
+        "text_config": text,
+        "image_token_index": processor.image_token_id,
+        "vocab_size": text.vocab_size,
+        "projection_dim": _TEXT["hidden_size"],
+        "hidden_size": _TEXT["hidden_size"],
+    }
+    return config, processor
 
 
-def _build_gemma3(seed: int):
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
-
+def _gemma3():
     # 32 px, 8 px patches: 4x4 patches average-pooled into 2x2 = 4 image tokens.
     size, patch, tokens = 32, 8, 4
-    tokenizer = _make_tokenizer(
+    tokenizer = _tokenizer(
+        _GEMMA3_TEMPLATE,
         bos="<bos>",
         eos="<end_of_turn>",
         pad="<pad>",
-        unk="<unk>",
         named_specials={
             "image_token": "<image_soft_token>",
             "boi_token": "<start_of_image>",
             "eoi_token": "<end_of_image>",
         },
         other_specials=["<eos>", "<start_of_turn>"],
-        chat_template=_GEMMA3_TEMPLATE,
     )
-    image_processor = _image_processor(
-        "Gemma3ImageProcessor", size={"height": size, "width": size}, do_pan_and_scan=False
-    )
-    processor = Gemma3Processor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=_GEMMA3_TEMPLATE, image_seq_length=tokens
-    )
+    image_processor = _image_processor("Gemma3ImageProcessor", size=_square(size), do_pan_and_scan=False)
+    processor = _processor("Gemma3Processor", image_processor, tokenizer, _GEMMA3_TEMPLATE, image_seq_length=tokens)
     text = {
         **_TEXT,
         **_text_ids(tokenizer),
@@ -839,37 +1046,37 @@ def _build_gemma3(seed: int):
         "sliding_window": 64,
         "layer_types": ["sliding_attention", "full_attention"],
     }
-    config = Gemma3Config(
-        text_config=text,
-        vision_config=_siglip_vision(size, patch, vision_use_head=False).to_dict(),
-        mm_tokens_per_image=tokens,
-        boi_token_index=tokenizer.boi_token_id,
-        eoi_token_index=tokenizer.eoi_token_id,
-        image_token_index=tokenizer.image_token_id,
-    )
-    return _finish(Gemma3ForConditionalGeneration, config, processor, seed)
+    config = {
+        "text_config": text,
+        "vision_config": _siglip_vision(size, patch, vision_use_head=False).to_dict(),
+        "mm_tokens_per_image": tokens,
+        "boi_token_index": tokenizer.boi_token_id,
+        "eoi_token_index": tokenizer.eoi_token_id,
+        "image_token_index": tokenizer.image_token_id,
+    }
+    return config, processor
 
 
 @dataclass(frozen=True)
 class _Family:
-    builder: Callable[[int], tuple]
+    recipe: Callable[[], tuple[dict, object]]  # () -> (config kwargs, processor)
     model_class: str
     needs: tuple[str, ...] = ()  # importable modules the family needs beyond transformers
 
 
 _REGISTRY: dict[str, _Family] = {
-    "llava": _Family(_build_llava, "LlavaForConditionalGeneration"),
-    "llava_next": _Family(_build_llava_next, "LlavaNextForConditionalGeneration"),
-    "llava_onevision": _Family(_build_llava_onevision, "LlavaOnevisionForConditionalGeneration"),
-    "qwen2_vl": _Family(_build_qwen2_vl, "Qwen2VLForConditionalGeneration"),
-    "qwen2_5_vl": _Family(_build_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration"),
-    "qwen3_vl": _Family(_build_qwen3_vl, "Qwen3VLForConditionalGeneration"),
-    "internvl": _Family(_build_internvl, "InternVLForConditionalGeneration"),
-    "idefics3": _Family(_build_idefics3, "Idefics3ForConditionalGeneration"),
+    "llava": _Family(_llava, "LlavaForConditionalGeneration"),
+    "llava_next": _Family(_llava_next, "LlavaNextForConditionalGeneration"),
+    "llava_onevision": _Family(_llava_onevision, "LlavaOnevisionForConditionalGeneration"),
+    "qwen2_vl": _Family(_qwen2_vl, "Qwen2VLForConditionalGeneration"),
+    "qwen2_5_vl": _Family(_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration"),
+    "qwen3_vl": _Family(_qwen3_vl, "Qwen3VLForConditionalGeneration"),
+    "internvl": _Family(_internvl, "InternVLForConditionalGeneration"),
+    "idefics3": _Family(_idefics3, "Idefics3ForConditionalGeneration"),
     # The SmolVLM processor refuses to build without the ``num2words`` package.
-    "smolvlm": _Family(_build_smolvlm, "SmolVLMForConditionalGeneration", needs=("num2words",)),
-    "paligemma": _Family(_build_paligemma, "PaliGemmaForConditionalGeneration"),
-    "gemma3": _Family(_build_gemma3, "Gemma3ForConditionalGeneration"),
+    "smolvlm": _Family(_smolvlm, "SmolVLMForConditionalGeneration", needs=("num2words",)),
+    "paligemma": _Family(_paligemma, "PaliGemmaForConditionalGeneration"),
+    "gemma3": _Family(_gemma3, "Gemma3ForConditionalGeneration"),
 }
 
 
@@ -905,7 +1112,9 @@ def build_tiny(family: str, *, seed: int = 0):
             + (f" and the packages {', '.join(fam.needs)}" if fam.needs else "")
             + f". Available: {', '.join(FAMILIES)}."
         )
-    return _REGISTRY[family].builder(seed)
+    cls = model_class(family)
+    config, processor = _REGISTRY[family].recipe()
+    return finish(cls, cls.config_class(**config), processor, seed)
 
 
 def save_tiny(family: str, out_dir: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:

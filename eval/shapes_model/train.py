@@ -26,17 +26,24 @@ model learns the answer priors long before the vision tower learns to see):
    position ids makes this exactly equivalent to one sequence per question, checked at
    start-up), which saves recomputing the 64 image tokens per question.
 
-Usage (the command that produced the shipped checkpoint; about 16 minutes on a shared
-2-core CPU machine)::
+Usage, from the repository root (the command that produced the shipped checkpoint; about
+16 minutes on a shared 2-core CPU machine)::
 
-    python -m mllm_attr.data.train_shapes --out mllm_attr/assets/shapes-llava --seed 0 --threads 1
+    python eval/shapes_model/train.py --out mllm_attr/assets/shapes-llava --seed 0 --threads 1
+
+This is a script, not part of the installed package: it needs ``mllm_attr`` importable
+(installed, e.g. editable) and nothing installed for itself. Run as a file, it puts
+``eval/`` on ``sys.path`` and imports its siblings as the ``shapes_model`` package
+(:mod:`shapes_model.model`: sizes, vocabulary, chat template and the model / tokenizer /
+processor builders; :mod:`shapes_model.evaluate`: the held-out evaluation and the model
+card); ``cd eval && python -m shapes_model.train ...`` works too.
 
 The run is seeded and uses a fixed number of steps; with the same ``--threads`` it gives
 the same bytes (``--minutes`` only caps the wall time, which makes a capped run
 machine-dependent). ``--threads`` defaults to 2; on a machine whose cores are also busy
-with other work, 1 thread is several times faster (2 threads then contend). At the end it evaluates the model with
-:mod:`mllm_attr.data.evaluate_shapes` and writes the model card. The output directory
-loads without this project::
+with other work, 1 thread is several times faster (2 threads then contend). At the end it
+evaluates the model with :mod:`shapes_model.evaluate` (``eval/shapes_model/evaluate.py``)
+and writes the model card. The output directory loads without this project::
 
     LlavaForConditionalGeneration.from_pretrained(out); AutoProcessor.from_pretrained(out)
 """
@@ -50,216 +57,27 @@ import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import shapes as S
+from mllm_attr.data import shapes as S
+
+if __package__:  # imported as shapes_model.train (or run with python -m from eval/)
+    from . import evaluate as E
+    from . import model as M
+else:  # run as a file: python eval/shapes_model/train.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from shapes_model import evaluate as E
+    from shapes_model import model as M
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "IMAGE_SIZE",
-    "PATCH_SIZE",
-    "CHAT_TEMPLATE",
-    "VOCABULARY",
-    "build_tokenizer",
-    "build_image_processor",
-    "build_processor",
-    "build_model",
-    "train",
-    "main",
-]
-
-IMAGE_SIZE = 64
-PATCH_SIZE = 8
-NUM_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2
-
-SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "<image>")
-
-#: Word-level vocabulary (lower case; the normaliser lower-cases input text).
-VOCABULARY: tuple[str, ...] = SPECIAL_TOKENS + tuple(
-    dict.fromkeys(
-        [
-            "user", "assistant", "system", ":", "?", ".", ",", "!", "'", "-",
-            "what", "which", "color", "colour", "is", "are", "the", "there", "a", "an", "any",
-            "in", "on", "of", "this", "that", "image", "picture", "photo", "scene", "describe",
-            "shape", "object", "objects", "yes", "no", "and", "left", "right", "above", "below",
-            "to", "nothing", "how", "many", "does", "it", "contain", "see", "you", "do", "can",
-            "please", "briefly", "with", "background", "grey", "gray", "one", "two", "three", "four",
-        ]
-        + list(S.COLOR_NAMES)
-        + list(S.SHAPES)
-    )
-)
-
-#: LLaVA-1.5 conversation format: ``USER: <image>\n{prompt} ASSISTANT: {answer}</s>``.
-CHAT_TEMPLATE = (
-    "{%- macro text_of(content) -%}"
-    "{%- if content is string -%}{{ content }}"
-    "{%- else -%}{%- for c in content -%}{%- if c['type'] == 'text' -%}{{ c['text'] }}{%- endif -%}{%- endfor -%}"
-    "{%- endif -%}"
-    "{%- endmacro -%}"
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'system' -%}"
-    "{{ text_of(message['content']) + ' ' }}"
-    "{%- elif message['role'] == 'user' -%}"
-    "{{ 'USER: ' }}"
-    "{%- if message['content'] is not string -%}"
-    "{%- for c in message['content'] -%}{%- if c['type'] == 'image' -%}{{ '<image>\\n' }}{%- endif -%}{%- endfor -%}"
-    "{%- endif -%}"
-    "{{ text_of(message['content']) + ' ' }}"
-    "{%- elif message['role'] == 'assistant' -%}"
-    "{{ 'ASSISTANT: ' + text_of(message['content']) + eos_token }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
-)
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-#: Model hyper-parameters of the shipped checkpoint.
-DEFAULT_ARCH: dict[str, int] = {
-    "vision_hidden": 96,
-    "vision_layers": 3,
-    "vision_heads": 4,
-    "vision_mlp": 192,
-    "text_hidden": 128,
-    "text_layers": 2,
-    "text_heads": 4,
-    "text_mlp": 320,
-}
-
-
-# --------------------------------------------------------------------------- building blocks
-
-
-def build_tokenizer():
-    """Word-level ``PreTrainedTokenizerFast`` (left padding, ``<s>`` prepended, words decoded with spaces)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {w: i for i, w in enumerate(VOCABULARY)}
-    tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")])
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
-    )
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={"image_token": "<image>"},
-        padding_side="left",
-        clean_up_tokenization_spaces=False,
-        model_max_length=256,
-    )
-
-
-def build_image_processor():
-    """``CLIPImageProcessor`` for 64 x 64 inputs (the PIL backend where torchvision is missing)."""
-    try:
-        from transformers import CLIPImageProcessorPil as cls  # transformers >= 5 without torchvision
-    except ImportError:  # pragma: no cover - older transformers
-        from transformers import CLIPImageProcessor as cls
-    return cls(
-        do_resize=True,
-        size={"shortest_edge": IMAGE_SIZE},
-        resample=3,
-        do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
-        do_convert_rgb=True,
-    )
-
-
-def build_processor(tokenizer=None, image_processor=None):
-    """The shapes-llava ``LlavaProcessor`` (a fresh tokenizer and image processor unless given)."""
-    from transformers import LlavaProcessor
-
-    return LlavaProcessor(
-        image_processor=image_processor or build_image_processor(),
-        tokenizer=tokenizer or build_tokenizer(),
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        chat_template=CHAT_TEMPLATE,
-        image_token="<image>",
-        num_additional_image_tokens=1,
-    )
-
-
-def build_model(tokenizer, arch: dict[str, int] | None = None, seed: int = 0):
-    """A freshly initialised ``LlavaForConditionalGeneration`` (CLIP vision tower + Llama decoder).
-
-    Its generation config is greedy with at most 24 new tokens.
-
-    Args:
-        tokenizer: the word-level tokenizer (vocabulary size and special token ids).
-        arch: overrides of the :data:`DEFAULT_ARCH` sizes.
-        seed: torch seed for the initial weights.
-    """
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
-
-    a = {**DEFAULT_ARCH, **(arch or {})}
-    vision = CLIPVisionConfig(
-        hidden_size=a["vision_hidden"],
-        intermediate_size=a["vision_mlp"],
-        num_hidden_layers=a["vision_layers"],
-        num_attention_heads=a["vision_heads"],
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        num_channels=3,
-        hidden_act="gelu",
-        projection_dim=a["vision_hidden"],
-    )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=a["text_hidden"],
-        intermediate_size=a["text_mlp"],
-        num_hidden_layers=a["text_layers"],
-        num_attention_heads=a["text_heads"],
-        num_key_value_heads=a["text_heads"],
-        max_position_embeddings=256,
-        rms_norm_eps=1e-5,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_seq_length=NUM_PATCHES,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    gc = model.generation_config
-    gc.bos_token_id = tokenizer.bos_token_id
-    gc.eos_token_id = tokenizer.eos_token_id
-    gc.pad_token_id = tokenizer.pad_token_id
-    gc.do_sample = False
-    gc.max_new_tokens = 24
-    return model
-
+__all__ = ["SceneBank", "sample_qa", "Encoder", "VisionHead", "grounding_loss", "train", "main"]
 
 # --------------------------------------------------------------------------- data
 
@@ -273,22 +91,22 @@ class SceneBank:
     """
 
     def __init__(self, n: int, seed: int, split: str = "train"):
-        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        g = IMAGE_SIZE // PATCH_SIZE
-        imgs = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        mean = torch.tensor(M.CLIP_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(M.CLIP_STD).view(1, 3, 1, 1)
+        g = M.IMAGE_SIZE // M.PATCH_SIZE
+        imgs = np.empty((n, M.IMAGE_SIZE, M.IMAGE_SIZE, 3), dtype=np.uint8)
         patch_shape = np.zeros((n, g * g), dtype=np.int64)
         patch_color = np.zeros((n, g * g), dtype=np.int64)
         self.objects: list[list[tuple[str, str]]] = []
-        for i, sc in enumerate(S.generate_scenes(n, seed=seed, split=split, size=IMAGE_SIZE)):
+        for i, sc in enumerate(S.generate_scenes(n, seed=seed, split=split, size=M.IMAGE_SIZE)):
             imgs[i] = sc.image
             self.objects.append([(o.color, o.shape) for o in sc.objects])
             if sc.objects:
                 cover = np.stack(
-                    [o.mask.reshape(g, PATCH_SIZE, g, PATCH_SIZE).sum((1, 3)).reshape(-1) for o in sc.objects]
+                    [o.mask.reshape(g, M.PATCH_SIZE, g, M.PATCH_SIZE).sum((1, 3)).reshape(-1) for o in sc.objects]
                 )
                 best = cover.argmax(0)
-                keep = cover.max(0) >= PATCH_SIZE * PATCH_SIZE // 8
+                keep = cover.max(0) >= M.PATCH_SIZE * M.PATCH_SIZE // 8
                 sh = np.array([S.SHAPES.index(o.shape) + 1 for o in sc.objects])
                 co = np.array([S.COLOR_NAMES.index(o.color) + 1 for o in sc.objects])
                 patch_shape[i] = np.where(keep, sh[best], 0)
@@ -343,8 +161,8 @@ class Encoder:
     def prompt(self, question: str) -> list[int]:
         ids = self._prompt.get(question)
         if ids is None:
-            text = self.processor.apply_chat_template(_conversation(question), add_generation_prompt=True)
-            text = text.replace("<image>", "<image>" * NUM_PATCHES)
+            text = self.processor.apply_chat_template(M.conversation(question), add_generation_prompt=True)
+            text = text.replace("<image>", "<image>" * M.NUM_PATCHES)
             ids = self.tok(text)["input_ids"]
             self._prompt[question] = ids
         return ids
@@ -373,7 +191,6 @@ class Encoder:
             att[i, off:] = 1
             labels[i, off + st :] = torch.tensor(s[st:])
         return {"input_ids": ids, "attention_mask": att, "labels": labels}
-
 
     def packed_batch(self, groups: Sequence[Sequence[tuple[str, str]]]) -> dict[str, torch.Tensor]:
         """Several questions about the same image in one row, as if each were its own sequence.
@@ -435,10 +252,6 @@ class Encoder:
         return max(i for i, t in enumerate(p) if t == img) + 1
 
 
-def _conversation(question: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -464,7 +277,7 @@ class VisionHead(torch.nn.Module):
         pooled = torch.logsumexp(scores * t, dim=1) / t - math.log(scores.shape[1]) / t
         return {"pairs": pooled, "shape": self.shape(h), "color": self.color(h)}
 
-    def loss(self, patch_features: torch.Tensor, bank: "SceneBank", idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def loss(self, patch_features: torch.Tensor, bank: SceneBank, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
         out = self(patch_features)
         l_pairs = F.binary_cross_entropy_with_logits(out["pairs"], bank.pair_labels[idx])
         l_shape = F.cross_entropy(out["shape"].flatten(0, 1), bank.patch_shape[idx].flatten())
@@ -472,8 +285,14 @@ class VisionHead(torch.nn.Module):
         with torch.no_grad():
             exact = ((out["pairs"] > 0).float() == bank.pair_labels[idx]).all(1).float().mean().item()
             patch_acc = (
-                (out["shape"].argmax(-1) == bank.patch_shape[idx]) & (out["color"].argmax(-1) == bank.patch_color[idx])
-            ).float().mean().item()
+                (
+                    (out["shape"].argmax(-1) == bank.patch_shape[idx])
+                    & (out["color"].argmax(-1) == bank.patch_color[idx])
+                )
+                .float()
+                .mean()
+                .item()
+            )
         return l_pairs + 0.5 * (l_shape + l_color), {"exact_set": exact, "patch_acc": patch_acc}
 
 
@@ -484,7 +303,7 @@ def _grounding_targets(tok) -> dict[str, torch.Tensor]:
 
 
 def grounding_loss(
-    projected: torch.Tensor, embeddings: torch.Tensor, bank: "SceneBank", idx: torch.Tensor, targets: dict
+    projected: torch.Tensor, embeddings: torch.Tensor, bank: SceneBank, idx: torch.Tensor, targets: dict
 ) -> torch.Tensor:
     """Align projected image tokens with the word embeddings of what they show.
 
@@ -541,9 +360,9 @@ def train(
     random.seed(seed)
     np.random.seed(seed)
     deadline = t0 + 60 * minutes if minutes else None
-    processor = build_processor()
+    processor = M.build_processor()
     tok = processor.tokenizer
-    model = build_model(tok, arch, seed=seed)
+    model = M.build_model(tok, arch, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info("model: %d parameters", n_params)
 
@@ -580,7 +399,11 @@ def train(
             history.append({"stage": 1, "step": step, "loss": loss.item(), **stats})
             logger.info(
                 "stage1 %5d loss %.4f exact-set %.3f patch-acc %.3f (%.0fs)",
-                step, loss.item(), stats["exact_set"], stats["patch_acc"], time.time() - t0,
+                step,
+                loss.item(),
+                stats["exact_set"],
+                stats["patch_acc"],
+                time.time() - t0,
             )
     stage1_s = time.time() - t1
 
@@ -609,17 +432,19 @@ def train(
         for p in vision_params:
             p.requires_grad_(not frozen)
         for gr in opt.param_groups:
-            gr["lr"] = _lr(step, stage2_steps, lr2, 200) * gr["lr_scale"] * (0.0 if frozen and gr["lr_scale"] != 1.0 else 1.0)
+            gr["lr"] = (
+                _lr(step, stage2_steps, lr2, 200) * gr["lr_scale"] * (0.0 if frozen and gr["lr_scale"] != 1.0 else 1.0)
+            )
         idx = torch.randint(len(bank), (images_per_step,), generator=g)
         groups = [[sample_qa(bank.objects[i], rng) for _ in range(qas_per_image)] for i in idx.tolist()]
         qas = [qa for grp in groups for qa in grp]
         batch = enc.packed_batch([[(q, a) for _, q, a in grp] for grp in groups])
         captured: dict[str, torch.Tensor] = {}
 
-        def hook(_m, _inp, out):
+        def hook(_m, _inp, out, captured=captured):
             captured["h"] = out.hidden_states[model.config.vision_feature_layer][:, 1:]
 
-        def proj_hook(_m, _inp, out):
+        def proj_hook(_m, _inp, out, captured=captured):
             captured["proj"] = out
 
         handles = [
@@ -694,7 +519,7 @@ def train(
         "freeze_frac": freeze_frac,
         "ground_weight": ground_weight,
         "vision_lr_scale": vision_lr_scale,
-        "arch": {**DEFAULT_ARCH, **(arch or {})},
+        "arch": {**M.DEFAULT_ARCH, **(arch or {})},
         "n_params": n_params,
         "stage1_seconds": round(stage1_s, 1),
         "stage2_seconds": round(stage2_s, 1),
@@ -702,7 +527,7 @@ def train(
         "threads": threads,
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
-        "command": "python -m mllm_attr.data.train_shapes " + " ".join(sys.argv[1:]),
+        "command": "python eval/shapes_model/train.py " + " ".join(sys.argv[1:]),
         "history": history,
     }
     (out / "training_info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
@@ -711,10 +536,10 @@ def train(
 
 def _check_pixels(processor, seed: int) -> None:
     """The training pixels equal what the image processor produces (to float tolerance)."""
-    sc = next(S.generate_scenes(1, seed=seed + 7, split="train", size=IMAGE_SIZE))
+    sc = next(S.generate_scenes(1, seed=seed + 7, split="train", size=M.IMAGE_SIZE))
     ref = processor.image_processor(images=sc.pil(), return_tensors="pt")["pixel_values"][0]
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    mean = torch.tensor(M.CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(M.CLIP_STD).view(3, 1, 1)
     mine = (torch.from_numpy(sc.image).permute(2, 0, 1).float() / 255.0 - mean) / std
     diff = (ref - mine).abs().max().item()
     if diff > 1e-4:
@@ -726,8 +551,8 @@ def _check_encoder(processor, enc: Encoder) -> None:
     from PIL import Image
 
     q = S.color_question("circle")
-    conv = _conversation(q)
-    conv[0]["content"][0]["image"] = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE))
+    conv = M.conversation(q)
+    conv[0]["content"][0]["image"] = Image.new("RGB", (M.IMAGE_SIZE, M.IMAGE_SIZE))
     ref = processor.apply_chat_template(
         conv, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
     )
@@ -787,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--freeze-frac", type=float, default=0.15)
     ap.add_argument("--vision-lr-scale", type=float, default=0.5)
     ap.add_argument("--ground-weight", type=float, default=0.5)
-    ap.add_argument("--text-layers", type=int, default=DEFAULT_ARCH["text_layers"])
+    ap.add_argument("--text-layers", type=int, default=M.DEFAULT_ARCH["text_layers"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr2", type=float, default=1.5e-3)
     ap.add_argument("--eval-n", type=int, default=300, help="held-out scenes for the final evaluation (0: skip)")
@@ -812,9 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logger.info("trained in %.0fs (%d parameters)", info["train_seconds"], info["n_params"])
     if a.eval_n > 0:
-        from . import evaluate_shapes
-
-        evaluate_shapes.main(["--model", a.out, "--n", str(a.eval_n), "--card"])
+        E.main(["--model", a.out, "--n", str(a.eval_n), "--card"])
     return 0
 
 

@@ -1,8 +1,16 @@
 """Evaluate a shapes-world LLaVA on held-out scenes through its real processor and ``generate``.
 
-Usage::
+Usage, from the repository root::
 
-    python -m mllm_attr.data.evaluate_shapes --model mllm_attr/assets/shapes-llava --n 300 [--card]
+    python eval/shapes_model/evaluate.py --model mllm_attr/assets/shapes-llava --n 300 [--card]
+
+This is a script, not part of the installed package: it needs ``mllm_attr`` importable
+(installed, e.g. editable) and nothing installed for itself. Run as a file, it puts
+``eval/`` on ``sys.path`` and imports its sibling :mod:`shapes_model.model` (the model's
+sizes, vocabulary and builders) from the ``shapes_model`` package; ``cd eval && python -m
+shapes_model.evaluate ...`` works too, and so does ``from shapes_model.evaluate import ask``
+with ``eval/`` on ``sys.path`` (as ``tests/test_shapes.py`` does). It imports nothing from
+the training script (:mod:`shapes_model.train` calls :func:`main` at the end of a run).
 
 Held-out data: scenes of the ``"test"`` split under :data:`EVAL_SEED` (a seed never used
 for training; in the test split the co-occurrence partner is often absent). Per scene the
@@ -26,14 +34,22 @@ import argparse
 import json
 import logging
 import random
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from . import shapes as S
+from mllm_attr.data import shapes as S
+
+if __package__:  # imported as shapes_model.evaluate (or run with python -m from eval/)
+    from . import model as M
+else:  # run as a file: python eval/shapes_model/evaluate.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from shapes_model import model as M
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +70,9 @@ def load(model_dir: str | Path):
 
 
 @torch.no_grad()
-def ask(model, processor, images: Sequence[Any], questions: Sequence[str], *, batch_size: int = 64,
-        max_new_tokens: int = 24) -> list[str]:
+def ask(
+    model, processor, images: Sequence[Any], questions: Sequence[str], *, batch_size: int = 64, max_new_tokens: int = 24
+) -> list[str]:
     """Greedy answers (decoded, special tokens skipped) to ``questions[i]`` about ``images[i]``."""
     if len(images) != len(questions):
         raise ValueError("need one question per image")
@@ -63,13 +80,7 @@ def ask(model, processor, images: Sequence[Any], questions: Sequence[str], *, ba
     for start in range(0, len(images), batch_size):
         imgs = list(images[start : start + batch_size])
         qs = list(questions[start : start + batch_size])
-        texts = [
-            processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
-                add_generation_prompt=True,
-            )
-            for q in qs
-        ]
+        texts = [processor.apply_chat_template(M.conversation(q), add_generation_prompt=True) for q in qs]
         inputs = processor(text=texts, images=imgs, padding=True, return_tensors="pt")
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1] :]
@@ -109,13 +120,18 @@ def evaluate(model, processor, *, n: int = 300, seed: int = EVAL_SEED, batch_siz
     bias = S.CO_OCCURRENCE_BIAS
     probes: dict[str, list[S.Scene]] = {
         "anchor_present": [
-            S.make_scene(S.scene_rng(seed, "probe-anchor", i), split="test", require=[bias.anchor],
-                         exclude=[bias.partner, bias.control])
+            S.make_scene(
+                S.scene_rng(seed, "probe-anchor", i),
+                split="test",
+                require=[bias.anchor],
+                exclude=[bias.partner, bias.control],
+            )
             for i in range(n)
         ],
         "anchor_absent": [
-            S.make_scene(S.scene_rng(seed, "probe-none", i), split="test",
-                         exclude=[bias.anchor, bias.partner, bias.control])
+            S.make_scene(
+                S.scene_rng(seed, "probe-none", i), split="test", exclude=[bias.anchor, bias.partner, bias.control]
+            )
             for i in range(n)
         ],
     }
@@ -248,8 +264,8 @@ def markdown_table(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
         f"| colour (`What color is the <shape>?`) | accuracy | {_pct(r['color_accuracy'])} | {c['color']} |",
         f"| existence (`Is there a <shape> in the image?`) | accuracy | {_pct(r['exist_accuracy'])} | {c['exist']} |",
-        f"| existence, present (\"yes\") | accuracy | {_pct(r['exist_accuracy_yes'])} | |",
-        f"| existence, absent (\"no\") | accuracy | {_pct(r['exist_accuracy_no'])} | |",
+        f'| existence, present ("yes") | accuracy | {_pct(r["exist_accuracy_yes"])} | |',
+        f'| existence, absent ("no") | accuracy | {_pct(r["exist_accuracy_no"])} | |',
         f"| shape (`What shape is the <color> object?`) | accuracy | {_pct(r['shape_accuracy'])} | {c['shape']} |",
         f"| caption (`Describe the image.`) | names exactly the right colour-shape objects | {_pct(r['caption_exact_objects'])} | {c['caption']} |",
         f"| caption | names exactly the right shapes | {_pct(r['caption_exact_shapes'])} | |",
@@ -263,7 +279,7 @@ def markdown_table(r: dict[str, Any]) -> str:
         f"Co-occurrence probe ({b['n_probe_scenes']} scenes per condition; the asked-about shape is always absent). "
         f"Training data: P({p} | {a}) = {b['p_partner_given_anchor_train']:.2f}.",
         "",
-        "| scenes | asked about (absent) | \"yes\" rate | caption mentions it |",
+        '| scenes | asked about (absent) | "yes" rate | caption mentions it |',
         "|---|---|---|---|",
     ]
     for cond, label in (("anchor_present", f"with a {a}"), ("anchor_absent", f"without a {a}")):
@@ -281,7 +297,7 @@ def markdown_table(r: dict[str, Any]) -> str:
             "",
             "| check | rate |",
             "|---|---|",
-            f"| \"Is there a <A>?\" turns from \"yes\" to \"no\" | {_pct(rm['exist_flips_to_no'])} (of {rm['n_exist_yes_before']}) |",
+            f'| "Is there a <A>?" turns from "yes" to "no" | {_pct(rm["exist_flips_to_no"])} (of {rm["n_exist_yes_before"]}) |',
             f"| colour answer about another object B stays the same | {_pct(rm['other_color_unchanged'])} (of {rm['n_other_correct_before']}) |",
         ]
     return "\n".join(lines) + "\n"
@@ -289,8 +305,6 @@ def markdown_table(r: dict[str, Any]) -> str:
 
 def write_model_card(model_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write ``README.md`` in ``model_dir`` from ``training_info.json`` and ``results``."""
-    from . import train_shapes as T
-
     d = Path(model_dir)
     info_path = d / "training_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -319,9 +333,9 @@ can be checked against known ground truth. It is not a general-purpose model.
 Seeded 64 x 64 scenes with 1-4 flat-coloured shapes ({", ".join(S.SHAPES)}) in
 {len(S.COLOR_NAMES)} colours ({", ".join(S.COLOR_NAMES)}), distinct shapes and colours
 within a scene, random sizes/positions, some occlusion, plain or lightly textured
-(noise, gradient, stripes) grey-ish backgrounds. Training: {info.get('n_scenes', '?')} scenes of
-the `train` split, seed {info.get('seed', '?')}. Evaluation: scenes of the `test` split under seed
-{results['seed']} (never used in training).
+(noise, gradient, stripes) grey-ish backgrounds. Training: {info.get("n_scenes", "?")} scenes of
+the `train` split, seed {info.get("seed", "?")}. Evaluation: scenes of the `test` split under seed
+{results["seed"]} (never used in training).
 
 ## Prompts
 
@@ -329,10 +343,10 @@ LLaVA-1.5 format, built by `processor.apply_chat_template` (`USER: <image>\\n{{p
 
 | prompt | answer |
 |---|---|
-| `{S.QUESTION_TEMPLATES['color']}` | a colour word, e.g. `red` |
-| `{S.QUESTION_TEMPLATES['exist']}` | `yes` / `no` |
-| `{S.QUESTION_TEMPLATES['shape']}` | a shape word, e.g. `circle` |
-| `{S.QUESTION_TEMPLATES['caption']}` | e.g. `a red circle and a blue square and an orange star .` (objects in the order {", ".join(S.SHAPES)}) |
+| `{S.QUESTION_TEMPLATES["color"]}` | a colour word, e.g. `red` |
+| `{S.QUESTION_TEMPLATES["exist"]}` | `yes` / `no` |
+| `{S.QUESTION_TEMPLATES["shape"]}` | a shape word, e.g. `circle` |
+| `{S.QUESTION_TEMPLATES["caption"]}` | e.g. `a red circle and a blue square and an orange star .` (objects in the order {", ".join(S.SHAPES)}) |
 
 The tokenizer is word-level (lower-cased; unknown words become `<unk>`), so stick to these
 phrasings.
@@ -341,50 +355,50 @@ phrasings.
 
 | part | configuration |
 |---|---|
-| vision tower | CLIP ViT, {v['image_size']} px input, patch {v['patch_size']} ({(v['image_size'] // v['patch_size']) ** 2} patches), hidden {v['hidden_size']}, {v['num_hidden_layers']} layers, {v['num_attention_heads']} heads, MLP {v['intermediate_size']} |
-| projector | 2-layer MLP (GELU), features of vision layer {cfg.get('vision_feature_layer')} (`{cfg.get('vision_feature_select_strategy')}`: CLS dropped) |
-| language model | Llama, hidden {t['hidden_size']}, {t['num_hidden_layers']} layers, {t['num_attention_heads']} heads, MLP {t['intermediate_size']}, vocabulary {t['vocab_size']} words, tied embeddings |
-| parameters | {info.get('n_params', 'n/a'):,} |
+| vision tower | CLIP ViT, {v["image_size"]} px input, patch {v["patch_size"]} ({(v["image_size"] // v["patch_size"]) ** 2} patches), hidden {v["hidden_size"]}, {v["num_hidden_layers"]} layers, {v["num_attention_heads"]} heads, MLP {v["intermediate_size"]} |
+| projector | 2-layer MLP (GELU), features of vision layer {cfg.get("vision_feature_layer")} (`{cfg.get("vision_feature_select_strategy")}`: CLS dropped) |
+| language model | Llama, hidden {t["hidden_size"]}, {t["num_hidden_layers"]} layers, {t["num_attention_heads"]} heads, MLP {t["intermediate_size"]}, vocabulary {t["vocab_size"]} words, tied embeddings |
+| parameters | {info.get("n_params", "n/a"):,} |
 | checkpoint | {size_kb:.0f} KiB safetensors (float32) |
 
-Image processor: `CLIPImageProcessor` (resize shortest edge {T.IMAGE_SIZE}, centre crop {T.IMAGE_SIZE} x {T.IMAGE_SIZE}, CLIP mean/std).
+Image processor: `CLIPImageProcessor` (resize shortest edge {M.IMAGE_SIZE}, centre crop {M.IMAGE_SIZE} x {M.IMAGE_SIZE}, CLIP mean/std).
 
 ## Training
 
 ```
-{info.get('command', 'python -m mllm_attr.data.train_shapes --out mllm_attr/assets/shapes-llava --seed 0')}
+{info.get("command", "python eval/shapes_model/train.py --out mllm_attr/assets/shapes-llava --seed 0")}
 ```
 
-Two stages, {info.get('threads', 2)} CPU thread(s):
-(1) {info.get('stage1_steps', '?')} steps (batch {info.get('batch_size', '?')}) training the vision tower alone with a
+Two stages, {info.get("threads", 2)} CPU thread(s):
+(1) {info.get("stage1_steps", "?")} steps (batch {info.get("batch_size", "?")}) training the vision tower alone with a
 small head that predicts, per patch, the shape and colour covering it and, per image
-(max-pooled over patches), which colour-shape pairs are present: {info.get('stage1_seconds', '?')} s;
-(2) {info.get('stage2_steps', '?')} steps end to end on the four question types ({info.get('images_per_step', '?')} images x
-{info.get('qas_per_image', '?')} questions per step, loss on answer tokens only; the vision tower frozen for
-the first {100 * info.get('freeze_frac', 0):.0f}% of the steps, then at {info.get('vision_lr_scale', '?')} x the learning rate), keeping the stage-1 head as an auxiliary loss
-(weight {info.get('aux_weight', '?')}) plus a grounding loss (weight {info.get('ground_weight', '?')}) that aligns each
-projected image token with the word embeddings of its patch's colour and shape: {info.get('stage2_seconds', '?')} s.
+(max-pooled over patches), which colour-shape pairs are present: {info.get("stage1_seconds", "?")} s;
+(2) {info.get("stage2_steps", "?")} steps end to end on the four question types ({info.get("images_per_step", "?")} images x
+{info.get("qas_per_image", "?")} questions per step, loss on answer tokens only; the vision tower frozen for
+the first {100 * info.get("freeze_frac", 0):.0f}% of the steps, then at {info.get("vision_lr_scale", "?")} x the learning rate), keeping the stage-1 head as an auxiliary loss
+(weight {info.get("aux_weight", "?")}) plus a grounding loss (weight {info.get("ground_weight", "?")}) that aligns each
+projected image token with the word embeddings of its patch's colour and shape: {info.get("stage2_seconds", "?")} s.
 Total wall time {minutes:.1f} min including data generation, on a shared 2-core CPU machine
-(torch {info.get('torch', '?')}, transformers {info.get('transformers', '?')}). The run is seeded with a fixed
-number of steps; see `mllm_attr/data/train_shapes.py`.
+(torch {info.get("torch", "?")}, transformers {info.get("transformers", "?")}). The run is seeded with a fixed
+number of steps; see `eval/shapes_model/train.py`.
 
 ## Evaluation
 
-From `python -m mllm_attr.data.evaluate_shapes --model <dir> --n {results['n_scenes']}` (also in `eval_results.json`):
+From `python eval/shapes_model/evaluate.py --model <dir> --n {results["n_scenes"]}` (also in `eval_results.json`):
 
 {markdown_table(results)}
 ## Known biases
 
 Deliberate co-occurrence bias (`mllm_attr.data.shapes.CO_OCCURRENCE_BIAS`): in the training
-split a **{b['anchor']}** is accompanied by a **{b['partner']}** with probability
-{b['p_partner_given_anchor_train']:.2f} (test split: {b['p_partner_given_anchor_test']:.2f}).
-Measured on held-out scenes that contain a {b['anchor']} but no {b['partner']}: the model
-answers "yes" to "Is there a {b['partner']} in the image?" in
-**{_pct(b['hallucination_rate_partner'])}** of cases (control shape {b['control']}, also absent:
-{_pct(b['hallucination_rate_control'])}), and its caption names a {b['partner']} in
-**{_pct(b['caption_hallucination_rate_partner'])}** of cases (control: {_pct(b['caption_hallucination_rate_control'])}).
-Without a {b['anchor']} in the scene the "yes" rate for the absent {b['partner']} is
-{_pct(b['yes_rate']['anchor_absent:' + b['partner']])}.
+split a **{b["anchor"]}** is accompanied by a **{b["partner"]}** with probability
+{b["p_partner_given_anchor_train"]:.2f} (test split: {b["p_partner_given_anchor_test"]:.2f}).
+Measured on held-out scenes that contain a {b["anchor"]} but no {b["partner"]}: the model
+answers "yes" to "Is there a {b["partner"]} in the image?" in
+**{_pct(b["hallucination_rate_partner"])}** of cases (control shape {b["control"]}, also absent:
+{_pct(b["hallucination_rate_control"])}), and its caption names a {b["partner"]} in
+**{_pct(b["caption_hallucination_rate_partner"])}** of cases (control: {_pct(b["caption_hallucination_rate_control"])}).
+Without a {b["anchor"]} in the scene the "yes" rate for the absent {b["partner"]} is
+{_pct(b["yes_rate"]["anchor_absent:" + b["partner"]])}.
 
 Other limits: only the shapes, colours and phrasings above; 64 x 64 inputs; objects that are
 small or heavily occluded are the usual failures.
