@@ -82,7 +82,8 @@ class Idefics3Adapter(HFAdapter):
     """Idefics3 (``Idefics3ForConditionalGeneration``): image splitting into tiles + a global view.
 
     Its image processor reads a flat list as the images of ONE sample; a batch of candidates
-    is therefore passed as one single-image sample each.
+    is therefore passed as one single-image sample each. The chat template writes
+    ``<|begin_of_text|>``, which the tokenizer would add again: see :meth:`HFAdapter.prompt_inputs`.
     """
 
     family: ClassVar[str] = "idefics3"
@@ -126,7 +127,10 @@ class PaliGemmaAdapter(HFAdapter):
 
 
 class Gemma3Adapter(HFAdapter):
-    """Gemma 3 (``Gemma3ForConditionalGeneration``); image tokens are marked by ``token_type_ids = 1``."""
+    """Gemma 3 (``Gemma3ForConditionalGeneration``); image tokens are marked by ``token_type_ids = 1``.
+
+    The chat template writes ``<bos>``, which the tokenizer would add again: see :meth:`HFAdapter.prompt_inputs`.
+    """
 
     family: ClassVar[str] = "gemma3"
     model_types: ClassVar[tuple[str, ...]] = ("gemma3",)

@@ -660,11 +660,22 @@ class HFAdapter(ModelAdapter):
         return self.processor.apply_chat_template(self.messages(prompt), add_generation_prompt=True, tokenize=False)
 
     def prompt_inputs(self, image: Any, prompt: str) -> dict[str, torch.Tensor]:
-        """Processor output (text + image tensors) for one image and the chat-formatted prompt."""
-        out = self.processor(images=[image], text=[self.chat_text(prompt)], return_tensors="pt")
-        out = dict(out)
+        """Processor output (text + image tensors) for one image and the chat-formatted prompt.
+
+        A rendered prompt that already starts with the tokenizer's BOS (templates that write
+        ``{{ bos_token }}``: Idefics3, SmolVLM, Gemma 3) is tokenised with
+        ``add_special_tokens=False``, the rule of transformers' own
+        ``apply_chat_template(tokenize=True)``: one BOS, never two.
+        """
+        text = self.chat_text(prompt)
+        extra = {"add_special_tokens": False} if self._starts_with_bos(text) else {}
+        out = dict(self.processor(images=[image], text=[text], return_tensors="pt", **extra))
         out.pop("labels", None)
         return out
+
+    def _starts_with_bos(self, text: str) -> bool:
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return bool(bos) and text.startswith(bos)
 
     def image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
         """The image-side tensors for a batch of same-size images (no tokenisation).

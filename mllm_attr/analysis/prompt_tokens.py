@@ -353,7 +353,11 @@ def locate_prompt_words(
     start = chat.rfind(prompt)
     if start < 0:
         raise ValueError("the chat template changed the prompt text; cannot find its words")
-    enc = adapter.tokenizer(chat, return_offsets_mapping=True)
+    # As the processor tokenises it (HFAdapter.prompt_inputs): a template that writes the BOS
+    # itself gets no second one from the tokenizer.
+    bos = getattr(adapter.tokenizer, "bos_token", None)
+    extra = {"add_special_tokens": False} if bos and chat.startswith(bos) else {}
+    enc = adapter.tokenizer(chat, return_offsets_mapping=True, **extra)
     if "offset_mapping" not in enc:
         raise ValueError("the tokenizer gives no character offsets (a fast tokenizer is needed)")
     tok_ids = list(enc["input_ids"])

@@ -26,12 +26,13 @@ Random weights give near-uniform next-token distributions over a real-size vocab
 probability ~1/150,000); the twins scale the language model's final norm so that the
 distributions are peaked (generated tokens at probabilities of ~0.01-0.7, not ~1e-5), which
 makes absolute tolerances on probabilities meaningful. (Higher peaks would not do: float32
-differences between cached decoding and one teacher-forced forward grow with the logit scale.) Weights are a deterministic function of
-``seed``.
+differences between cached decoding and one teacher-forced forward grow with the logit scale.)
+Weights are a deterministic function of ``seed``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -44,6 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from .tiny_models import _image_processor, finish
 
 __all__ = ["TWINS", "TWIN_FAMILIES", "Twin", "build_twin", "save_twin", "twin_cache_dir", "twin_dir"]
 
@@ -114,6 +117,20 @@ def _mistral_sentencepiece_model() -> pathlib.Path:
     return _package_dir("mistral_common", "the real Mistral SentencePiece model") / "data" / "tokenizer.model.v1"
 
 
+def _in_tmp(build):
+    """``build(..., tmp=...)``, with ``tmp`` a fresh temporary directory (removed afterwards) unless given."""
+
+    @functools.wraps(build)
+    def wrapper(*args, tmp: pathlib.Path | None = None, **kwargs):
+        if tmp is not None:
+            return build(*args, tmp=tmp, **kwargs)
+        with tempfile.TemporaryDirectory() as fresh:
+            return build(*args, tmp=pathlib.Path(fresh), **kwargs)
+
+    return wrapper
+
+
+@_in_tmp
 def _qwen_tokenizer(
     *,
     last_id: int,
@@ -147,8 +164,10 @@ def _qwen_tokenizer(
     (out / "tokenizer.json").write_text(json.dumps(tok_json, ensure_ascii=False), encoding="utf-8")
 
     config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
-    decoder = {str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
-               for t in kept}
+    decoder = {
+        str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+        for t in kept
+    }
     config["added_tokens_decoder"] = decoder
     names = {t["content"] for t in kept}
     config["additional_special_tokens"] = [t for t in config.get("additional_special_tokens", []) if t in names] + list(
@@ -163,8 +182,8 @@ def _qwen_tokenizer(
     return AutoTokenizer.from_pretrained(str(out))
 
 
-def _sentencepiece_llama_tokenizer(
-    model_file: pathlib.Path,
+@_in_tmp
+def _mistral_tokenizer(
     *,
     added: list[str],
     pad: str | None,
@@ -173,12 +192,13 @@ def _sentencepiece_llama_tokenizer(
     tmp: pathlib.Path,
 ):
     """A ``LlamaTokenizer`` (SentencePiece BPE, byte fallback, ``<unk>``/``<s>``/``</s>`` = 0/1/2)
-    converted from a real SentencePiece model, with ``added`` tokens appended (``<image>``, ``<pad>``)."""
+    converted from the real Mistral-7B v0.1 SentencePiece model, with ``added`` tokens appended
+    (``<image>``, ``<pad>``)."""
     from transformers import AutoTokenizer
 
     out = tmp / "spm_tokenizer"
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(model_file, out / "tokenizer.model")
+    shutil.copy(_mistral_sentencepiece_model(), out / "tokenizer.model")
     config = {
         "tokenizer_class": "LlamaTokenizer",
         "add_bos_token": True,
@@ -197,16 +217,6 @@ def _sentencepiece_llama_tokenizer(
     if pad is not None:
         tokenizer.pad_token = pad
     return tokenizer
-
-
-def _image_processor(name: str, **settings):
-    """The family's image processor: the torchvision one where torchvision works, else its PIL twin."""
-    import transformers
-    from transformers.utils import is_torchvision_available
-
-    if not is_torchvision_available() and hasattr(transformers, name + "Pil"):
-        name += "Pil"
-    return getattr(transformers, name)(**settings)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,18 +264,140 @@ QWEN2_VL_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-#: Qwen3-VL-*-Instruct's format for image + text user turns (no default system prompt). The hub
-#: template also handles tools and reasoning content; this one renders the same text for the
-#: turns the adapters build (not the hub text character for character).
+#: Qwen/Qwen3-VL-*-Instruct's hub chat template, verbatim (5,292 bytes, SHA-256 3636d0f0...a489e4).
+#: Source: the ``tokenizer.chat_template`` of Qwen/Qwen3-VL-8B-Instruct-GGUF as pinned (byte count and
+#: SHA-256) by a third-party test (zhongkaifu/TensorSharp, ``QwenImageIntentScorerTests``); an NVIDIA TAO
+#: copy calls the same text byte-identical to the chat template shipped with Qwen/Qwen3-VL-8B-Instruct.
+#: Not checked against the 2B repository itself (the Instruct sizes are believed to share it). No default
+#: system prompt; a system message is rendered only as messages[0]. (Not the Thinking template, which
+#: ends with "<think>\n".)
+# (The two longest lines are split into adjacent raw literals, to keep lines short; the value is
+# the verbatim text: tests/test_twin_sources.py checks its SHA-256.)
 QWEN3_VL_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {%- if messages[0].content is string %}
+            {{- messages[0].content }}
+        {%- else %}
+            {%- for content in messages[0].content %}
+                {%- if 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are"""
+    r""" provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and"""
+    r""" arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>,"""
+    r""" \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' }}
+        {%- if messages[0].content is string %}
+            {{- messages[0].content }}
+        {%- else %}
+            {%- for content in messages[0].content %}
+                {%- if 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set image_count = namespace(value=0) %}
+{%- set video_count = namespace(value=0) %}
+{%- for message in messages %}
+    {%- if message.role == "user" %}
+        {{- '<|im_start|>' + message.role + '\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content in message.content %}
+                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
+                    {%- set image_count.value = image_count.value + 1 %}
+                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
+                    <|vision_start|><|image_pad|><|vision_end|>
+                {%- elif content.type == 'video' or 'video' in content %}
+                    {%- set video_count.value = video_count.value + 1 %}
+                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
+                    <|vision_start|><|video_pad|><|vision_end|>
+                {%- elif 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role + '\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content_item in message.content %}
+                {%- if 'text' in content_item %}
+                    {{- content_item.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and message.content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content in message.content %}
+                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
+                    {%- set image_count.value = image_count.value + 1 %}
+                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
+                    <|vision_start|><|image_pad|><|vision_end|>
+                {%- elif content.type == 'video' or 'video' in content %}
+                    {%- set video_count.value = video_count.value + 1 %}
+                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
+                    <|vision_start|><|video_pad|><|vision_end|>
+                {%- elif 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
 )
 
 
@@ -287,20 +419,64 @@ def _sharpen(model, factor: float) -> None:
 
 
 def _finish(model_cls, config, processor, seed: int, generation: dict[str, Any], sharpening: float = 1.0):
-    """Instantiate deterministically (eval, float32) with the checkpoint's generation config."""
-    from transformers import GenerationConfig
-
-    from .tiny_models import instantiate
-
-    model = instantiate(model_cls, config, seed)
+    """Instantiate deterministically (eval, float32) with the checkpoint's generation config, sharpened."""
+    model, processor = finish(model_cls, config, processor, seed, generation)
     _sharpen(model, LOGIT_SHARPENING * sharpening)  # deterministic: scales one norm's weights
-    model.generation_config = GenerationConfig(**generation)
     return model, processor
+
+
+def _vision(**settings) -> dict[str, Any]:
+    """A vision config at twin size (``settings``: the checkpoint's other settings)."""
+    return {
+        "hidden_size": _VISION_HIDDEN,
+        "intermediate_size": _VISION_INTERMEDIATE,
+        "num_hidden_layers": _VISION_LAYERS,
+        "num_attention_heads": _VISION_HEADS,
+        **settings,
+    }
+
+
+def _siglip(image_size: int, patch_size: int, **settings) -> dict[str, Any]:
+    """A SigLIP vision config at twin size (gelu-tanh, layer-norm eps 1e-6)."""
+    return _vision(
+        image_size=image_size, patch_size=patch_size, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, **settings
+    )
+
+
+def _text(
+    model_type: str | None,
+    *,
+    vocab_size: int,
+    max_position_embeddings: int,
+    rms_norm_eps: float,
+    num_key_value_heads: int = 2,
+    rope_theta: float | None = None,
+    **settings,
+) -> dict[str, Any]:
+    """A language-model config at twin size (``settings``: the checkpoint's other settings)."""
+    return {
+        **({"model_type": model_type} if model_type else {}),
+        **_TEXT_SIZES,
+        "num_key_value_heads": num_key_value_heads,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": max_position_embeddings,
+        "rms_norm_eps": rms_norm_eps,
+        **({"rope_parameters": {"rope_type": "default", "rope_theta": rope_theta}} if rope_theta is not None else {}),
+        **settings,
+    }
 
 
 def _check_vocab(tokenizer, vocab_size: int) -> None:
     if len(tokenizer) > vocab_size:
         raise AssertionError(f"tokenizer has {len(tokenizer)} tokens but the embedding only {vocab_size} rows")
+
+
+def _special_ids(tokenizer) -> dict[str, Any]:
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,161 +492,186 @@ _QWEN_IDS = {
 _QWEN_VOCAB = 151936  # embedding rows of the real checkpoints (the tokenizer has fewer tokens)
 
 
-def _qwen_processor(cls_name: str, tokenizer, template: str, *, patch: int, mean, std, min_pixels, max_pixels):
+def _qwen_text(*, rope_theta, max_position_embeddings, **extra) -> dict:
+    # mrope_section: the real [16, 24, 24] sums to head_dim / 2 (128 / 2); here head_dim 16 -> [2, 3, 3].
+    text = _text(
+        None,
+        vocab_size=_QWEN_VOCAB,
+        max_position_embeddings=max_position_embeddings,
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        **extra,
+    )
+    return {**text, "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": [2, 3, 3]}}
+
+
+def _qwen_vl(
+    name: str,
+    seed: int,
+    *,
+    tokenizer: dict,
+    image: dict,
+    text: dict,
+    vision: dict,
+    sampling: dict,
+    sharpening: float = 1.0,
+    **config,
+):
+    """A Qwen-VL twin (``name`` "Qwen2VL", ...): the real Qwen tokenizer (``tokenizer``: its
+    :func:`_qwen_tokenizer` settings), ``Qwen2VLImageProcessor`` (``image``: its patch size,
+    normalisation and pixel bounds; merge 2, temporal patches of 2), the real special ids and
+    embedding rows; ``sampling``: the checkpoint's generation settings beyond the special ids."""
+    import transformers
+
     from mllm_attr.adapters._processors import processor_class_without_video
 
+    template = tokenizer["chat_template"]
+    tokenizer = _qwen_tokenizer(**tokenizer)
     image_processor = _image_processor(
         "Qwen2VLImageProcessor",
-        patch_size=patch,
+        patch_size=image["patch"],
         merge_size=2,
         temporal_patch_size=2,
-        min_pixels=min_pixels,
-        max_pixels=max_pixels,
-        image_mean=mean,
-        image_std=std,
+        min_pixels=image["min_pixels"],
+        max_pixels=image["max_pixels"],
+        image_mean=image["mean"],
+        image_std=image["std"],
     )
-    return processor_class_without_video(cls_name)(image_processor=image_processor, tokenizer=tokenizer,
-                                                   chat_template=template)
-
-
-def _qwen_text(*, mrope_section, rope_theta, max_position_embeddings, num_key_value_heads, **extra) -> dict:
-    return {
-        **_TEXT_SIZES,
-        "num_key_value_heads": num_key_value_heads,
-        "vocab_size": _QWEN_VOCAB,
-        "hidden_act": "silu",
-        "max_position_embeddings": max_position_embeddings,
-        "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": True,
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": mrope_section},
-        **extra,
+    processor = processor_class_without_video(name + "Processor")(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=template
+    )
+    vision = {
+        "depth": _VISION_LAYERS,
+        "num_heads": _VISION_HEADS,
+        **vision,
+        "patch_size": image["patch"],
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
     }
+    model_config = getattr(transformers, name + "Config")(
+        text_config=text, vision_config=vision, **config, **_QWEN_IDS, tie_word_embeddings=True
+    )
+    _check_vocab(tokenizer, _QWEN_VOCAB)
+    generation = {
+        "bos_token_id": 151643,
+        "pad_token_id": 151643,
+        "do_sample": True,
+        "eos_token_id": [151645, 151643],
+        **sampling,
+    }
+    model_cls = getattr(transformers, name + "ForConditionalGeneration")
+    return _finish(model_cls, model_config, processor, seed, generation, sharpening)
+
+
+def _qwen2_vl_like(
+    name: str,
+    seed: int,
+    *,
+    last_id: int,
+    model_max_length: int,
+    max_position_embeddings: int,
+    max_window_layers: int,
+    **settings,
+):
+    """Qwen2-VL or Qwen2.5-VL: the same hub template, image processor (14 px patches, CLIP mean/std,
+    3,136 to 12,845,056 pixels), rope_theta 1e6 without sliding window and <|vision_pad|> 151654."""
+    return _qwen_vl(
+        name,
+        seed,
+        tokenizer={"last_id": last_id, "chat_template": QWEN2_VL_TEMPLATE, "model_max_length": model_max_length},
+        image={"patch": 14, "mean": _CLIP_MEAN, "std": _CLIP_STD, "min_pixels": 3136, "max_pixels": 12845056},
+        text=_qwen_text(
+            rope_theta=1000000.0,
+            max_position_embeddings=max_position_embeddings,
+            sliding_window=32768,
+            use_sliding_window=False,
+            max_window_layers=max_window_layers,
+        ),
+        vision_token_id=151654,
+        **settings,
+    )
 
 
 def _build_qwen2_5_vl(seed: int):
     """Qwen/Qwen2.5-VL-3B-Instruct."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _qwen_tokenizer(last_id=151664, chat_template=QWEN2_VL_TEMPLATE, model_max_length=131072,
-                                    tmp=pathlib.Path(tmp))
-    processor = _qwen_processor("Qwen2_5_VLProcessor", tokenizer, QWEN2_VL_TEMPLATE, patch=14, mean=_CLIP_MEAN,
-                                std=_CLIP_STD, min_pixels=3136, max_pixels=12845056)
-    # Real: hidden 2048, intermediate 11008, 36 layers, 16 heads (head_dim 128), 2 key/value heads,
-    # mrope_section [16, 24, 24] (sums to head_dim / 2); here head_dim 16 -> [2, 3, 3].
-    text = _qwen_text(mrope_section=[2, 3, 3], rope_theta=1000000.0, max_position_embeddings=128000,
-                      num_key_value_heads=2, sliding_window=32768, use_sliding_window=False, max_window_layers=70)
-    config = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config={
-            # Real: depth 32, hidden 1280, intermediate 3420, 16 heads (head_dim 80),
-            # full attention in blocks 7, 15, 23, 31 (windowed elsewhere).
-            "depth": _VISION_LAYERS,
+    # Real text: hidden 2048, intermediate 11008, 36 layers, 16 heads (head_dim 128), 2 key/value heads.
+    return _qwen2_vl_like(
+        "Qwen2_5_VL",
+        seed,
+        last_id=151664,
+        model_max_length=131072,
+        max_position_embeddings=128000,
+        max_window_layers=70,
+        # Real: depth 32, hidden 1280, intermediate 3420, 16 heads (head_dim 80),
+        # full attention in blocks 7, 15, 23, 31 (windowed elsewhere).
+        vision={
             "hidden_size": _VISION_HIDDEN,
             "intermediate_size": _VISION_INTERMEDIATE,
-            "num_heads": _VISION_HEADS,
             "hidden_act": "silu",
             "in_chans": 3,
             "out_hidden_size": _TEXT_SIZES["hidden_size"],
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "window_size": 112,
             "fullatt_block_indexes": [1],  # one windowed block, one full-attention block
             "tokens_per_second": 2,
         },
-        vision_token_id=151654,
-        **_QWEN_IDS,
-        tie_word_embeddings=True,
+        # generation_config.json of the real checkpoint: sampling with a repetition penalty.
+        sampling={"repetition_penalty": 1.05, "temperature": 1e-06},
     )
-    _check_vocab(tokenizer, _QWEN_VOCAB)
-    # generation_config.json of the real checkpoint: sampling with a repetition penalty.
-    generation = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
-                  "eos_token_id": [151645, 151643], "repetition_penalty": 1.05, "temperature": 1e-06}
-    return _finish(Qwen2_5_VLForConditionalGeneration, config, processor, seed, generation)
 
 
 def _build_qwen2_vl(seed: int):
     """Qwen/Qwen2-VL-2B-Instruct."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _qwen_tokenizer(last_id=151656, chat_template=QWEN2_VL_TEMPLATE, model_max_length=32768,
-                                    tmp=pathlib.Path(tmp))
-    processor = _qwen_processor("Qwen2VLProcessor", tokenizer, QWEN2_VL_TEMPLATE, patch=14, mean=_CLIP_MEAN,
-                                std=_CLIP_STD, min_pixels=3136, max_pixels=12845056)
-    # Real: hidden 1536, intermediate 8960, 28 layers, 12 heads (head_dim 128), 2 kv heads.
-    text = _qwen_text(mrope_section=[2, 3, 3], rope_theta=1000000.0, max_position_embeddings=32768,
-                      num_key_value_heads=2, sliding_window=32768, use_sliding_window=False, max_window_layers=28)
-    config = Qwen2VLConfig(
-        text_config=text,
-        vision_config={
-            # Real: depth 32, embed_dim 1280, 16 heads, mlp_ratio 4, quick_gelu.
-            "depth": _VISION_LAYERS,
-            "embed_dim": _VISION_HIDDEN,
-            "hidden_size": _TEXT_SIZES["hidden_size"],
-            "num_heads": _VISION_HEADS,
-            "mlp_ratio": 4,
-            "hidden_act": "quick_gelu",
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-        vision_token_id=151654,
-        **_QWEN_IDS,
-        tie_word_embeddings=True,
+    # Real text: hidden 1536, intermediate 8960, 28 layers, 12 heads (head_dim 128), 2 kv heads;
+    # vision: depth 32, embed_dim 1280, 16 heads, mlp_ratio 4, quick_gelu.
+    vision = {
+        "embed_dim": _VISION_HIDDEN,
+        "hidden_size": _TEXT_SIZES["hidden_size"],
+        "mlp_ratio": 4,
+        "hidden_act": "quick_gelu",
+        "in_channels": 3,
+    }
+    sampling = {"temperature": 0.01, "top_p": 0.001, "top_k": 1, "repetition_penalty": 1.0}
+    return _qwen2_vl_like(
+        "Qwen2VL",
+        seed,
+        last_id=151656,
+        model_max_length=32768,
+        max_position_embeddings=32768,
+        max_window_layers=28,
+        vision=vision,
+        sampling=sampling,
     )
-    _check_vocab(tokenizer, _QWEN_VOCAB)
-    generation = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
-                  "eos_token_id": [151645, 151643], "temperature": 0.01, "top_p": 0.001, "top_k": 1,
-                  "repetition_penalty": 1.0}
-    return _finish(Qwen2VLForConditionalGeneration, config, processor, seed, generation)
 
 
 def _build_qwen3_vl(seed: int):
     """Qwen/Qwen3-VL-2B-Instruct."""
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _qwen_tokenizer(last_id=151668, chat_template=QWEN3_VL_TEMPLATE, model_max_length=262144,
-                                    tmp=pathlib.Path(tmp))
-    # Qwen3-VL: 16 px patches, merge 2 (32 px per image token), mean/std 0.5, pixel bounds
-    # shortest_edge 65,536 / longest_edge 16,777,216.
-    processor = _qwen_processor("Qwen3VLProcessor", tokenizer, QWEN3_VL_TEMPLATE, patch=16, mean=[0.5] * 3,
-                                std=[0.5] * 3, min_pixels=65536, max_pixels=16777216)
-    text = _qwen_text(mrope_section=[2, 3, 3], rope_theta=5000000.0, max_position_embeddings=262144,
-                      num_key_value_heads=2, head_dim=16)
+    text = _qwen_text(rope_theta=5000000.0, max_position_embeddings=262144, head_dim=16)
     text["rope_parameters"]["mrope_interleaved"] = True
-    text.pop("bos_token_id")
-    text.pop("eos_token_id")
-    config = Qwen3VLConfig(
-        text_config=text,
-        vision_config={
-            # Real: depth 24, hidden 1024, intermediate 4096, 16 heads, deepstack [5, 11, 17],
-            # 2,304 learned position embeddings (48 x 48, interpolated).
-            "depth": _VISION_LAYERS,
+    del text["bos_token_id"], text["eos_token_id"]
+    return _qwen_vl(
+        "Qwen3VL",
+        seed,
+        tokenizer={"last_id": 151668, "chat_template": QWEN3_VL_TEMPLATE, "model_max_length": 262144},
+        # Qwen3-VL: 16 px patches, merge 2 (32 px per image token), mean/std 0.5, pixel bounds
+        # shortest_edge 65,536 / longest_edge 16,777,216.
+        image={"patch": 16, "mean": [0.5] * 3, "std": [0.5] * 3, "min_pixels": 65536, "max_pixels": 16777216},
+        text=text,
+        # Real: depth 24, hidden 1024, intermediate 4096, 16 heads, deepstack [5, 11, 17],
+        # 2,304 learned position embeddings (48 x 48, interpolated).
+        vision={
             "hidden_size": _VISION_HIDDEN,
             "intermediate_size": _VISION_INTERMEDIATE,
-            "num_heads": _VISION_HEADS,
             "hidden_act": "gelu_pytorch_tanh",
             "out_hidden_size": _TEXT_SIZES["hidden_size"],
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
             "num_position_embeddings": 2304,
             "deepstack_visual_indexes": [0],
         },
-        **_QWEN_IDS,
-        tie_word_embeddings=True,
+        sampling={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0},
+        sharpening=0.85,
     )
-    _check_vocab(tokenizer, _QWEN_VOCAB)
-    generation = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
-                  "eos_token_id": [151645, 151643], "temperature": 0.7, "top_p": 0.8, "top_k": 20,
-                  "repetition_penalty": 1.0}
-    return _finish(Qwen3VLForConditionalGeneration, config, processor, seed, generation, sharpening=0.85)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -478,86 +679,92 @@ def _build_qwen3_vl(seed: int):
 # ----------------------------------------------------------------------------------------------
 
 
-def _clip_336_vision() -> dict:
-    # Real: CLIP ViT-L/14-336: hidden 1024, intermediate 4096, 24 layers, 16 heads, projection 768.
-    return {
-        "model_type": "clip_vision_model",
-        "hidden_size": _VISION_HIDDEN,
-        "intermediate_size": _VISION_INTERMEDIATE,
-        "num_hidden_layers": _VISION_LAYERS,
-        "num_attention_heads": _VISION_HEADS,
-        "image_size": 336,
-        "patch_size": 14,
-        "projection_dim": 768,
-        "hidden_act": "quick_gelu",
-        "layer_norm_eps": 1e-5,
-    }
+def _llava_like(name: str, seed: int, *, template: str, model_max_length: int, images: dict, text: dict, **config):
+    """A LLaVA twin (``name`` "Llava" or "LlavaNext"): the Mistral SentencePiece tokenizer with
+    <image> = 32000 and <pad> = 32001 as in llava-hf, 336 px views (shortest edge, centre crop,
+    bicubic, CLIP mean/std; ``images``: the image processor's other settings), CLIP ViT-L/14-336
+    at twin size, 576 image tokens per view, a LLaMA-family language model (``text``: its own
+    settings) of 32,064 rows."""
+    import transformers
 
-
-def _build_llava(seed: int):
-    """llava-hf/llava-1.5-7b-hf."""
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-    with tempfile.TemporaryDirectory() as tmp:
-        # Same kind as LLaMA's (SentencePiece BPE, 32,000 pieces, byte fallback, <unk>/<s>/</s> =
-        # 0/1/2): the real Mistral-7B v0.1 model; <image> = 32000 and <pad> = 32001 as in llava-hf.
-        tokenizer = _sentencepiece_llama_tokenizer(
-            _mistral_sentencepiece_model(), added=["<image>", "<pad>"], pad="<pad>",
-            chat_template=LLAVA_1_5_TEMPLATE, model_max_length=4096, tmp=pathlib.Path(tmp),
-        )
     image_processor = _image_processor(
-        "CLIPImageProcessor",
+        "CLIPImageProcessor" if name == "Llava" else name + "ImageProcessor",
         size={"shortest_edge": 336},
         crop_size={"height": 336, "width": 336},
         do_center_crop=True,
-        do_resize=True,
-        do_rescale=True,
-        do_normalize=True,
-        do_convert_rgb=True,
         resample=3,
         image_mean=_CLIP_MEAN,
         image_std=_CLIP_STD,
+        **images,
     )
-    processor = LlavaProcessor(
+    # Same kind as LLaMA's (SentencePiece BPE, 32,000 pieces, byte fallback, <unk>/<s>/</s> =
+    # 0/1/2): the real Mistral-7B v0.1 model.
+    tokenizer = _mistral_tokenizer(
+        added=["<image>", "<pad>"], pad="<pad>", chat_template=template, model_max_length=model_max_length
+    )
+    processor = getattr(transformers, name + "Processor")(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=14,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
-        chat_template=LLAVA_1_5_TEMPLATE,
+        chat_template=template,
         image_token="<image>",
     )
-    # Real text: Vicuna-7B (LLaMA): hidden 4096, intermediate 11008, 32 layers, 32 heads (MHA).
-    text = {
-        "model_type": "llama",
-        **_TEXT_SIZES,
-        "num_key_value_heads": _TEXT_SIZES["num_attention_heads"],
-        "vocab_size": 32064,
-        "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-5,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
-        "hidden_act": "silu",
-        "tie_word_embeddings": False,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "pad_token_id": 32001,
-    }
-    config = LlavaConfig(
-        vision_config=_clip_336_vision(),
+    text = _text(
+        vocab_size=32064,
+        rms_norm_eps=1e-5,
+        hidden_act="silu",
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=32001,
+        **text,
+    )
+    # Real vision: CLIP ViT-L/14-336: hidden 1024, intermediate 4096, 24 layers, 16 heads, projection 768.
+    vision = _vision(
+        model_type="clip_vision_model",
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+    )
+    model_config = getattr(transformers, name + "Config")(
+        vision_config=vision,
         text_config=text,
         image_token_index=32000,
         image_seq_length=576,
         projector_hidden_act="gelu",
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
-        multimodal_projector_bias=True,
         pad_token_id=32001,
         tie_word_embeddings=False,
+        **config,
     )
     _check_vocab(tokenizer, 32064)
     assert tokenizer.convert_tokens_to_ids("<image>") == 32000 and tokenizer.pad_token_id == 32001
     generation = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 32001}
-    return _finish(LlavaForConditionalGeneration, config, processor, seed, generation)
+    return _finish(getattr(transformers, name + "ForConditionalGeneration"), model_config, processor, seed, generation)
+
+
+def _build_llava(seed: int):
+    """llava-hf/llava-1.5-7b-hf."""
+    return _llava_like(
+        "Llava",
+        seed,
+        template=LLAVA_1_5_TEMPLATE,
+        model_max_length=4096,
+        images={"do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True},
+        # Real text: Vicuna-7B (LLaMA): hidden 4096, intermediate 11008, 32 layers, 32 heads (MHA).
+        text={
+            "model_type": "llama",
+            "num_key_value_heads": _TEXT_SIZES["num_attention_heads"],
+            "max_position_embeddings": 4096,
+            "rope_theta": 10000.0,
+        },
+        multimodal_projector_bias=True,
+    )
 
 
 _LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
@@ -565,84 +772,62 @@ _LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 
 
 def _build_llava_next(seed: int):
     """llava-hf/llava-v1.6-mistral-7b-hf."""
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _sentencepiece_llama_tokenizer(
-            _mistral_sentencepiece_model(), added=["<image>", "<pad>"], pad="<pad>",
-            chat_template=LLAVA_NEXT_MISTRAL_TEMPLATE, model_max_length=32768, tmp=pathlib.Path(tmp),
-        )
-    image_processor = _image_processor(
-        "LlavaNextImageProcessor",
-        size={"shortest_edge": 336},
-        crop_size={"height": 336, "width": 336},
+    return _llava_like(
+        "LlavaNext",
+        seed,
+        template=LLAVA_NEXT_MISTRAL_TEMPLATE,
+        model_max_length=32768,
+        images={"image_grid_pinpoints": _LLAVA_NEXT_PINPOINTS, "do_pad": True},
+        # Real text: Mistral-7B-Instruct-v0.2: hidden 4096, intermediate 14336, 32 layers, 32 heads,
+        # 8 key/value heads, rope_theta 1e6.
+        text={
+            "model_type": "mistral",
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 32768,
+            "rope_theta": 1000000.0,
+            "sliding_window": None,
+        },
         image_grid_pinpoints=_LLAVA_NEXT_PINPOINTS,
-        do_center_crop=True,
-        do_pad=True,
-        resample=3,
-        image_mean=_CLIP_MEAN,
-        image_std=_CLIP_STD,
     )
-    processor = LlavaNextProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_NEXT_MISTRAL_TEMPLATE,
-        image_token="<image>",
-    )
-    # Real text: Mistral-7B-Instruct-v0.2: hidden 4096, intermediate 14336, 32 layers, 32 heads,
-    # 8 key/value heads, rope_theta 1e6.
-    text = {
-        "model_type": "mistral",
-        **_TEXT_SIZES,
-        "num_key_value_heads": 2,
-        "vocab_size": 32064,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-5,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-        "sliding_window": None,
-        "hidden_act": "silu",
-        "tie_word_embeddings": False,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "pad_token_id": 32001,
-    }
-    config = LlavaNextConfig(
-        vision_config=_clip_336_vision(),
-        text_config=text,
-        image_token_index=32000,
-        image_grid_pinpoints=_LLAVA_NEXT_PINPOINTS,
-        image_seq_length=576,
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        pad_token_id=32001,
-        tie_word_embeddings=False,
-    )
-    _check_vocab(tokenizer, 32064)
-    generation = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 32001}
-    return _finish(LlavaNextForConditionalGeneration, config, processor, seed, generation)
 
 
 # ----------------------------------------------------------------------------------------------
 # InternVL3 (transformers' native format)
 # ----------------------------------------------------------------------------------------------
 
-#: InternVL3-*-hf's format: ChatML, "<IMG_CONTEXT>\n" where the image goes (the processor expands
-#: it to <img> + 256 x <IMG_CONTEXT> per tile + </img>). Format only, not the hub text.
+#: OpenGVLab/InternVL3-*-hf: the ``chat_template`` that transformers' conversion script
+#: (``models/internvl/convert_internvl_weights_to_hf.py``, the script that wrote the -hf repositories)
+#: saves, verbatim: ChatML, no default system prompt, "<IMG_CONTEXT>\n" where the image goes (the
+#: processor expands it to <img> + 256 x <IMG_CONTEXT> per tile + </img>). An older version of the
+#: script wrote "<image>\n" instead; which one the hub file has is not verified.
 INTERNVL_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
     "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}"
-    "{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_INTERNVL_ADDED = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>",
-                   "<video>")
+#: The tokens the conversion script adds to the Qwen2.5-VL-7B-Instruct tokenizer (151,665-151,673).
+#: It names "<video>" as the tokenizer's ``video_token`` (InternVLProcessor reads that attribute) but
+#: does not add it; transformers adds a named token missing from the vocabulary when it loads the
+#: tokenizer (151,674 here, as for the real files).
+_INTERNVL_ADDED = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>")
+
+
+def _qwen2_text(vocab_size: int) -> dict[str, Any]:
+    """The Qwen2 / Qwen2.5 language model of InternVL3-1B and LLaVA-OneVision-0.5B at twin size."""
+    return _text(
+        "qwen2",
+        vocab_size=vocab_size,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+    )
 
 
 def _build_internvl(seed: int):
@@ -651,15 +836,26 @@ def _build_internvl(seed: int):
 
     from mllm_attr.adapters._processors import processor_class_without_video
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = _qwen_tokenizer(last_id=151664, extra_tokens=_INTERNVL_ADDED, chat_template=INTERNVL_TEMPLATE,
-                                    model_max_length=32768, tmp=pathlib.Path(tmp),
-                                    named={"start_image_token": "<img>", "end_image_token": "</img>",
-                                           "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"})
+    # model_max_length: the conversion script's CONTEXT_LENGTH (8192).
+    tokenizer = _qwen_tokenizer(
+        last_id=151664,
+        extra_tokens=_INTERNVL_ADDED,
+        chat_template=INTERNVL_TEMPLATE,
+        model_max_length=8192,
+        named={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
+    # The conversion script's GotOcr2ImageProcessorFast(size 448, ImageNet mean/std): crop_to_patches
+    # stays at the class default (False) in the saved file; InternVLProcessor applies its own default,
+    # crop_to_patches=True, at call time (its ``images_kwargs``), so tiling happens through the processor.
     image_processor = _image_processor(
         "GotOcr2ImageProcessor",
         size={"height": 448, "width": 448},
-        crop_to_patches=True,
+        crop_to_patches=False,
         min_patches=1,
         max_patches=12,
         resample=3,
@@ -672,31 +868,16 @@ def _build_internvl(seed: int):
     # Real vision: InternViT-300M (hidden 1024, intermediate 4096, 24 layers, 16 heads) at 448 px;
     # real text: Qwen2.5-0.5B (hidden 896, 24 layers, 14 heads, 2 kv heads).
     config = InternVLConfig(
-        vision_config={
-            "hidden_size": _VISION_HIDDEN,
-            "intermediate_size": _VISION_INTERMEDIATE,
-            "num_hidden_layers": _VISION_LAYERS,
-            "num_attention_heads": _VISION_HEADS,
-            "image_size": [448, 448],
-            "patch_size": [14, 14],
-            "use_mean_pooling": True,
-            "norm_type": "layer_norm",
-            "layer_scale_init_value": 0.1,
-            "use_qk_norm": False,
-            "hidden_act": "gelu",
-        },
-        text_config={
-            "model_type": "qwen2",
-            **_TEXT_SIZES,
-            "num_key_value_heads": 2,
-            "vocab_size": _QWEN_VOCAB,
-            "max_position_embeddings": 32768,
-            "rms_norm_eps": 1e-6,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-            "tie_word_embeddings": True,
-            "bos_token_id": 151643,
-            "eos_token_id": 151645,
-        },
+        vision_config=_vision(
+            image_size=[448, 448],
+            patch_size=[14, 14],
+            use_mean_pooling=True,
+            norm_type="layer_norm",
+            layer_scale_init_value=0.1,
+            use_qk_norm=False,
+            hidden_act="gelu",
+        ),
+        text_config=_qwen2_text(_QWEN_VOCAB),
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         image_seq_length=256,
         downsample_ratio=0.5,
@@ -738,12 +919,14 @@ def _build_llava_onevision(seed: int):
 
     from mllm_attr.adapters._processors import processor_class_without_video
 
-    with tempfile.TemporaryDirectory() as tmp:
-        # Qwen2's added tokens end at <|im_end|> (151,645); llava-hf adds <image> 151646, <video> 151647.
-        tokenizer = _qwen_tokenizer(last_id=151645, extra_tokens=("<image>", "<video>"),
-                                    chat_template=LLAVA_ONEVISION_TEMPLATE, model_max_length=32768,
-                                    tmp=pathlib.Path(tmp),
-                                    named={"image_token": "<image>", "video_token": "<video>"})
+    # Qwen2's added tokens end at <|im_end|> (151,645); llava-hf adds <image> 151646, <video> 151647.
+    tokenizer = _qwen_tokenizer(
+        last_id=151645,
+        extra_tokens=("<image>", "<video>"),
+        chat_template=LLAVA_ONEVISION_TEMPLATE,
+        model_max_length=32768,
+        named={"image_token": "<image>", "video_token": "<video>"},
+    )
     image_processor = _image_processor(
         "LlavaOnevisionImageProcessor",
         size={"height": 384, "width": 384},
@@ -765,30 +948,8 @@ def _build_llava_onevision(seed: int):
     # Real vision: SigLIP-so400m/14-384 (hidden 1152, intermediate 4304, 26 layers kept, 16 heads);
     # real text: Qwen2-0.5B (hidden 896, intermediate 4864, 24 layers, 14 heads, 2 kv heads).
     config = LlavaOnevisionConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": _VISION_HIDDEN,
-            "intermediate_size": _VISION_INTERMEDIATE,
-            "num_hidden_layers": _VISION_LAYERS,
-            "num_attention_heads": _VISION_HEADS,
-            "image_size": 384,
-            "patch_size": 14,
-            "hidden_act": "gelu_pytorch_tanh",
-            "layer_norm_eps": 1e-6,
-            "vision_use_head": False,
-        },
-        text_config={
-            "model_type": "qwen2",
-            **_TEXT_SIZES,
-            "num_key_value_heads": 2,
-            "vocab_size": 152000,
-            "max_position_embeddings": 32768,
-            "rms_norm_eps": 1e-6,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-            "tie_word_embeddings": True,
-            "bos_token_id": 151643,
-            "eos_token_id": 151645,
-        },
+        vision_config=_siglip(384, 14, model_type="siglip_vision_model", vision_use_head=False),
+        text_config=_qwen2_text(152000),
         image_token_index=151646,
         video_token_index=151647,
         image_grid_pinpoints=_ONEVISION_PINPOINTS,
@@ -808,8 +969,10 @@ def _build_llava_onevision(seed: int):
 # Idefics3 (Llama 3.1)
 # ----------------------------------------------------------------------------------------------
 
-#: HuggingFaceM4/Idefics3-8B-Llama3: "<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\nAssistant:"
-#: (the hub text as recalled, not verified character for character).
+#: HuggingFaceM4/Idefics3-8B-Llama3: "<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\nAssistant:".
+#: Character for character the text of a third-party copy of the checkpoint's chat template, which
+#: renders exactly what transformers' hub-backed test (tests/models/idefics3/test_processing_idefics3.py,
+#: ``test_apply_chat_template``) expects from the hub processor; the hub file itself was not read.
 IDEFICS3_TEMPLATE = (
     "<|begin_of_text|>{% for message in messages %}{{message['role'].capitalize()}}"
     "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
@@ -819,10 +982,28 @@ IDEFICS3_TEMPLATE = (
 )
 
 
-def _llama3_tokenizer(*, added: list[str], chat_template: str, model_max_length: int, pad: str, eos: str,
-                      bos: str = "<|begin_of_text|>", n_ranks: int = 128000, leading: tuple[str, ...] = ()):
+def _llama3_tokenizer(
+    *,
+    added: list[str],
+    chat_template: str,
+    model_max_length: int,
+    pad: str,
+    eos: str,
+    bos: str = "<|begin_of_text|>",
+    n_ranks: int = 128000,
+    leading: tuple[str, ...] = (),
+    add_bos: bool = False,
+    unk: str | None = None,
+    named_special: list[str] | None = None,
+):
     """The real Llama 3 byte-level BPE (128,000 ranks, shipped inside splintr-rs), with Llama 3.1's
     256 special tokens (128000-128255) and ``added`` tokens from 128256 on.
+
+    ``add_bos``: the tokenizer writes ``bos`` before every text (Llama 3.1's post-processor:
+    ``<|begin_of_text|> $A``, and ``<|begin_of_text|> $A <|begin_of_text|> $B`` for pairs), as
+    ``tokenizer(text)`` and ``processor(text=...)`` do with the real files; without it, no
+    special token is added. ``named_special``: the tokenizer's ``additional_special_tokens``
+    (default: all of ``added``).
 
     With ``n_ranks`` < 128,000 and ``leading`` tokens: a same-kind byte-level BPE of another size
     (the first ``n_ranks`` ranks form a valid BPE: every token's parts have lower ranks), with
@@ -835,8 +1016,15 @@ def _llama3_tokenizer(*, added: list[str], chat_template: str, model_max_length:
     ranks = {src.decode_token_bytes(i): i + len(leading) for i in range(n_ranks)}
     names = []
     if n_ranks == 128000:
-        specials = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 4: "<|finetune_right_pad_id|>",
-                    6: "<|start_header_id|>", 7: "<|end_header_id|>", 8: "<|eom_id|>", 9: "<|eot_id|>"}
+        specials = {
+            0: "<|begin_of_text|>",
+            1: "<|end_of_text|>",
+            4: "<|finetune_right_pad_id|>",
+            6: "<|start_header_id|>",
+            7: "<|end_header_id|>",
+            8: "<|eom_id|>",
+            9: "<|eot_id|>",
+        }
         reserved = 0
         for i in range(256):
             if i in specials:
@@ -844,8 +1032,9 @@ def _llama3_tokenizer(*, added: list[str], chat_template: str, model_max_length:
             else:
                 names.append(f"<|reserved_special_token_{reserved}|>")
                 reserved += 1
-    converter = TikTokenConverter(vocab_file="", pattern=splintr.LLAMA3_PATTERN,
-                                  extra_special_tokens=names + list(added))
+    converter = TikTokenConverter(
+        vocab_file="", pattern=splintr.LLAMA3_PATTERN, extra_special_tokens=names + list(added)
+    )
     converter.load_tiktoken_bpe = lambda _url: ranks
     backend = converter.converted()
     if leading:  # special tokens at ids 0, 1, ... inside the BPE vocabulary
@@ -858,62 +1047,83 @@ def _llama3_tokenizer(*, added: list[str], chat_template: str, model_max_length:
         backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in leading])
     from tokenizers import processors
 
-    # No automatic <|begin_of_text|>: the chat template writes it (one BOS per prompt).
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    byte_level = processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True)
+    if add_bos:
+        bos_id = backend.token_to_id(bos)
+        backend.post_processor = processors.Sequence(
+            [
+                byte_level,
+                processors.TemplateProcessing(
+                    single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, bos_id)]
+                ),
+            ]
+        )
+    else:
+        backend.post_processor = byte_level
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad,
-        model_max_length=model_max_length, padding_side="left", chat_template=chat_template,
-        additional_special_tokens=list(added),
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        **({"unk_token": unk} if unk else {}),
+        model_max_length=model_max_length,
+        padding_side="left",
+        chat_template=chat_template,
+        additional_special_tokens=list(added if named_special is None else named_special),
     )
     return tokenizer
 
 
-def _build_idefics3(seed: int):
-    """HuggingFaceM4/Idefics3-8B-Llama3."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
-
-    tokenizer = _llama3_tokenizer(added=["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
-                                  chat_template=IDEFICS3_TEMPLATE, model_max_length=131072,
-                                  pad="<|reserved_special_token_0|>", eos="<end_of_utterance>")
-    image_processor = _image_processor(
-        "Idefics3ImageProcessor",
-        size={"longest_edge": 4 * 364},
-        max_image_size={"longest_edge": 364},
+def _tiling_image_processor(name: str, *, longest_edge: int, tile: int):
+    """Idefics3's and SmolVLM's image processor: resized to ``longest_edge``, split into ``tile`` px
+    tiles plus the global image, padded, Lanczos, mean/std 0.5."""
+    return _image_processor(
+        name,
+        size={"longest_edge": longest_edge},
+        max_image_size={"longest_edge": tile},
         do_image_splitting=True,
         do_pad=True,
         resample=1,
         image_mean=[0.5] * 3,
         image_std=[0.5] * 3,
     )
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=169,
-                                  chat_template=IDEFICS3_TEMPLATE)
+
+
+def _build_idefics3(seed: int):
+    """HuggingFaceM4/Idefics3-8B-Llama3."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+
+    # The real tokenizer (Llama 3.1's) writes <|begin_of_text|> before every text: transformers'
+    # hub-backed test expects [bos] + ... from processor(text=...), no BOS with add_special_tokens=False.
+    # The chat template writes it too, so the adapter tokenises rendered prompts without it.
+    tokenizer = _llama3_tokenizer(
+        added=["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
+        chat_template=IDEFICS3_TEMPLATE,
+        model_max_length=131072,
+        pad="<|reserved_special_token_0|>",
+        eos="<end_of_utterance>",
+        add_bos=True,
+    )
+    image_processor = _tiling_image_processor("Idefics3ImageProcessor", longest_edge=4 * 364, tile=364)
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=169, chat_template=IDEFICS3_TEMPLATE
+    )
     # Real vision: SigLIP-so400m/14 at 364 px (hidden 1152, 27 layers, 16 heads); real text:
     # Llama-3.1-8B-Instruct (hidden 4096, 32 layers, 32 heads, 8 kv heads, rope_theta 500000).
     config = Idefics3Config(
-        vision_config={
-            "hidden_size": _VISION_HIDDEN,
-            "intermediate_size": _VISION_INTERMEDIATE,
-            "num_hidden_layers": _VISION_LAYERS,
-            "num_attention_heads": _VISION_HEADS,
-            "image_size": 364,
-            "patch_size": 14,
-            "hidden_act": "gelu_pytorch_tanh",
-            "layer_norm_eps": 1e-6,
-        },
-        text_config={
-            "model_type": "llama",
-            **_TEXT_SIZES,
-            "num_key_value_heads": 2,
-            "vocab_size": 128259,
-            "max_position_embeddings": 131072,
-            "rms_norm_eps": 1e-5,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
-            "hidden_act": "silu",
-            "tie_word_embeddings": False,
-            "bos_token_id": 128000,
-            "eos_token_id": 128258,
-            "pad_token_id": 128002,
-        },
+        vision_config=_siglip(364, 14),
+        text_config=_text(
+            "llama",
+            vocab_size=128259,
+            max_position_embeddings=131072,
+            rms_norm_eps=1e-5,
+            rope_theta=500000.0,
+            hidden_act="silu",
+            tie_word_embeddings=False,
+            bos_token_id=128000,
+            eos_token_id=128258,
+            pad_token_id=128002,
+        ),
         image_token_id=128257,
         scale_factor=2,
         tie_word_embeddings=False,
@@ -925,11 +1135,14 @@ def _build_idefics3(seed: int):
 
 
 # ----------------------------------------------------------------------------------------------
-# SmolVLM (SmolLM2)
+# SmolVLM2 (SmolLM2)
 # ----------------------------------------------------------------------------------------------
 
-#: HuggingFaceTB/SmolVLM-256M-Instruct: "<|im_start|>User:<image>{prompt}<end_of_utterance>\nAssistant:"
-#: (format as recalled, not the hub text character for character).
+#: HuggingFaceTB/SmolVLM2-256M-Video-Instruct (and SmolVLM-256M-Instruct):
+#: "<|im_start|>User:<image>{prompt}<end_of_utterance>\nAssistant:". Character for character the
+#: ``chat_template`` of transformers' own SmolVLM processor test fixture
+#: (tests/models/smolvlm/test_processing_smolvlm.py, ``prepare_processor_dict``, taken from
+#: SmolVLM2-256M-Video-Instruct), whose expected render it gives; the hub file itself was not read.
 SMOLVLM_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
     "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
@@ -938,69 +1151,86 @@ SMOLVLM_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
-_SMOLVLM_ADDED = (["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
-                  + [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)])
+#: SmolVLM2's added tokens at their real ids (SmolVLM2-500M-Video-Instruct's added_tokens.json as
+#: reconstructed by a third party; the 256M tokenizer is SmolLM2's too and is assumed the same):
+#: <global-img> 49152, <row_R_col_C> 49153-49188 (row-major), <fake_token_around_image> 49189,
+#: <image> 49190, <|reserved_special_token_0..87|> 49191-49278, <end_of_utterance> 49279
+#: (49,280 tokens = the embedding rows). "<video>" is not a token of the real tokenizer.
+_SMOLVLM_ADDED = (
+    ["<global-img>"]
+    + [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    + ["<fake_token_around_image>", "<image>"]
+    + [f"<|reserved_special_token_{i}|>" for i in range(88)]
+    + ["<end_of_utterance>"]
+)
+_SMOLVLM_IDS = {
+    "<global-img>": 49152,
+    "<row_1_col_1>": 49153,
+    "<row_6_col_6>": 49188,
+    "<fake_token_around_image>": 49189,
+    "<image>": 49190,
+    "<|reserved_special_token_87|>": 49278,
+    "<end_of_utterance>": 49279,
+}
 
 
 def _build_smolvlm(seed: int):
-    """HuggingFaceTB/SmolVLM-256M-Instruct."""
+    """HuggingFaceTB/SmolVLM2-256M-Video-Instruct (the SmolVLM* classes; SmolVLM-256M-Instruct's own
+    files name the Idefics3 classes and load as the ``idefics3`` family)."""
     from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
 
     from mllm_attr.adapters._processors import processor_class_without_video
 
     # SmolLM2's BPE has 49,152 entries, <|endoftext|>/<|im_start|>/<|im_end|> = 0/1/2; same kind here:
-    # the first 49,149 Llama 3 ranks after those three, SmolVLM's added tokens from 49,152 on.
-    tokenizer = _llama3_tokenizer(added=_SMOLVLM_ADDED + ["<video>"], chat_template=SMOLVLM_TEMPLATE,
-                                  model_max_length=8192, pad="<|im_end|>", eos="<end_of_utterance>",
-                                  bos="<|im_start|>", n_ranks=49149,
-                                  leading=("<|endoftext|>", "<|im_start|>", "<|im_end|>"))
-    image_processor = _image_processor(
-        "SmolVLMImageProcessor",
-        size={"longest_edge": 2048},
-        max_image_size={"longest_edge": 512},
-        do_image_splitting=True,
-        do_pad=True,
-        resample=1,
-        image_mean=[0.5] * 3,
-        image_std=[0.5] * 3,
+    # the first 49,149 Llama 3 ranks after those three, SmolVLM2's added tokens from 49,152 on.
+    # Special tokens as the real tokenizer_config names them: bos <|im_start|>, eos <end_of_utterance>,
+    # pad <|im_end|>, unk <|endoftext|>; additional_special_tokens the three image/utterance tokens.
+    # No automatic BOS (whether the real SmolLM2 post-processor adds one is not verified).
+    tokenizer = _llama3_tokenizer(
+        added=_SMOLVLM_ADDED,
+        chat_template=SMOLVLM_TEMPLATE,
+        model_max_length=8192,
+        pad="<|im_end|>",
+        eos="<end_of_utterance>",
+        bos="<|im_start|>",
+        unk="<|endoftext|>",
+        n_ranks=49149,
+        leading=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        named_special=["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
     )
+    for token, token_id in _SMOLVLM_IDS.items():
+        assert tokenizer.convert_tokens_to_ids(token) == token_id, (token, tokenizer.convert_tokens_to_ids(token))
+    # SmolVLM2-256M-Video-Instruct: SmolVLMImageProcessor, longest_edge 2048, 512 px tiles, image_seq_len 64
+    # (the numbers of SmolVLM-256M-Instruct's preprocessor_config.json / processor_config.json, and of
+    # SmolVLM2-500M-Video-Instruct's reconstructed one; the video_sampling entry is not kept).
+    image_processor = _tiling_image_processor("SmolVLMImageProcessor", longest_edge=2048, tile=512)
     processor = processor_class_without_video("SmolVLMProcessor")(
         image_processor=image_processor, tokenizer=tokenizer, image_seq_len=64, chat_template=SMOLVLM_TEMPLATE
     )
     # Real vision: SigLIP-B/16 at 512 px (hidden 768, 12 layers, 12 heads); real text: SmolLM2-135M
-    # (hidden 576, 30 layers, 9 heads, 3 kv heads, rope_theta 100000, tied embeddings).
+    # (hidden 576, 30 layers, 9 heads, 3 kv heads, rope_theta 100000). tie_word_embeddings: kept True
+    # (from memory); third-party copies of the real configs say false at the top level (not verified).
+    eou = _SMOLVLM_IDS["<end_of_utterance>"]
     config = SmolVLMConfig(
-        vision_config={
-            "hidden_size": _VISION_HIDDEN,
-            "intermediate_size": _VISION_INTERMEDIATE,
-            "num_hidden_layers": _VISION_LAYERS,
-            "num_attention_heads": _VISION_HEADS,
-            "image_size": 512,
-            "patch_size": 16,
-            "hidden_act": "gelu_pytorch_tanh",
-            "layer_norm_eps": 1e-6,
-        },
-        text_config={
-            "model_type": "llama",
-            **_TEXT_SIZES,
-            "num_key_value_heads": 2,
-            "vocab_size": 49280,
-            "max_position_embeddings": 8192,
-            "rms_norm_eps": 1e-5,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 100000.0},
-            "hidden_act": "silu",
-            "tie_word_embeddings": True,
-            "bos_token_id": 1,
-            "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_utterance>"),
-            "pad_token_id": 2,
-        },
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_config=_siglip(512, 16),
+        text_config=_text(
+            "llama",
+            vocab_size=49280,
+            max_position_embeddings=8192,
+            rms_norm_eps=1e-5,
+            rope_theta=100000.0,
+            hidden_act="silu",
+            tie_word_embeddings=True,
+            bos_token_id=1,
+            eos_token_id=eou,
+            pad_token_id=2,
+        ),
+        image_token_id=_SMOLVLM_IDS["<image>"],
         scale_factor=4,
         tie_word_embeddings=True,
     )
     _check_vocab(tokenizer, 49280)
-    generation = {"bos_token_id": 1, "eos_token_id": [2, tokenizer.convert_tokens_to_ids("<end_of_utterance>")],
-                  "pad_token_id": 2}
+    generation = {"bos_token_id": 1, "eos_token_id": [2, eou], "pad_token_id": 2}
     return _finish(SmolVLMForConditionalGeneration, config, processor, seed, generation)
 
 
@@ -1013,13 +1243,9 @@ def _build_paligemma(seed: int):
     """google/paligemma-3b-mix-224."""
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-    with tempfile.TemporaryDirectory() as tmp:
-        # Same kind as Gemma's (SentencePiece BPE with byte fallback): the real Mistral-7B v0.1 model;
-        # Gemma's <pad>/<eos>/<bos> names. No chat template: the checkpoint has none.
-        tokenizer = _sentencepiece_llama_tokenizer(
-            _mistral_sentencepiece_model(), added=["<pad>"], pad="<pad>", chat_template="",
-            model_max_length=8192, tmp=pathlib.Path(tmp),
-        )
+    # Same kind as Gemma's (SentencePiece BPE with byte fallback): the real Mistral-7B v0.1 model;
+    # Gemma's <pad>/<eos>/<bos> names. No chat template: the checkpoint has none.
+    tokenizer = _mistral_tokenizer(added=["<pad>"], pad="<pad>", chat_template="", model_max_length=8192)
     tokenizer.chat_template = None
     image_processor = _image_processor(
         "SiglipImageProcessor",
@@ -1035,39 +1261,26 @@ def _build_paligemma(seed: int):
     # Real vision: SigLIP-so400m/14-224 (hidden 1152, 27 layers); real text: Gemma-2B (hidden 2048,
     # 18 layers, 8 heads, 1 kv head, head_dim 256), vocab 257,216.
     config = PaliGemmaConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": _VISION_HIDDEN,
-            "intermediate_size": _VISION_INTERMEDIATE,
-            "num_hidden_layers": _VISION_LAYERS,
-            "num_attention_heads": _VISION_HEADS,
-            "image_size": 224,
-            "patch_size": 14,
-            "projection_dim": _TEXT_SIZES["hidden_size"],
-            "hidden_act": "gelu_pytorch_tanh",
-            "vision_use_head": False,
-        },
-        text_config={
-            "model_type": "gemma",
-            **_TEXT_SIZES,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "vocab_size": 257216,
-            "max_position_embeddings": 8192,
-            "rms_norm_eps": 1e-6,
-            "hidden_activation": "gelu_pytorch_tanh",
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
+        vision_config=_siglip(
+            224, 14, model_type="siglip_vision_model", projection_dim=_TEXT_SIZES["hidden_size"], vision_use_head=False
+        ),
+        text_config=_text(
+            "gemma",
+            vocab_size=257216,
+            max_position_embeddings=8192,
+            rms_norm_eps=1e-6,
+            num_key_value_heads=1,
+            head_dim=16,
+            hidden_activation="gelu_pytorch_tanh",
+            **_special_ids(tokenizer),
+        ),
         image_token_index=processor.image_token_id,
         projection_dim=_TEXT_SIZES["hidden_size"],
         hidden_size=_TEXT_SIZES["hidden_size"],
     )
     config.vision_config.projection_dim = _TEXT_SIZES["hidden_size"]
     _check_vocab(processor.tokenizer, 257216)
-    generation = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                  "pad_token_id": tokenizer.pad_token_id}
+    generation = _special_ids(tokenizer)
     # Gemma scales embeddings by sqrt(hidden) and norms by (1 + weight): a milder sharpening keeps the
     # top probabilities below ~0.99 (float32 cached decoding vs one forward within 1e-5).
     return _finish(PaliGemmaForConditionalGeneration, config, processor, seed, generation, sharpening=0.5)
@@ -1077,17 +1290,52 @@ def _build_paligemma(seed: int):
 # Gemma 3
 # ----------------------------------------------------------------------------------------------
 
-#: google/gemma-3-4b-it's format for image + text turns: "<bos><start_of_turn>user\n<start_of_image>
-#: {prompt}<end_of_turn>\n<start_of_turn>model\n" (the hub template also handles system prompts;
-#: format as recalled, not the hub text).
-GEMMA3_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "<start_of_turn>{{ role }}\n{% if message['content'] is string %}{{ message['content'] | trim }}"
-    "{% else %}{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
-    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
-    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
+#: google/gemma-3-4b-it's chat template: ``_CHAT_TEMPLATE`` of transformers' conversion script
+#: (models/gemma3/convert_gemma3_weights.py), in the form the hub's tokenizer_config.json has it as
+#: quoted by third parties (Jinja "\n" escapes inside the string literals, where the script's Python
+#: string has real newlines: the same rendering). A system message is folded into the first user turn
+#: ("<start_of_turn>user\n{system}\n\n..."); roles must alternate user/assistant.
+GEMMA3_TEMPLATE = r"""{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"""
 
 
 def _build_gemma3(seed: int):
@@ -1095,17 +1343,29 @@ def _build_gemma3(seed: int):
     from transformers import AutoTokenizer, Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = _sentencepiece_llama_tokenizer(
-            _mistral_sentencepiece_model(),
-            added=["<pad>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                   "<image_soft_token>"],
-            pad="<pad>", chat_template=GEMMA3_TEMPLATE, model_max_length=131072, tmp=pathlib.Path(tmp),
+        base = _mistral_tokenizer(
+            added=[
+                "<pad>",
+                "<start_of_turn>",
+                "<end_of_turn>",
+                "<start_of_image>",
+                "<end_of_image>",
+                "<image_soft_token>",
+            ],
+            pad="<pad>",
+            chat_template=GEMMA3_TEMPLATE,
+            model_max_length=131072,
+            tmp=pathlib.Path(tmp),
         )
         out = pathlib.Path(tmp) / "gemma3_tokenizer"
         base.save_pretrained(out)
         tokenizer = AutoTokenizer.from_pretrained(
-            str(out), extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                                            "image_token": "<image_soft_token>"},
+            str(out),
+            extra_special_tokens={
+                "boi_token": "<start_of_image>",
+                "eoi_token": "<end_of_image>",
+                "image_token": "<image_soft_token>",
+            },
         )
     image_processor = _image_processor(
         "Gemma3ImageProcessor",
@@ -1115,47 +1375,45 @@ def _build_gemma3(seed: int):
         image_mean=[0.5] * 3,
         image_std=[0.5] * 3,
     )
-    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=GEMMA3_TEMPLATE,
-                                image_seq_length=256)
+    processor = Gemma3Processor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=GEMMA3_TEMPLATE, image_seq_length=256
+    )
     # Real vision: SigLIP-so400m/14-896 (hidden 1152, 27 layers); real text: Gemma 3 4B (hidden 2560,
     # 34 layers, 8 heads, 4 kv heads, head_dim 256, 5 sliding (1024) : 1 global layers).
-    text = {
-        **_TEXT_SIZES,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-        "query_pre_attn_scalar": 16,
-        "vocab_size": 262208,
-        "sliding_window": 1024,
-        "layer_types": ["sliding_attention", "full_attention"],
-        "max_position_embeddings": 131072,
-        "rms_norm_eps": 1e-6,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.convert_tokens_to_ids("<end_of_turn>"),
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+    text = _text(
+        None,
+        vocab_size=262208,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-6,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=1024,
+        layer_types=["sliding_attention", "full_attention"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<end_of_turn>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
     config = Gemma3Config(
         text_config=text,
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": _VISION_HIDDEN,
-            "intermediate_size": _VISION_INTERMEDIATE,
-            "num_hidden_layers": _VISION_LAYERS,
-            "num_attention_heads": _VISION_HEADS,
-            "image_size": 896,
-            "patch_size": 14,
-            "hidden_act": "gelu_pytorch_tanh",
-            "layer_norm_eps": 1e-6,
-            "vision_use_head": False,
-        },
+        vision_config=_siglip(896, 14, model_type="siglip_vision_model", vision_use_head=False),
         mm_tokens_per_image=256,
         boi_token_index=tokenizer.boi_token_id,
         eoi_token_index=tokenizer.eoi_token_id,
         image_token_index=tokenizer.image_token_id,
     )
     _check_vocab(tokenizer, 262208)
-    generation = {"bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id,
-                  "eos_token_id": [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")],
-                  "do_sample": True, "top_k": 64, "top_p": 0.95}
+    # generation_config.json (conversion script; a re-saved copy of the hub file): sampling with top_k 64,
+    # top_p 0.95, cache_implementation "hybrid" (this transformers version reads it as its default
+    # dynamic sliding-window cache); ids: the twin tokenizer's (real: bos 2, eos [1, 106], pad 0).
+    generation = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<end_of_turn>")],
+        "cache_implementation": "hybrid",
+        "do_sample": True,
+        "top_k": 64,
+        "top_p": 0.95,
+    }
     return _finish(Gemma3ForConditionalGeneration, config, processor, seed, generation, sharpening=1.0)
 
 
@@ -1178,12 +1436,13 @@ TWINS: dict[str, Twin] = {
             "tokenizer_real": True,
             "template": "hub (default system prompt, <|vision_start|><|image_pad|><|vision_end|>)",
             "template_hub": True,
+            "template_source": "not re-checked (no source recorded)",
             "processor": "Qwen2VLImageProcessor: patch 14, merge 2, temporal 2, min_pixels 3136, "
-                         "max_pixels 12845056, bicubic, CLIP mean/std (smart_resize)",
+            "max_pixels 12845056, bicubic, CLIP mean/std (smart_resize)",
             "vocab_size": 151936,
             "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653, eos 151645",
             "generation_config": "do_sample true, temperature 1e-06, repetition_penalty 1.05, "
-                                 "eos [151645, 151643], pad 151643",
+            "eos [151645, 151643], pad 151643",
             "architecture": "window attention (window 112 px) + full-attention blocks, M-RoPE, tied embeddings",
         },
     ),
@@ -1196,17 +1455,18 @@ TWINS: dict[str, Twin] = {
         image_hw=(300, 400),
         facts={
             "tokenizer": "same kind: SentencePiece BPE with byte fallback, 32,000 pieces, <unk>/<s>/</s> = 0/1/2 "
-                         "(the real Mistral-7B v0.1 model from mistral-common; LLaMA's own pieces differ), "
-                         "<image> 32000, <pad> 32001",
+            "(the real Mistral-7B v0.1 model from mistral-common; LLaMA's own pieces differ), "
+            "<image> 32000, <pad> 32001",
             "tokenizer_real": False,
             "template": "hub (USER: <image>\\n{prompt} ASSISTANT:)",
             "template_hub": True,
+            "template_source": "not re-checked (no source recorded)",
             "processor": "CLIPImageProcessor: shortest_edge 336, center crop 336, bicubic, CLIP mean/std",
             "vocab_size": 32064,
             "special_ids": "image 32000, pad 32001, bos 1, eos 2",
             "generation_config": "bos 1, eos 2, pad 32001 (greedy)",
             "architecture": "CLIP ViT/14 at 336 px (577 positions), feature layer -2, 'default' strategy, "
-                            "2-layer GELU projector",
+            "2-layer GELU projector",
         },
     ),
     "llava_next": Twin(
@@ -1221,8 +1481,9 @@ TWINS: dict[str, Twin] = {
             "tokenizer_real": True,
             "template": "hub ([INST] <image>\\n{prompt} [/INST])",
             "template_hub": True,
+            "template_source": "not re-checked (no source recorded)",
             "processor": "LlavaNextImageProcessor: anyres, grid pinpoints [[336,672],[672,336],[672,672],"
-                         "[1008,336],[336,1008]], 336 px crops, bicubic, CLIP mean/std",
+            "[1008,336],[336,1008]], 336 px crops, bicubic, CLIP mean/std",
             "vocab_size": 32064,
             "special_ids": "image 32000, pad 32001, bos 1, eos 2",
             "generation_config": "bos 1, eos 2, pad 32001 (greedy)",
@@ -1241,12 +1502,13 @@ TWINS: dict[str, Twin] = {
             "tokenizer_real": True,
             "template": "hub (same text as Qwen2.5-VL's)",
             "template_hub": True,
+            "template_source": "not re-checked (no source recorded)",
             "processor": "Qwen2VLImageProcessor: patch 14, merge 2, temporal 2, min_pixels 3136, "
-                         "max_pixels 12845056, CLIP mean/std",
+            "max_pixels 12845056, CLIP mean/std",
             "vocab_size": 151936,
             "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653, eos 151645",
-            "generation_config": "do_sample true, temperature 0.01, top_p 0.001, top_k 1 (from memory of the "
-                                 "hub file, not verified)",
+            "generation_config": "do_sample true, temperature 0.01, top_p 0.001, top_k 1 (the hub file not read; "
+            "the values third-party docs and ms-swift quote as its defaults)",
             "architecture": "ViT with 2D RoPE (quick_gelu MLP), M-RoPE, tied embeddings",
         },
     ),
@@ -1260,14 +1522,18 @@ TWINS: dict[str, Twin] = {
         facts={
             "tokenizer": _QWEN_TOKENIZER + " (the Qwen3 files as shipped, 151,669 tokens)",
             "tokenizer_real": True,
-            "template": "format only (renders the hub template's text for image + text user turns)",
-            "template_hub": False,
+            "template": "hub, verbatim (Qwen3-VL-8B-Instruct's text: 5,292 bytes, SHA-256 3636d0f0...a489e4, "
+            "as pinned by a third-party test of the GGUF repository's template; tools, add_vision_id, "
+            "system only as messages[0]; not checked on the 2B repository)",
+            "template_hub": True,
+            "template_source": "verified copy (byte count + SHA-256 of a published pin)",
             "processor": "Qwen2VLImageProcessor: patch 16, merge 2, temporal 2, shortest_edge 65536, "
-                         "longest_edge 16777216, mean/std 0.5",
+            "longest_edge 16777216, mean/std 0.5 (from memory, not verified)",
             "vocab_size": 151936,
-            "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653",
-            "generation_config": "do_sample true, temperature 0.7, top_p 0.8, top_k 20 (from memory of the hub "
-                                 "file, not verified)",
+            "special_ids": "image 151655, video 151656, vision_start 151652, vision_end 151653 (as in a copy "
+            "of Qwen3-VL-4B-Instruct's config.json)",
+            "generation_config": "do_sample true, temperature 0.7, top_p 0.8, top_k 20 (the hub file not read; "
+            "the Qwen3-VL README's recommended Instruct sampling)",
             "architecture": "learned interpolated position embeddings (2,304), deepstack, interleaved M-RoPE",
         },
     ),
@@ -1280,14 +1546,21 @@ TWINS: dict[str, Twin] = {
         image_hw=(320, 640),
         facts={
             "tokenizer": _QWEN_TOKENIZER + " (Qwen2.5 added tokens) + InternVL's <img>, </img>, <IMG_CONTEXT>, "
-                         "<quad>, </quad>, <ref>, </ref>, <box>, </box> (151,665-151,673, from memory) and <video>",
+            "<quad>, </quad>, <ref>, </ref>, <box>, </box> (151,665-151,673, as the conversion script "
+            'adds them); video_token "<video>" named, not added (transformers adds it on load, '
+            "151,674); model_max_length 8192 (the script's CONTEXT_LENGTH)",
             "tokenizer_real": True,
-            "template": "format only (ChatML, <IMG_CONTEXT> placeholder; hub text not verified)",
-            "template_hub": False,
-            "processor": "GotOcr2ImageProcessor: 448 px tiles, crop_to_patches, min 1 / max 12 tiles + thumbnail, "
-                         "bicubic, ImageNet mean/std; 256 tokens per tile",
+            "template": "conversion script's text, verbatim (transformers' convert_internvl_weights_to_hf.py: "
+            "ChatML, <IMG_CONTEXT>\\n placeholder, no default system prompt; an older script "
+            "wrote <image>\\n, the hub file itself not read)",
+            "template_hub": True,
+            "template_source": "conversion script",
+            "processor": "GotOcr2ImageProcessor as the conversion script saves it: 448 px, ImageNet mean/std, "
+            "crop_to_patches false (class default) with min 1 / max 12 tiles, bicubic; "
+            "InternVLProcessor tiles at call time (crop_to_patches=True) + thumbnail; 256 tokens "
+            "per tile",
             "vocab_size": 151936,
-            "special_ids": "<IMG_CONTEXT> 151667, <img> 151665, </img> 151666, eos 151645",
+            "special_ids": "<IMG_CONTEXT> 151667, <img> 151665, </img> 151666, eos 151645 (conversion script)",
             "generation_config": "eos 151645, pad 151643 (greedy; not verified against the hub file)",
             "architecture": "InternViT (layer scale, mean pooling) + pixel shuffle 0.5 + MLP projector, Qwen2 LM",
         },
@@ -1301,19 +1574,20 @@ TWINS: dict[str, Twin] = {
         image_hw=(300, 500),
         facts={
             "tokenizer": _QWEN_TOKENIZER + ", Qwen2 added tokens (up to <|im_end|>) + <image> 151646, "
-                         "<video> 151647 (151,648 tokens)",
+            "<video> 151647 (151,648 tokens)",
             "tokenizer_real": True,
             "template": "hub (<|im_start|>user <image>\\n{prompt}<|im_end|>; the text transformers' processor "
-                        "tests copy from the hub file)",
+            "tests copy from the hub file)",
             "template_hub": True,
+            "template_source": "test fixture (transformers' processor tests, copied from the hub file)",
             "processor": "LlavaOnevisionImageProcessor: 384 px views, anyres_max_9, pinpoints 384..2304 "
-                         "(every grid up to 6x6), pad, bicubic, mean/std 0.5; 729 tokens per view",
+            "(every grid up to 6x6), pad, bicubic, mean/std 0.5; 729 tokens per view",
             "vocab_size": 152000,
             "special_ids": "image 151646, video 151647, eos 151645, pad 151643 (ids from memory, consistent "
-                           "with the Qwen2 tokenizer)",
+            "with the Qwen2 tokenizer)",
             "generation_config": "eos 151645, pad 151643 (greedy; from memory, not verified against the hub file)",
             "architecture": "SigLIP/14-384 (no head), feature layer -1, 'full' strategy, anyres_max_9 unpadding + "
-                            "image_newline, 2-layer GELU projector, Qwen2 LM (tied embeddings)",
+            "image_newline, 2-layer GELU projector, Qwen2 LM (tied embeddings)",
         },
     ),
     "idefics3": Twin(
@@ -1325,46 +1599,58 @@ TWINS: dict[str, Twin] = {
         image_hw=(400, 800),
         facts={
             "tokenizer": "real: Llama 3 byte-level BPE (the 128,000 ranks shipped in splintr-rs 0.22.0, Llama 3 "
-                         "pre-tokenizer pattern) + Llama 3.1's 256 special tokens; <fake_token_around_image> "
-                         "128256, <image> 128257, <end_of_utterance> 128258 (ids from memory); <global-img> and "
-                         "<row_i_col_j> tokenise as text; no automatic BOS (the template writes <|begin_of_text|>)",
+            "pre-tokenizer pattern) + Llama 3.1's 256 special tokens; <fake_token_around_image> "
+            "128256, <image> 128257 (hub tokenizer, per a test that loads it), <end_of_utterance> "
+            "128258 (128256/128258 not verified); <global-img> and <row_i_col_j> tokenise as text; "
+            "adds <|begin_of_text|> to every text, as the real tokenizer (transformers' hub-backed "
+            "processor test)",
             "tokenizer_real": True,
-            "template": "hub as recalled (<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\\nAssistant:; "
-                        "not verified character for character)",
-            "template_hub": False,
+            "template": "hub text per a third-party copy (<|begin_of_text|>User:<image>{prompt}<end_of_utterance>"
+            "\\nAssistant:), which renders what transformers' hub-backed processor test expects",
+            "template_hub": True,
+            "template_source": "third-party copy (its render matches transformers' hub-backed test)",
             "processor": "Idefics3ImageProcessor: longest_edge 1456 (4 x 364), splitting into 364 px tiles + a "
-                         "global image, Lanczos, mean/std 0.5; 169 tokens per tile (scale_factor 2)",
+            "global image, Lanczos, mean/std 0.5; 169 tokens per tile (scale_factor 2); consistent "
+            "with transformers' hub-backed test and a third-party fixture, the file not read",
             "vocab_size": 128259,
-            "special_ids": "image 128257, bos 128000, eos <end_of_utterance> 128258 (from memory)",
+            "special_ids": "image 128257, bos 128000, eos <end_of_utterance> 128258 (128258 not verified)",
             "generation_config": "eos [128001, 128258], pad 128002 (from memory, not verified)",
             "architecture": "SigLIP/14-364 + pixel shuffle (scale 2) + linear connector, Llama 3.1 LM "
-                            "(rope scaling 'llama3' of the real config not kept: default RoPE, theta 500000)",
+            "(rope scaling 'llama3' of the real config not kept: default RoPE, theta 500000)",
         },
     ),
     "smolvlm": Twin(
         family="smolvlm",
-        checkpoint="HuggingFaceTB/SmolVLM-256M-Instruct",
+        checkpoint="HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
         builder=_build_smolvlm,
         model_class="SmolVLMForConditionalGeneration",
         needs=("splintr", "num2words"),
         image_hw=(400, 800),
         facts={
             "tokenizer": "same kind: byte-level BPE of SmolLM2's size (49,152 entries: <|endoftext|>/<|im_start|>/"
-                         "<|im_end|> = 0/1/2 + the first 49,149 Llama 3 ranks from splintr-rs; SmolLM2's own "
-                         "merges differ), SmolVLM's added tokens (<fake_token_around_image>, <image>, "
-                         "<end_of_utterance>, <global-img>, 36 row/col tokens) from 49,152 in the twin's own "
-                         "order (hub ids not verified)",
+            "<|im_end|> = 0/1/2 + the first 49,149 Llama 3 ranks from splintr-rs; SmolLM2's own "
+            "merges differ); SmolVLM2's 128 added tokens at their real ids (a third-party "
+            "reconstruction of SmolVLM2-500M-Video-Instruct's added_tokens.json): <global-img> 49152, "
+            "<row_R_col_C> 49153-49188, <fake_token_around_image> 49189, <image> 49190, 88 reserved, "
+            "<end_of_utterance> 49279; bos <|im_start|>, eos <end_of_utterance>, pad <|im_end|>, "
+            "unk <|endoftext|>; no automatic BOS (not verified)",
             "tokenizer_real": False,
-            "template": "format as recalled (<|im_start|>User:<image>{prompt}<end_of_utterance>\\nAssistant:)",
-            "template_hub": False,
+            "template": "transformers' SmolVLM processor test fixture, verbatim (<|im_start|>User:<image>{prompt}"
+            "<end_of_utterance>\\nAssistant:; taken from SmolVLM2-256M-Video-Instruct; the hub file "
+            "itself not read)",
+            "template_hub": True,
+            "template_source": "test fixture (transformers' SmolVLM processor test)",
             "processor": "SmolVLMImageProcessor: longest_edge 2048, 512 px tiles + a global image, Lanczos, "
-                         "mean/std 0.5; 64 tokens per tile (16 px patches, scale_factor 4)",
+            "mean/std 0.5; 64 tokens per tile (16 px patches, scale_factor 4): the numbers of "
+            "SmolVLM-256M-Instruct's preprocessor_config.json (third-party copies) and of "
+            "SmolVLM2-500M-Video-Instruct's; SmolVLM2-256M's file not read; video_sampling not kept",
             "vocab_size": 49280,
-            "special_ids": "<image>, <end_of_utterance>: the twin's own ids (hub's not verified); "
-                           "<|im_start|> 1, <|im_end|> 2",
-            "generation_config": "eos [2, <end_of_utterance>], pad 2 (from memory, not verified)",
+            "special_ids": "image 49190, <end_of_utterance> 49279, <|im_start|> 1, <|im_end|> 2 (SmolVLM2 "
+            "reconstruction; image 49190 and vocab 49,280 also in SmolVLM-256M-Instruct config copies)",
+            "generation_config": "eos [2, 49279], pad 2 (from memory, not verified)",
             "architecture": "SigLIP/16-512 + pixel shuffle (scale 4) + linear connector, SmolLM2 (Llama) LM, "
-                            "tied embeddings; vocab 49,280 and sizes from memory",
+            "tied embeddings (from memory; third-party config copies say tie_word_embeddings "
+            "false, not verified); sizes from memory",
         },
     ),
     "paligemma": Twin(
@@ -1376,18 +1662,19 @@ TWINS: dict[str, Twin] = {
         image_hw=(300, 400),
         facts={
             "tokenizer": "same kind: SentencePiece BPE with byte fallback (the real Mistral-7B v0.1 model from "
-                         "mistral-common, 32,000 pieces; Gemma's 256,000 pieces and ids differ) + <pad>, and the "
-                         "processor's <image>, 1,024 <locXXXX>, 128 <segXXX> tokens",
+            "mistral-common, 32,000 pieces; Gemma's 256,000 pieces and ids differ) + <pad>, and the "
+            "processor's <image>, 1,024 <locXXXX>, 128 <segXXX> tokens",
             "tokenizer_real": False,
             "template": "none (as the checkpoint): the prompt is the prefix, the processor writes "
-                        "<image> x 256 + <bos> + prefix + \\n",
+            "<image> x 256 + <bos> + prefix + \\n",
             "template_hub": True,
+            "template_source": "none (the checkpoint has no chat template)",
             "processor": "SiglipImageProcessor: 224 x 224 resize (no crop), bicubic, mean/std 0.5; 256 tokens",
             "vocab_size": 257216,
             "special_ids": "<image>: the twin's own id (real 257152); bos/eos/pad the twin tokenizer's",
             "generation_config": "bos/eos/pad only (greedy; from memory)",
             "architecture": "SigLIP/14-224 (no head) + linear projector, Gemma LM (prefix-LM: bidirectional "
-                            "attention over image + prefix), sizes from memory",
+            "attention over image + prefix), sizes from memory",
         },
     ),
     "gemma3": Twin(
@@ -1399,22 +1686,28 @@ TWINS: dict[str, Twin] = {
         image_hw=(600, 800),
         facts={
             "tokenizer": "same kind: SentencePiece BPE with byte fallback (the real Mistral-7B v0.1 model from "
-                         "mistral-common; Gemma 3's 262k pieces and ids differ) + <pad>, <start_of_turn>, "
-                         "<end_of_turn>, <start_of_image>, <end_of_image>, <image_soft_token> (the twin's ids)",
+            "mistral-common; Gemma 3's 262k pieces and ids differ) + <pad>, <start_of_turn>, "
+            "<end_of_turn>, <start_of_image>, <end_of_image>, <image_soft_token> (the twin's ids)",
             "tokenizer_real": False,
-            "template": "format as recalled (<bos><start_of_turn>user\\n<start_of_image>{prompt}<end_of_turn>"
-                        "\\n<start_of_turn>model\\n), not the hub text",
-            "template_hub": False,
+            "template": "conversion script's _CHAT_TEMPLATE (transformers' convert_gemma3_weights.py), in the "
+            "hub's quoted form: <bos><start_of_turn>user\\n<start_of_image>{prompt}<end_of_turn>"
+            "\\n<start_of_turn>model\\n, a system message folded into the first user turn",
+            "template_hub": True,
+            "template_source": "conversion script (hub form as quoted by third parties)",
             "processor": "Gemma3ImageProcessor: 896 x 896 resize, pan-and-scan off, bilinear, mean/std 0.5; "
-                         "256 tokens (64x64 patches average-pooled 4x4)",
+            "256 tokens (64x64 patches average-pooled 4x4): as a verbatim-looking copy of "
+            "preprocessor_config.json and the conversion script",
             "vocab_size": 262208,
-            "special_ids": "the twin tokenizer's own ids (real: image 262144, boi 255999, eoi 256000, from memory)",
-            "generation_config": "do_sample true, top_k 64, top_p 0.95 (from memory, not verified)",
+            "special_ids": "the twin tokenizer's own ids (real: image 262144, boi 255999, eoi 256000, "
+            "<end_of_turn> 106, bos 2, eos 1, pad 0: conversion script)",
+            "generation_config": "do_sample true, top_k 64, top_p 0.95, cache_implementation hybrid (a re-saved "
+            "copy of the hub file, as the conversion script writes it); ids the twin's",
             "architecture": "SigLIP/14-896 + 4x4 average pooling + RMS-normed projector, Gemma 3 LM "
-                            "(sliding/global layers, bidirectional attention over image tokens)",
+            "(sliding/global layers, bidirectional attention over image tokens)",
         },
     ),
 }
+
 
 def _available(twin: Twin) -> bool:
     import transformers
@@ -1457,20 +1750,32 @@ def save_twin(family: str, out_dir: str | os.PathLike, *, seed: int = 0) -> path
     processor.save_pretrained(out)
     twin = TWINS[family]
     (out / "twin.json").write_text(
-        json.dumps({"family": family, "checkpoint": twin.checkpoint, "seed": seed, "version": TWIN_VERSION,
-                    "facts": twin.facts}, indent=1),
+        json.dumps(
+            {
+                "family": family,
+                "checkpoint": twin.checkpoint,
+                "seed": seed,
+                "version": TWIN_VERSION,
+                "facts": twin.facts,
+            },
+            indent=1,
+        ),
         encoding="utf-8",
     )
     return out
 
 
 def _fingerprint() -> str:
-    """Cache key: this module's own source (every recipe, size and tuning value in it) and the
-    transformers version, so that changing a twin's recipe can never reuse a stale build."""
+    """Cache key: this module's own source (every recipe, size and tuning value in it), that of
+    :mod:`.tiny_models` (the seeded instantiation, the generation config and the image-processor
+    choice the twins use) and the transformers version, so that changing a twin's recipe can never
+    reuse a stale build."""
     import transformers
 
     h = hashlib.sha1(f"{TWIN_VERSION}|{transformers.__version__}|".encode())
-    h.update(pathlib.Path(__file__).read_bytes())
+    here = pathlib.Path(__file__)
+    for source in (here, here.with_name("tiny_models.py")):
+        h.update(source.read_bytes())
     return h.hexdigest()[:10]
 
 
