@@ -23,7 +23,7 @@ from .._io import write_text_atomic
 from ..analysis.modality import ModalityThresholds
 from ..analysis.yes_no import default_explainer, diagnose_yes_no
 from ..image import load_image
-from ..store import JsonlWriter, jsonable, read_jsonl
+from ..store import JsonlWriter, done_keys, jsonable, read_jsonl
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..adapters.base import ModelAdapter
@@ -155,7 +155,7 @@ def diagnose_pope(
         out_path.unlink()
     if out_path.exists() and out_path.stat().st_size and not resume:
         raise FileExistsError(f"{str(out_path)!r} exists; pass resume=True to continue it or overwrite=True")
-    done = {str(r.get("question_id")) for r in _records(out_path)}
+    done = done_keys([out_path], lambda r: str(r.get("question_id")), what=_WHAT)
     todo = [q for q in qs if str(q.question_id) not in done]
     if done:
         logger.info("resuming %s: %d questions done, %d to go", out_path, len(qs) - len(todo), len(todo))
