@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         short = name.replace("shapes_", "")
         cfg.output = out / short
         cfg.task = {k: (str(v).replace(DATA, str(data)) if isinstance(v, str) else v) for k, v in cfg.task.items()}
+        cfg.task.pop("shapes_data", None)  # written above, with this run's --n-images / --seed
         if args.limit is not None:
             cfg.task["limit"] = args.limit
         if args.model is not None:

@@ -2,9 +2,9 @@
 
 Three lines to a result::
 
-    adapter = load_adapter("Qwen/Qwen2.5-VL-3B-Instruct", dtype="bfloat16", device_map="auto")
+    adapter = load_adapter("shapes-llava")  # or "Qwen/Qwen2.5-VL-3B-Instruct", dtype="bfloat16", device_map="auto"
     gen = adapter.generate(image, "Describe the image.")
-    expl = Explainer(adapter, n_regions=64)(image, gen, target="cat")
+    expl = Explainer(adapter, n_regions=64)(image, gen, target="diamond")
 
 The names below are imported on first use: ``import mllm_attr`` loads neither torch nor
 transformers (a :class:`CallableAdapter` for a closed model never needs them).
@@ -22,12 +22,14 @@ _EXPORTS = {
     "Generation": ".types",
     "HFAdapter": ".adapters.hf",
     "ModelAdapter": ".adapters.base",
+    "ModelNotFoundError": ".adapters.base",
     "Positions": ".targets",
     "Scorer": ".adapters.base",
     "Segmentation": ".segment",
     "TargetNotFoundError": ".targets",
     "Word": ".targets",
     "check_label_map": ".segment",
+    "explain_requests": ".evaluation.requests",
     "generation_from_text": ".adapters.callable",
     "load_adapter": ".adapters.registry",
     "load_image": ".image",

@@ -12,13 +12,14 @@ import numpy as np
 
 from .adapters.base import ModelAdapter, Scorer
 from .explanation import Explanation
-from .image import MAX_PIXELS, ImageLike, LoadedImage, load_image
+from .image import MAX_PIXELS, ImageLike, LoadedImage, check_generation_image, load_image
 from .mask import FILLS, make_fill, resolve_fill
 from .objective import Objective
 from .search import SearchResult, replay, replay_cost, run_search
 from .search import search_options as _check_search_options
 from .segment import SEGMENTERS, Segmentation, SegmenterLike, check_label_map, segment
 from .targets import Answer, TargetLike, as_target, resolve
+from .threads import check_threads, limit_threads
 from .types import Generation
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,11 @@ def make_scorer(
     """``adapter.scorer(...)``, passing ``fast_path`` only to adapters whose scorer takes it.
 
     Raises:
-        ValueError: an invalid ``fast_path``, or ``True`` for an adapter without a fast path.
+        ValueError: an invalid ``fast_path``, ``True`` for an adapter without a fast path, or a
+            ``generation`` made on another image (:func:`~mllm_attr.image.check_generation_image`).
     """
     fast_path = check_fast_path(fast_path)
+    check_generation_image(generation, image)
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if require_fast_path_support(adapter, fast_path):
         kwargs["fast_path"] = fast_path
@@ -170,6 +173,9 @@ class Explainer:
             image processor on every candidate), ``True`` (require it) or ``False`` (never). Passed to
             ``adapter.scorer`` only when it takes ``fast_path``; ``True`` for an adapter without one
             is a ValueError. What was used is stored in ``settings["fast_path"]``.
+        threads: torch CPU threads while explaining (restored afterwards): a positive int, or
+            ``"auto"`` (default): the free cores of the machine, never more than torch is set to
+            (see :mod:`mllm_attr.threads`). The count used is stored in ``settings["threads"]``.
 
     Supplied segments are recorded as ``settings["segmenter"] = "user-labels"`` /
     ``"user-callable"`` with ``settings["segments_supplied"] = True``.
@@ -203,6 +209,7 @@ class Explainer:
         max_new_tokens: int = 64,
         show_progress: bool = False,
         fast_path: str | bool = "auto",
+        threads: int | str | None = "auto",
         baseline: str | None = None,
     ):
         fill = resolve_fill(fill, baseline, where="Explainer")
@@ -241,6 +248,7 @@ class Explainer:
             user_labels.setflags(write=False)
         fast_path = check_fast_path(fast_path)
         require_fast_path_support(adapter, fast_path)
+        check_threads(threads)
         if not isinstance(fill, str) or fill not in FILLS:
             raise ValueError(f"unknown fill {fill!r}; expected one of {list(FILLS)}")
         for name, lam in (("lambda1", lambda1), ("lambda2", lambda2)):
@@ -265,6 +273,7 @@ class Explainer:
         self.show_progress = show_progress
         self.labels = user_labels
         self.fast_path = fast_path
+        self.threads = "auto" if threads is None else threads
 
     @property
     def segments_supplied(self) -> bool:
@@ -304,6 +313,7 @@ class Explainer:
             "seed": self.seed,
             "max_new_tokens": self.max_new_tokens,
             "fast_path": {"requested": self.fast_path},
+            "threads": {"requested": self.threads},
         }
 
     def segmentation(self, image: ImageLike | LoadedImage) -> Segmentation:
@@ -338,6 +348,8 @@ class Explainer:
             generation = self.adapter.generate(loaded.array, prompt, max_new_tokens=self.max_new_tokens)
         elif not isinstance(generation, Generation):
             raise TypeError(f"expected a Generation (from adapter.generate); got {type(generation).__name__}")
+        else:
+            check_generation_image(generation, loaded)  # before any teacher forcing
         if isinstance(spec, Answer):
             generation = self.adapter.teacher_force(
                 loaded.array, generation.prompt, spec.text, generated_text=generation.text
@@ -347,7 +359,7 @@ class Explainer:
 
     def __call__(
         self,
-        image: ImageLike,
+        image: ImageLike | LoadedImage,
         generation: Generation | None = None,
         *,
         target: TargetLike = "all",
@@ -356,9 +368,14 @@ class Explainer:
         """Explain ``target`` tokens of ``generation`` (generated from ``prompt`` when not given).
 
         Args:
-            image: path, PIL image or ``uint8`` array.
+            image: path, PIL image, ``uint8`` array, or a :class:`~mllm_attr.image.LoadedImage`
+                (used as it is).
             generation: the answer, from ``adapter.generate``; or ``None`` with ``prompt``.
             target: position(s), a word/phrase, ``"all"``, or ``Answer(text)``.
+
+        Raises:
+            ValueError: among others, ``generation`` was made on another image (its
+                ``image_sha256`` differs from this image's).
         """
         return self._explain(image, generation, target=target, prompt=prompt)
 
@@ -413,8 +430,30 @@ class Explainer:
         """One explanation: regions, budget check, answer and target, scorer, objective, search,
         settings, result. Subclasses change a step through the hooks below, never the sequence;
         :meth:`replay` passes its regions and its fixed ordering as ``segmentation`` / ``search``."""
+        with limit_threads(self.threads) as n_threads:
+            return self._explain_steps(
+                image,
+                generation,
+                target=target,
+                prompt=prompt,
+                segmentation=segmentation,
+                search=search,
+                n_threads=n_threads,
+            )
+
+    def _explain_steps(
+        self,
+        image: ImageLike,
+        generation: Generation | None,
+        *,
+        target: TargetLike,
+        prompt: str | None,
+        segmentation: Segmentation | None,
+        search: Callable[[Objective, Segmentation], SearchResult] | None,
+        n_threads: int,
+    ) -> Any:
         t0 = time.perf_counter()
-        loaded = load_image(image)
+        loaded = load_image(image)  # a LoadedImage is used as it is (its notes kept, not logged again)
         # Regions first: a bad user label map or a too small budget fails before any model work.
         seg = self.segmentation(loaded) if segmentation is None else segmentation
         self.check_budget(seg, generation, prompt)
@@ -431,6 +470,7 @@ class Explainer:
             result = search(objective, seg)
         p_full, p_blank = objective.endpoints()
         settings = self._run_settings(seg, loaded, target, scorer, result, batch_size)
+        settings["threads"] = {"requested": self.threads, "used": n_threads}
         if segmentation is not None:
             settings.update({"segmenter": segmentation.method, "segments_supplied": True})
         if search is not None:

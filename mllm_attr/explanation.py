@@ -36,6 +36,9 @@ from . import metrics
 from .types import Generation
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from .search import SearchResult
 
 SCHEMA_VERSION = 1
@@ -332,6 +335,65 @@ class AttributionResult:
         """``float32[H, W]`` in ``[0, 1]``: :meth:`region_scores` painted on the label map."""
         return self.region_scores(rule=rule, token=token)[self.labels].astype(np.float32)
 
+    # -- display -------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """One line: the class, the explained words, the answer, the feature counts, the AUCs and
+        the forwards (never array contents)."""
+        from .viz import short_text as _clip
+
+        ins_name, del_name = self.auc_names
+        counts = ", ".join(f"{k.removeprefix('n_')}={v}" for k, v in self._counts().items())
+        return (
+            f"{type(self).__name__}(target={_clip(self.target_text, 48)!r}, "
+            f"answer={_clip(self.generation.text, 48)!r}, "
+            f"{counts}, {ins_name}={self.auc('insertion'):.3f}, {del_name}={self.auc('deletion'):.3f}, "
+            f"forwards={int(self.forwards)})"
+        )
+
+    def plot(self, token: int | None = None, ax: Axes | None = None, **kw: Any) -> Figure:
+        """The map over the greyed image with the top regions outlined, titled with the explained
+        words and the answer, with a labelled colour bar (:func:`mllm_attr.viz.plot_heatmap`;
+        ``kw`` are its options, e.g. ``rule="reference"``, ``outline=False``).
+
+        Args:
+            token: index into the explained tokens: that token's own map (default: the joint map).
+            ax: axes to draw on (default: a new figure).
+        Returns:
+            The figure (in Jupyter a returned figure displays itself).
+        """
+        from .viz import plot_heatmap
+
+        return plot_heatmap(self, ax, token=token, **kw).figure
+
+    def show(self, token: int | None = None, **kw: Any) -> None:
+        """Display :meth:`plot` (inline in Jupyter, else in a matplotlib window)."""
+        from .viz import show_figure
+
+        show_figure(self.plot(token, **kw))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the map (an inline PNG), the explained tokens, the answer and
+        the headline numbers."""
+        from .viz import html_card
+        from .viz import short_text as _clip
+
+        gen = self.generation
+        ins_name, del_name = self.auc_names
+        rows: list[tuple[str, Any]] = [("prompt", _clip(gen.prompt, 120))]
+        if gen.counterfactual:
+            rows.append(("generated", _clip(gen.generated_text or "", 120)))
+        rows += [
+            ("counterfactual answer" if gen.counterfactual else "answer", _clip(gen.text, 120)),
+            ("explained", _clip(f"{self.target_text!r} (tokens {', '.join(map(str, self.positions))})", 160)),
+            *((k.removeprefix("n_"), v) for k, v in self._counts().items()),
+            (ins_name.replace("_", " ") + " ↑", f"{self.auc('insertion'):.3f}"),
+            (del_name.replace("_", " ") + " ↓", f"{self.auc('deletion'):.3f}"),
+            ("highest confidence", f"{self.highest_confidence():.3f}"),
+            ("forwards", f"{int(self.forwards)} in {float(self.seconds):.1f} s"),
+        ]
+        fig = self.plot()
+        return html_card(f"{type(self).__name__}: {_clip(self.target_text, 60)!r}", rows, figure=fig)
+
     # -- serialisation -------------------------------------------------------------------------
     def _counts(self) -> dict[str, int]:
         """Feature counts reported by :meth:`summary`."""
@@ -418,7 +480,10 @@ class AttributionResult:
         trash: Path | None = None
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            from .store import make_temp_dir
+
+            # Renamed into place as the output: the usual 0o777 & ~umask, not mkdtemp's 0700.
+            tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-")
             self._write_files(tmp, heatmap=heatmap)
             if out.exists():
                 trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
@@ -589,6 +654,9 @@ class Explanation(AttributionResult):
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
     saliency_map: np.ndarray | None = None
+
+    #: the short one-line repr of the base (the dataclass would generate one that prints every array)
+    __repr__ = AttributionResult.__repr__
 
     def _feature_noun(self) -> str:
         return "regions"

@@ -6,22 +6,39 @@ made from them). Colour order is never flipped anywhere else in the package.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 #: Images with a shorter side than this cannot be split into meaningful regions.
 MIN_SIDE = 8
 #: Images with more pixels than this are downscaled (aspect kept) before explaining.
 MAX_PIXELS = 2048 * 2048
+
+#: The EXIF tag that says how a stored image is turned for display (1 = as stored).
+EXIF_ORIENTATION = 0x0112
+#: What each EXIF orientation value does to the stored pixels to show them upright.
+_ORIENTATIONS = {
+    2: "mirrored left-right",
+    3: "rotated 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored and rotated 90 degrees counter-clockwise",
+    6: "rotated 90 degrees clockwise",
+    7: "mirrored and rotated 90 degrees clockwise",
+    8: "rotated 90 degrees counter-clockwise",
+}
 
 
 @dataclass(frozen=True)
@@ -30,9 +47,10 @@ class LoadedImage:
 
     Attributes:
         array: ``uint8[H, W, 3]`` RGB pixels actually explained.
-        original_size: ``(width, height)`` of the input before any downscaling.
+        original_size: ``(width, height)`` of the input as displayed (after its EXIF
+            orientation), before any downscaling.
         original_mode: the PIL mode of the input (``"RGB"``, ``"RGBA"``, ``"I;16"``, ...).
-        notes: human-readable notes on conversions (mode change, downscale).
+        notes: human-readable notes on conversions (EXIF orientation, mode change, downscale).
     """
 
     array: np.ndarray
@@ -49,6 +67,72 @@ class LoadedImage:
     def size(self) -> tuple[int, int]:
         """``(width, height)`` of the explained pixels."""
         return (int(self.array.shape[1]), int(self.array.shape[0]))
+
+    @cached_property
+    def sha256(self) -> str:
+        """:func:`image_sha256` of :attr:`array` (computed once)."""
+        return image_sha256(self.array)
+
+
+def image_sha256(array: np.ndarray) -> str:
+    """Hex SHA-256 of ``uint8[H, W, 3]`` pixels and their shape: what a
+    :class:`~mllm_attr.types.Generation` records as ``image_sha256``.
+
+    Raises:
+        ValueError: ``array`` is not a ``uint8[H, W, 3]`` array (load it with :func:`load_image`).
+    """
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected uint8[H, W, 3] RGB pixels; got {arr.dtype} array of shape {arr.shape}")
+    digest = hashlib.sha256("{}x{}x{}:".format(*arr.shape).encode("ascii"))
+    digest.update(np.ascontiguousarray(arr).data)
+    return digest.hexdigest()
+
+
+def check_generation_image(generation: Any, image: LoadedImage | np.ndarray) -> None:
+    """Refuse to explain an answer on an image other than the one it was generated on.
+
+    A :class:`~mllm_attr.types.Generation` from ``adapter.generate`` / ``teacher_force``
+    records the SHA-256 of the pixels the model saw (``image_sha256``); one built by hand has
+    ``None`` and is not checked. ``image`` is the loaded image about to be scored.
+
+    Raises:
+        ValueError: the hashes differ.
+    """
+    expected = getattr(generation, "image_sha256", None)
+    if expected is None:
+        return
+    got = image.sha256 if isinstance(image, LoadedImage) else image_sha256(_pixels(image))
+    if got != expected:
+        raise ValueError(
+            f"this Generation was made on another image (hash {expected[:8]}… vs {got[:8]}… of the image given "
+            "here): call adapter.generate on this image, or pass prompt=... with target=Answer(text) instead of "
+            "the Generation to explain a given answer on it"
+        )
+
+
+def _pixels(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return arr
+    return load_image(arr).array
+
+
+def _upright(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """``img`` turned as its EXIF orientation tag says (as viewers and transformers' own image
+    loading show it), and a note; ``(img, None)`` when there is no tag or it says "as stored"."""
+    try:
+        orientation = int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except (ValueError, TypeError, OSError, SyntaxError):  # a corrupt EXIF block: show as stored
+        return img, None
+    if orientation not in _ORIENTATIONS:
+        return img, None
+    turned = ImageOps.exif_transpose(img)
+    note = (
+        f"applied EXIF orientation {orientation} ({_ORIENTATIONS[orientation]}): stored as "
+        f"{img.width}x{img.height}, explained as displayed, {turned.width}x{turned.height}"
+    )
+    return turned, note
 
 
 def _to_rgb(img: Image.Image) -> tuple[Image.Image, list[str]]:
@@ -91,38 +175,61 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr), mode=mode)
 
 
-def load_image(image: ImageLike, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Load and validate an image from a path, a PIL image or an array.
+def _open(source: Any, what: str) -> tuple[Image.Image, str | None]:
+    """Decode ``source`` (a path or a file object) fully, turned upright by its EXIF orientation
+    (read while the file is open: TIFF keeps the tag in the file, not in the decoded image)."""
+    try:
+        with Image.open(source) as opened:
+            opened.load()
+            upright, note = _upright(opened)
+            return (opened.copy() if upright is opened else upright), note
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(
+            f"expected an image file (PNG, JPEG, ...), but {what} could not be read as one: {exc}"
+        ) from None
 
-    Grey, palette, RGBA and 16-bit images are converted to RGB (with a note);
-    images with more than ``max_pixels`` pixels are downscaled (with a logged
-    warning); images with a side shorter than :data:`MIN_SIDE` are refused.
+
+def load_image(image: ImageLike | LoadedImage, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Load and validate an image from a path, encoded file bytes, a PIL image or an array.
+
+    Images are taken as displayed: an EXIF orientation tag (phone photos) is applied to paths,
+    bytes and PIL images, with a note. Grey, palette, RGBA and 16-bit images are converted to
+    RGB (with a note); images with more than ``max_pixels`` pixels are downscaled (with one
+    logged warning); images with a side shorter than :data:`MIN_SIDE` are refused. A
+    :class:`LoadedImage` that fits ``max_pixels`` is returned as it is (notes kept, nothing
+    logged again).
 
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: the file is not a readable image, or the image is too small.
         TypeError: the input is of an unsupported type.
     """
+    if isinstance(image, LoadedImage):
+        if image.array.shape[0] * image.array.shape[1] <= max_pixels:
+            return image
+        image = image.array
+    source = ""
+    exif_note: str | None = None
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.exists():
             raise FileNotFoundError(f"image file not found: {str(path)!r}")
         if path.is_dir():
             raise ValueError(f"expected an image file, got a directory: {str(path)!r}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                pil = opened.copy()
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(
-                f"expected an image file (PNG, JPEG, ...), but {str(path)!r} could not be read as one: {exc}"
-            ) from None
+        source = f"{str(path)!r}: "
+        pil, exif_note = _open(path, repr(str(path)))
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        pil, exif_note = _open(io.BytesIO(data), f"the {len(data)} bytes given")
     elif isinstance(image, Image.Image):
-        pil = image
+        pil, exif_note = _upright(image)
     elif isinstance(image, np.ndarray):
         pil = _array_to_pil(image)
     else:
-        raise TypeError(f"expected an image path, a PIL.Image.Image or a numpy array; got {type(image).__name__}")
+        raise TypeError(
+            "expected an image path, encoded image bytes, a PIL.Image.Image or a numpy array; "
+            f"got {type(image).__name__}"
+        )
 
     original_mode = pil.mode
     original_size = (int(pil.width), int(pil.height))
@@ -132,6 +239,8 @@ def load_image(image: ImageLike, *, max_pixels: int = MAX_PIXELS) -> LoadedImage
             "is needed to split it into regions"
         )
     rgb, notes = _to_rgb(pil)
+    if exif_note is not None:
+        notes.insert(0, exif_note)
     n_pixels = rgb.width * rgb.height
     if n_pixels > max_pixels:
         scale = (max_pixels / n_pixels) ** 0.5
@@ -140,7 +249,8 @@ def load_image(image: ImageLike, *, max_pixels: int = MAX_PIXELS) -> LoadedImage
             f"image is {rgb.width}x{rgb.height} ({n_pixels} pixels, more than the {max_pixels} allowed); "
             f"downscaled to {new_size[0]}x{new_size[1]}"
         )
-        logger.warning(msg)
+        # Logged once per load (the path says which image); callers that load once log once.
+        logger.warning("%s%s", source, msg)
         notes.append(msg)
         rgb = rgb.resize(new_size, Image.Resampling.BICUBIC)
     arr = np.asarray(rgb, dtype=np.uint8)

@@ -252,7 +252,7 @@ def score_method(
     elif method_options:
         raise ValueError("method_options only apply when method is given by name")
     arr = as_image(image)
-    positions = check_positions(generation, positions)
+    positions = check_positions(generation, positions, arr)  # before the map's compute
     t0 = time.perf_counter()
     sal = method(adapter, arr, generation, positions, seed=check_seed(seed))
     map_seconds = time.perf_counter() - t0

@@ -2,12 +2,15 @@
 
 :func:`write_report` writes one page for one explanation (or several): the input image, the
 joint heatmap and one heatmap per explained token (see :func:`mllm_attr.viz.token_gain_map`),
-a token picker (the generated tokens; the explained ones are buttons that switch the
-heatmap and curves), insertion/deletion curves as inline SVG, the numbers (AUCs,
-probabilities, forwards, seconds) and the settings and package versions.
+each drawn over the greyed image with its top regions outlined (:func:`mllm_attr.viz.map_image`)
+and a colour bar saying what the colours mean, a token picker (the generated tokens; the
+explained ones are buttons that switch the heatmap and curves), insertion/deletion curves as
+inline SVG, the numbers (AUCs, probabilities, forwards, seconds) and the settings and package
+versions.
 
-:func:`write_benchmark_report` writes one page for a benchmark run: the summary table and
-the mean insertion/deletion curves of each method.
+:func:`write_benchmark_report` writes one page for a benchmark run: the summary table (in a
+box that scrolls sideways when it is wider than the page; columns of whole numbers, such as
+mean forwards, shown as integers) and the mean insertion/deletion curves of each method.
 
 Everything is inside the file: images are base64 PNG ``data:`` URIs, CSS and JavaScript are
 inline, and a Content-Security-Policy forbids loading anything else, so the page looks the
@@ -65,14 +68,21 @@ button.tok.joint[aria-pressed="true"] { outline-color: var(--accent2); }
 .panels { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 .view { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 [hidden] { display: none !important; }
-figure { margin: 0; } figcaption { color: var(--muted); font-size: 12.5px; max-width: 340px; margin-top: 4px; }
+figure { margin: 0; min-width: 0; } figcaption { color: var(--muted); font-size: 12.5px; max-width: 340px;
+  margin-top: 4px; }
 img.pic { width: 320px; height: auto; border-radius: 4px; display: block; }
 img.pixelated { image-rendering: pixelated; }
 .bar { height: 10px; width: 320px; border-radius: 3px; margin-top: 4px; }
 .barlabels { display: flex; justify-content: space-between; width: 320px; font-size: 11px; color: var(--muted); }
-table { border-collapse: collapse; margin: 4px 0 8px; font-size: 13px; }
+.barname { width: 320px; font-size: 11.5px; color: var(--fg); margin-top: 2px; }
+.ring { display: inline-block; width: 12px; height: 9px; border: 2px solid #00E5FF; outline: 1px solid #555;
+  vertical-align: -1px; margin-right: 3px; }
+.scroll { max-width: 100%; overflow-x: auto; margin: 4px 0 8px; }
+table { border-collapse: collapse; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
-th { background: #f6f7f8; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { vertical-align: bottom; } td.txt { min-width: 9em; max-width: 28em; }
+th { background: #f6f7f8; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums;
+  white-space: nowrap; }
 tr.sel td { background: #fff4ec; }
 td.val { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all;
   max-width: 720px; }
@@ -137,7 +147,9 @@ def _img(arr: np.ndarray, alt: str) -> str:
     return f'<img class="{cls}" alt="{_e(alt)}" src="{_data_uri(viz.png_bytes(arr))}">'
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: Any, digits: int = 3, *, integral: bool = False) -> str:
+    """A value as table text: 3 decimals for floats (``integral``: as an integer, for a column
+    of counts such as a mean number of forwards, 196.0 -> ``196``), a dash for None and NaN."""
     if value is None:
         return "–"
     if isinstance(value, (bool, np.bool_)):
@@ -148,6 +160,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
         v = float(value)
         if math.isnan(v):
             return "–"
+        if integral and math.isfinite(v) and v.is_integer():
+            return str(int(v))
         return f"{v:.{digits}f}" if abs(v) < 1e6 else f"{v:.4g}"
     return str(value)
 
@@ -156,14 +170,35 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def _integral_column(values: Sequence[Any]) -> bool:
+    """A column of counts: every number in it is a whole number and one is above 1 (so a column
+    of fractions that happen to be 0.0 and 1.0, e.g. a pointing rate, keeps its decimals)."""
+    nums = [float(v) for v in values if _is_num(v) and math.isfinite(float(v))]
+    return bool(nums) and all(v.is_integer() for v in nums) and max(abs(v) for v in nums) > 1
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], row_attrs: Sequence[str] | None = None) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    """An HTML table in a horizontally scrolling box (a wide table never runs past its card);
+    numbers right-aligned, columns of whole numbers shown as integers."""
+    rows = [list(r) for r in rows]
+    integral = [_integral_column([r[c] for r in rows if c < len(r)]) for c in range(len(header))]
+    # long snake_case names may wrap after an underscore (narrower columns, fewer to scroll to);
+    # the whole name stays in the tooltip
+    head = "".join(
+        f'<th title="{_e(h)}">{_e(h).replace("_", "_<wbr>")}</th>' if "_" in str(h) else f"<th>{_e(h)}</th>"
+        for h in header
+    )
     body = []
     for i, row in enumerate(rows):
-        cells = "".join(f'<td class="num">{_e(_fmt(c))}</td>' if _is_num(c) else f"<td>{_e(_fmt(c))}</td>" for c in row)
+        cells = "".join(
+            f'<td class="num">{_e(_fmt(c, integral=integral[j]))}</td>'
+            if _is_num(c)
+            else (f'<td class="txt">{_e(_fmt(c))}</td>' if len(_fmt(c)) > 24 else f"<td>{_e(_fmt(c))}</td>")
+            for j, c in enumerate(row)
+        )
         attrs = f" {row_attrs[i]}" if row_attrs else ""
         body.append(f"<tr{attrs}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -182,12 +217,13 @@ def _kv_table(d: Mapping[str, Any]) -> str:
     for key, value in _flatten(d):
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         rows.append(f'<tr><th scope="row">{_e(key)}</th><td class="val">{_e(text)}</td></tr>')
-    return f"<table><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="scroll"><table><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _gradient(cmap: str | None) -> str:
-    """CSS gradient of a colour map (``None``: the heatmap map of :func:`mllm_attr.viz.get_cmap`)."""
-    cm = viz.get_cmap(cmap)
+def _gradient(cmap: str | None, *, signed: bool = False) -> str:
+    """CSS gradient of the colours a map shows over a mid-grey image (:func:`mllm_attr.viz.display_cmap`;
+    ``None``: the heatmap map; ``signed``: the per-token gain look)."""
+    cm = viz.display_cmap(cmap, signed=signed)
     stops = []
     for i in range(11):
         r, g, b, _ = cm(i / 10)
@@ -326,31 +362,42 @@ def _section(expl: Explanation, idx: int) -> str:
                 f"{_e(_display_token(tok))}</span>"
             )
 
+    ring = f'<span class="ring" style="border-color:{viz.OUTLINE_COLOR}"></span>'
     joint_bar = (
         f'<div class="bar" style="background:{_gradient(None)}"></div>'
-        '<div class="barlabels"><span>least important</span><span>most important</span></div>'
+        '<div class="barlabels"><span>0: no gain</span><span>1: as much as the top region</span></div>'
+        f'<div class="barname">{_e(viz.map_label(expl).replace(chr(10), " "))}</div>'
     )
     gain_bar = (
-        f'<div class="bar" style="background:{_gradient(viz.GAIN_CMAP)}"></div>'
-        '<div class="barlabels"><span>hurt the token</span><span>0</span><span>helped the token</span></div>'
+        f'<div class="bar" style="background:{_gradient(viz.GAIN_CMAP, signed=True)}"></div>'
+        '<div class="barlabels"><span>−1: hurt the token</span><span>0</span><span>+1: helped the token</span></div>'
+        '<div class="barname">the token\'s gain ÷ its largest |gain|</div>'
     )
+    labels = np.asarray(expl.labels)
+    top = viz.top_regions(expl)
+    joint_map = viz.map_image(expl.image, viz._map_of(expl, "evidence", None), outline=np.isin(labels, top))
     views = [
         '<div class="view" data-view="joint"><figure>'
-        + _img(viz.overlay(expl.image, expl.saliency()), "joint heatmap")
+        + _img(joint_map, "joint heatmap")
         + joint_bar
-        + "<figcaption>Joint map: regions ranked by the search over all explained tokens "
-        "(the region order decides the curves).</figcaption></figure>"
+        + "<figcaption>Joint map over the greyed image: each region's marginal gain of the objective "
+        "(insight + necessity) when the search added it, relative to the top region's; the region order "
+        f"decides the curves. {ring}{_e(viz._outline_text(expl, top).replace(chr(10), '; '))}.</figcaption></figure>"
         + f"<figure>{_curve_svg(expl, None)}</figure></div>"
     ]
     for j, pos in enumerate(expl.positions):
         tok = _display_token(gen.tokens[pos])
+        own = viz.top_regions(expl, j)
+        token_map = viz.map_image(expl.image, viz.token_gain_map(expl, j), signed=True, outline=np.isin(labels, own))
         views.append(
             f'<div class="view" data-view="t{j}" hidden><figure>'
-            + _img(viz.overlay_signed(expl.image, viz.token_gain_map(expl, j)), f"heatmap of token {tok}")
+            + _img(token_map, f"heatmap of token {tok}")
             + gain_bar
             + f"<figcaption>Token {_e(repr(tok))} (position {pos}): how much each region, added in the joint order, "
-            "raised this token's insertion probability plus its necessity.</figcaption></figure>"
-            + f"<figure>{_curve_svg(expl, j)}</figure></div>"
+            "raised this token's insertion probability plus its necessity (red helped, blue hurt). "
+            f"{ring}outlined: its {len(own)} top region{'s' if len(own) != 1 else ''} by own gain (90 % of its "
+            "positive gain, at most 30 % of the image)."
+            "</figcaption></figure>" + f"<figure>{_curve_svg(expl, j)}</figure></div>"
         )
     h, w = expl.image.shape[:2]
     panels = (

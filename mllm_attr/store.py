@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import secrets
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,26 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, empty directory ``parent/<prefix><random>`` for output that is renamed into place.
+
+    Unlike :func:`tempfile.mkdtemp` (mode 0700) it gets the permissions of any directory the
+    user makes, ``0o777 & ~umask`` (0755 under the usual umask 022), without touching the
+    process's umask.
+
+    Raises:
+        FileExistsError: 100 random names in a row were taken.
+    """
+    for _ in range(100):
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            os.mkdir(path)  # mode 0o777, masked by the umask
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"could not create a temporary directory {prefix}* in {str(parent)!r}: every name was taken")
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
@@ -94,7 +115,7 @@ class JsonlWriter:
             raise IsADirectoryError(f"{str(self.path)!r} is a directory; expected a .jsonl file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         repair_tail(self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # masked by the umask
         self.written = 0
 
     def append(self, record: Mapping[str, Any]) -> None:
@@ -174,4 +195,4 @@ def done_keys(
     return keys
 
 
-__all__ = ["JsonlWriter", "done_keys", "encode_record", "jsonable", "read_jsonl", "repair_tail"]
+__all__ = ["JsonlWriter", "done_keys", "encode_record", "jsonable", "make_temp_dir", "read_jsonl", "repair_tail"]

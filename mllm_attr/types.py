@@ -21,6 +21,10 @@ class Generation:
         special: whether each token is a special token (EOS, padding...).
         counterfactual: True when the answer was supplied by the user, not generated.
         generated_text: for a counterfactual, what the model actually generated.
+        image_sha256: SHA-256 of the pixels the model saw (:func:`mllm_attr.image.image_sha256`),
+            set by the adapters' ``generate`` / ``teacher_force``; explaining the answer on other
+            pixels is refused. ``None`` (a Generation built by hand, or one saved before this field): not
+            checked.
     """
 
     prompt: str
@@ -32,6 +36,7 @@ class Generation:
     special: tuple[bool, ...]
     counterfactual: bool = False
     generated_text: str | None = None
+    image_sha256: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.token_ids)
@@ -41,6 +46,20 @@ class Generation:
 
     def __len__(self) -> int:
         return len(self.token_ids)
+
+    def __repr__(self) -> str:
+        """One line: the answer, its token count, the prompt (never the id, span or probability lists)."""
+
+        def clip(text: str | None, n: int = 60) -> str | None:
+            if text is None:
+                return None
+            text = " ".join(text.split())
+            return text if len(text) <= n else text[: n - 1] + "…"
+
+        extra = ", counterfactual=True" if self.counterfactual else ""
+        if self.counterfactual and self.generated_text is not None:
+            extra += f", generated_text={clip(self.generated_text, 40)!r}"
+        return f"Generation(text={clip(self.text)!r}, tokens={len(self)}, prompt={clip(self.prompt, 50)!r}{extra})"
 
     def describe_tokens(self) -> str:
         """``0:'A' 1:' red' ...``: the token list as shown in error messages."""
@@ -54,7 +73,8 @@ class Generation:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Generation:
-        """Inverse of :meth:`to_dict`; ``counterfactual`` and ``generated_text`` may be absent from ``d``."""
+        """Inverse of :meth:`to_dict`; ``counterfactual``, ``generated_text`` and ``image_sha256`` may be
+        absent from ``d``."""
         return cls(
             prompt=d["prompt"],
             token_ids=tuple(int(t) for t in d["token_ids"]),
@@ -65,6 +85,7 @@ class Generation:
             special=tuple(bool(s) for s in d["special"]),
             counterfactual=bool(d.get("counterfactual", False)),
             generated_text=d.get("generated_text"),
+            image_sha256=d.get("image_sha256"),
         )
 
 

@@ -1,9 +1,15 @@
-"""Write the tutorial notebooks from the Python cell lists below (run: ``python notebooks/_build.py``).
+"""Write and run the tutorial notebooks from the Python cell lists below.
 
-The notebooks are generated so that they stay reviewable as plain Python in code review and
-carry no stale outputs: edit this file, run it, commit both. ``tests/test_notebooks.py``
-checks that the checked-in ``.ipynb`` files match this script and executes every notebook on
-the embedded default model.
+    python notebooks/_build.py            # rebuild all five, executed, outputs (figures included) stored
+    python notebooks/_build.py 01 03      # only these
+
+The notebooks are generated so that they stay reviewable as plain Python in code review:
+edit this file, run it, commit both. Each notebook is executed in a fresh ``python3`` kernel
+(one torch thread, a temporary working directory, the embedded default model) and stored with
+its outputs, so it renders where people browse code. ``tests/test_notebooks.py`` checks that
+the checked-in code cells are this script's, executes every notebook again and fails when a
+stored output disagrees with what the code now produces (:func:`compare_outputs`: text after
+masking timings, figures pixel by pixel).
 
 Cells are ``("md", text)`` or ``("code", source)``; a code cell that needs a GPU and real
 weights is ``("gpu", source)``: it gets the ``requires-gpu`` tag and must guard itself with
@@ -12,7 +18,12 @@ weights is ``("gpu", source)``: it gets the ``requires-gpu`` tag and must guard 
 
 from __future__ import annotations
 
+import base64
+import io
+import os
+import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +43,7 @@ import numpy as np
 
 import mllm_attr
 from mllm_attr import Explainer, load_adapter, load_image, viz
-from mllm_attr.assets import default_model_path, example_image_path
+from mllm_attr.assets import example_image_path
 from mllm_attr.report import write_report
 
 from transformers.utils import logging as hf_logging
@@ -43,8 +54,9 @@ print("mllm_attr", mllm_attr.__version__)"""
 
 LOAD_DEFAULT = """\
 # The embedded default model: a small LLaVA-architecture model trained on the "shapes world"
-# (coloured shapes; prompts like "What color is the circle?", "Describe the image.").
-adapter = load_adapter(default_model_path())
+# (coloured shapes; prompts like "What color is the circle?", "Describe the image."), loaded
+# offline by name; a hub id ("Qwen/Qwen2.5-VL-3B-Instruct") or a local folder works the same.
+adapter = load_adapter("shapes-llava")
 image = load_image(example_image_path()).array  # uint8[H, W, 3], RGB
 print(type(adapter).__name__, image.shape)"""
 
@@ -101,15 +113,23 @@ print(f"explained {expl.target_text!r} (tokens {expl.positions}) with {expl.n_re
         "md",
         """\
 ## 3. Look at it
-The heatmap ranks regions (red: most important). The insertion curve (reveal regions in that
-order on a black image) should rise fast: high AUC; the deletion curve (remove them from the
-full image) should fall fast: low AUC.""",
+A result shows itself: as the last line of a cell it renders the map over the greyed image
+(bright: most important, the top regions outlined), the explained tokens, the answer and the
+numbers; `print(expl)` is one line.""",
+    ),
+    ("code", "print(expl)\nexpl"),
+    (
+        "md",
+        """\
+`expl.plot()` is the same map as a matplotlib figure (to save or to place in your own layout).
+The insertion curve (reveal regions in that order on a black image) should rise fast: high
+AUC; the deletion curve (remove them from the full image) should fall fast: low AUC.""",
     ),
     (
         "code",
         """\
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
-viz.plot_heatmap(expl, axes[0])
+fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.8), layout="constrained")
+expl.plot(ax=axes[0])
 viz.plot_curves(expl, axes[1])
 plt.show()""",
     ),
@@ -263,7 +283,7 @@ may answer "yes" to "Is there a diamond in the image?". `mllm_attr.analysis.yes_
 from mllm_attr.analysis.yes_no import diagnose_yes_no
 from mllm_attr.data.shapes import CO_OCCURRENCE_BIAS, SHAPES, exist_question, make_scene, scene_rng
 
-adapter = load_adapter(default_model_path())
+adapter = load_adapter("shapes-llava")
 anchor, partner = CO_OCCURRENCE_BIAS.anchor, CO_OCCURRENCE_BIAS.partner
 print(f"bias in training: {anchor!r} -> {partner!r} (P = {CO_OCCURRENCE_BIAS.p('train')})")""",
     ),
@@ -367,7 +387,7 @@ from mllm_attr.evaluation.runner import EvalConfig, run_evaluation
 from mllm_attr.evaluation.summary import collect_records, mean_curves
 from mllm_attr.report import write_benchmark_report
 
-adapter = load_adapter(default_model_path())
+adapter = load_adapter("shapes-llava")
 paths = write_dataset(f"{OUT}/shapes_data", n_images=4, seed=0, split="test")
 print({k: str(v) for k, v in paths.items()})""",
     ),
@@ -552,18 +572,179 @@ def build(name: str, cells: Sequence[Cell]) -> nbformat.NotebookNode:
 
 
 def render(name: str) -> str:
+    """The notebook's source as stored, without outputs (what the sync test compares against)."""
     return nbformat.writes(build(name, NOTEBOOKS[name])) + "\n"
 
 
-def main(out_dir: Path = HERE) -> list[Path]:
+def execute(nb: nbformat.NotebookNode, workdir: Path, *, timeout: int = 600) -> nbformat.NotebookNode:
+    """Run ``nb`` in place in a fresh ``python3`` kernel with ``workdir`` as its working directory.
+
+    One torch thread (``OMP_NUM_THREADS=1``: the figures do not depend on it, the time does) and
+    no hub access. Timing metadata is not recorded and ``workdir`` is written as ``.`` in the
+    outputs, so two runs of unchanged code store the same notebook.
+    """
+    import copy
+
+    import nbclient
+
+    metadata = copy.deepcopy(nb.metadata)  # the kernel adds its language_info: keep the builder's
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    try:
+        client = nbclient.NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(workdir)}},
+        )
+        client.execute()  # raises CellExecutionError (with the traceback) on the first failing cell
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    nb.metadata = metadata
+    where = str(workdir)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = out["text"].replace(where, ".")
+            for key, value in list(out.get("data", {}).items()):
+                if isinstance(value, str) and not key.startswith("image/"):
+                    out["data"][key] = value.replace(where, ".")
+    return nb
+
+
+#: Timings in printed text ("12.3s", "0.8 s", "in 4 s") are masked before outputs are compared.
+_TIMING = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|sec|seconds)\b")
+#: Inline images (base64) inside HTML outputs are compared as images, not as text.
+_DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+def _mask_table_columns(text: str, names: tuple[str, ...] = ("seconds", "time", "s/sample", "s / sample")) -> str:
+    """Mask the cells of markdown-table columns named like a timing (``| seconds |``)."""
+    lines = text.split("\n")
+    masked: list[int] = []
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("|"):
+            cells = line.split("|")
+            if any(c.strip().lower() in names for c in cells):
+                masked = [j for j, c in enumerate(cells) if c.strip().lower() in names]
+            elif masked and len(cells) > max(masked):
+                for j in masked:
+                    if not set(cells[j].strip()) <= set("-: "):
+                        cells[j] = " <t> "
+                lines[i] = "|".join(cells)
+        else:
+            masked = []
+    return "\n".join(lines)
+
+
+def normalise_text(text: str) -> str:
+    """Text of an output as compared: timings masked, inline images replaced by a marker."""
+    text = _DATA_URI.sub("data:image/png;base64,<img>", text)
+    text = re.sub(r"\b0x[0-9a-f]{6,}\b", "0x<addr>", text)
+    return _TIMING.sub("<t>s", _mask_table_columns(text))
+
+
+def _png_pixels(data: str):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.int16)
+
+
+def _images_differ(a: str, b: str, *, tol: int = 24, max_fraction: float = 0.002) -> str | None:
+    """Why two base64 PNGs differ (size, or more than ``max_fraction`` of pixels off by > ``tol``), else None."""
+    import numpy as np
+
+    pa, pb = _png_pixels(a), _png_pixels(b)
+    if pa.shape != pb.shape:
+        return f"figure size {pa.shape[1]}x{pa.shape[0]} vs {pb.shape[1]}x{pb.shape[0]}"
+    off = float(np.mean(np.abs(pa - pb).max(axis=-1) > tol))
+    return f"{off:.1%} of the figure's pixels differ" if off > max_fraction else None
+
+
+def _signature(out: nbformat.NotebookNode) -> tuple[str, dict[str, str], list[str]]:
+    """(kind, text by mime type, inline images) of one output, normalised for comparison."""
+    kind = out.get("output_type", "")
+    texts: dict[str, str] = {}
+    images: list[str] = []
+    if kind == "stream":
+        texts[out.get("name", "stdout")] = normalise_text(out.get("text", ""))
+    elif kind == "error":
+        texts["error"] = f"{out.get('ename')}: {out.get('evalue')}"
+    for mime, value in out.get("data", {}).items():
+        if mime == "image/png":
+            images.append(value if isinstance(value, str) else "".join(value))
+        elif isinstance(value, str):
+            images.extend(_DATA_URI.findall(value))
+            if mime == "text/plain" and "data" in out and "text/html" in out["data"]:
+                continue  # the plain fallback of a rich output: the HTML is compared
+            texts[mime] = normalise_text(value)
+    return kind, texts, images
+
+
+def compare_outputs(stored: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> list[str]:
+    """Where the stored outputs disagree with a fresh execution of the same code (empty: they agree)."""
+    problems: list[str] = []
+    code_s = [c for c in stored.cells if c.cell_type == "code"]
+    code_f = [c for c in fresh.cells if c.cell_type == "code"]
+    if [c.source for c in code_s] != [c.source for c in code_f]:
+        return ["the code cells differ"]
+    for cs, cf in zip(code_s, code_f, strict=True):
+        where = f"cell {cs.get('id')} ({cs.source.splitlines()[0][:50] if cs.source else ''!r})"
+        so, fo = cs.get("outputs", []), cf.get("outputs", [])
+        if len(so) != len(fo):
+            problems.append(f"{where}: {len(so)} stored outputs, {len(fo)} now")
+            continue
+        for k, (a, b) in enumerate(zip(so, fo, strict=True)):
+            (ka, ta, ia), (kb, tb, ib) = _signature(a), _signature(b)
+            if ka != kb or ta != tb:
+                diff = next((m for m in sorted(set(ta) | set(tb)) if ta.get(m) != tb.get(m)), ka)
+                problems.append(f"{where}, output {k}: {diff} differs")
+            elif len(ia) != len(ib):
+                problems.append(f"{where}, output {k}: {len(ia)} stored figures, {len(ib)} now")
+            else:
+                for x, y in zip(ia, ib, strict=True):
+                    why = _images_differ(x, y)
+                    if why:
+                        problems.append(f"{where}, output {k}: {why}")
+    return problems
+
+
+def strip_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` without outputs or execution counts (its source, as :func:`render` writes it)."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def main(names: Sequence[str] = (), out_dir: Path = HERE) -> list[Path]:
+    """Build, execute and store the notebooks (all, or those whose name starts with one of ``names``)."""
     written = []
     for name in NOTEBOOKS:
+        if names and not any(name.startswith(n) for n in names):
+            continue
+        nb = build(name, NOTEBOOKS[name])
+        with tempfile.TemporaryDirectory(prefix="mllm_attr_nb_") as tmp:
+            execute(nb, Path(tmp))
         path = out_dir / name
-        path.write_text(render(name), encoding="utf-8")
+        text = nbformat.writes(nb) + "\n"
+        tmp_path = path.with_suffix(".ipynb.tmp")
+        tmp_path.write_text(text, encoding="utf-8")
+        os.replace(tmp_path, path)
         written.append(path)
     return written
 
 
 if __name__ == "__main__":
-    for p in main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE):
+    for p in main(sys.argv[1:]):
         print("wrote", p)

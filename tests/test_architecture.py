@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "mllm_attr.targets": 0,
     "mllm_attr.segment": 0,
     "mllm_attr.assets": 0,
+    "mllm_attr.threads": 0,
     "mllm_attr.data": 0,
     # 1: models
     "mllm_attr.adapters": 1,
@@ -46,6 +47,7 @@ LAYERS: dict[str, int] = {
     "mllm_attr.analysis": 4,
     # 5: benchmarks, bulk runs, reports
     "mllm_attr.evaluation": 5,
+    "mllm_attr.evaluation.requests": 5,  # bulk explain: Explainer + report
     "mllm_attr.report": 5,
     # 6: the command line
     "mllm_attr.cli": 6,

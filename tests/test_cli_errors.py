@@ -1,5 +1,8 @@
 """Bad input through the CLI: one clear line on stderr, exit code 2, no output directory."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -247,3 +250,123 @@ def test_api_answer_with_a_target_inside_it(rgb_image):
         Answer("a cat", target=Answer("cat"))
     with pytest.raises(ValueError, match="empty"):
         Answer("a cat", target=" ")
+
+
+# --------------------------------------------------------------------------- report --out, warnings, "wrote:" lines
+
+
+@pytest.fixture(scope="module")
+def saved_explanation(tmp_path_factory):
+    from mllm_attr import Explainer
+    from mllm_attr.testing.fake import make_fake_adapter
+
+    img = np.random.default_rng(1).integers(1, 255, (24, 24, 3), dtype=np.uint8)
+    expl = Explainer(make_fake_adapter(img, {"a": np.ones((24, 24))}), n_regions=4, segmenter="grid")(img, prompt="q")
+    return expl.save(tmp_path_factory.mktemp("expl") / "e", heatmap=False)
+
+
+def test_report_refuses_an_existing_out_without_overwrite(capsys, saved_explanation, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("keep me")
+    code = main(["report", str(saved_explanation), "--out", str(page)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("mllm-attr: error: --out")
+    assert "--overwrite" in err[0] and page.read_text() == "keep me"
+    assert main(["report", str(saved_explanation), "--out", str(page), "--overwrite"]) == 0
+    assert page.read_text().startswith("<!DOCTYPE html") or "<html" in page.read_text()
+    assert f"wrote: {page}" in capsys.readouterr().out
+    code = main(["report", str(saved_explanation), "--out", str(tmp_path)])
+    assert code == 2 and "is a directory" in capsys.readouterr().err
+
+
+def test_downscale_warning_is_shown_once_per_command(capsys, caplog, llava_dir, tmp_path):
+    """explain loads the image for its checks and the Explainer loads it again: one warning.
+    (An absent target ends the command after both loads, before the slow save of a 2048 px map.)"""
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2049, 2048), (200, 30, 40)).save(big)
+    args = ["--image", str(big), "--segmenter", "grid", "--n-regions", "2", "--max-new-tokens", "2"]
+    code, err = run(capsys, llava_dir, tmp_path / "out", *args, "--target", "zebra-not-there")
+    assert code == 2 and "not found in the generated answer" in err
+    assert len([r for r in caplog.records if "downscaled" in r.getMessage()]) == 1
+
+
+def test_warnings_once_is_per_handler_and_per_command(caplog):
+    import logging
+
+    from mllm_attr.cli._common import warnings_once
+
+    log = logging.getLogger("mllm_attr.test")
+    extra = logging.Handler()
+    seen: list = []
+    extra.emit = seen.append
+    logging.getLogger().addHandler(extra)
+    try:
+        for _ in range(2):  # each command starts afresh
+            with warnings_once():
+                log.warning("same")
+                log.warning("same")
+                log.warning("other")
+                log.info("info passes")
+    finally:
+        logging.getLogger().removeHandler(extra)
+    assert [r.getMessage() for r in seen if r.levelno >= logging.WARNING] == ["same", "other"] * 2
+    assert [r.getMessage() for r in caplog.records] == ["same", "other"] * 2
+    assert not extra.filters and not caplog.handler.filters
+
+
+def test_diagnose_lists_every_file_written(capsys, monkeypatch, tmp_path):
+    import mllm_attr.cli.diagnose as cli_diagnose
+    import mllm_attr.evaluation.pope as pope
+
+    (tmp_path / "a.png").write_bytes(b"")
+    line = '{"question_id": 1, "image": "a.png", "text": "Is there a cat?", "label": "no"}\n'
+    (tmp_path / "pope.jsonl").write_text(line)
+    (tmp_path / "save" / "1" / "wrong").mkdir(parents=True)
+    (tmp_path / "save" / "1" / "correct").mkdir()
+    (tmp_path / "save" / "1" / "edited.png").write_bytes(b"")
+    art = {k: str(tmp_path / "save" / "1" / k) for k in ("wrong", "correct", "edited.png")}
+    summary = {
+        "n": 1,
+        "n_unparsed": 0,
+        **dict.fromkeys(("accuracy", "f1", "yes_ratio", "mean_amcr", "csr_at_10"), 0.0),
+        **dict.fromkeys(("n_wrong", "n_false_yes", "n_false_no", "n_corrected", "csr_denominator"), 1),
+        "generate_calls": 1,
+        "forwards": 1,
+        "out": str(tmp_path / "d.jsonl"),
+        "summary_path": str(tmp_path / "d.summary.json"),
+        "artifacts": [{"wrong": art["wrong"], "correct": art["correct"], "edited": art["edited.png"]}],
+    }
+    monkeypatch.setattr(cli_diagnose, "load_model_from_args", lambda args: None)
+    monkeypatch.setattr(cli_diagnose, "explainer_from_args", lambda adapter, args: type("E", (), {})())
+    monkeypatch.setattr(pope, "diagnose_pope", lambda *a, **k: summary)
+    argv = ["diagnose", "--pope", str(tmp_path / "pope.jsonl"), "--images", str(tmp_path), "--out", summary["out"]]
+    assert main([*argv, "--save-dir", str(tmp_path / "save")]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote:            {summary['out']}, {summary['summary_path']}\n" in out
+    assert f"{art['wrong']}/, {art['correct']}/, {art['edited.png']}\n" in out
+
+
+def test_evaluate_lists_every_file_written(capsys, monkeypatch, tmp_path):
+    import time
+
+    import mllm_attr.evaluation.runner as runner
+
+    out = tmp_path / "run"
+    (out / "shards").mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    old = time.time() - 3600
+    os.utime(out / "config.json", (old, old))  # from an earlier run: not written by this one
+    names = ["shards/records.rank0of1.jsonl", "records.jsonl", "summary.md", "summary.json"]
+    names += ["curves.png", "report.html"]
+
+    def fake_run(cfg, **kwargs):
+        for name in names:
+            (cfg.output / name).write_text("x")
+        plot, report = cfg.output / "curves.png", cfg.output / "report.html"
+        return {"markdown": "| table |", "plot": str(plot), "report": str(report)}
+
+    monkeypatch.setattr(runner, "run_evaluation", fake_run)
+    config = Path(__file__).resolve().parents[1] / "eval" / "configs" / "shapes_object.json"
+    assert main(["evaluate", str(config), "--output", str(out), "-q"]) == 0
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote: ")]
+    assert wrote == ["wrote: " + ", ".join(str(out / n) for n in names)]

@@ -84,3 +84,102 @@ def test_array_input_and_type_error():
     assert load_image(arr).array[0, 0, 0] == 127
     with pytest.raises(TypeError, match="expected an image path"):
         load_image(42)
+
+
+# ------------------------------------------------------------------ images as displayed (EXIF orientation)
+
+
+def _stored_pixels() -> np.ndarray:
+    """A 24x16 (H x W) image with a distinct colour in each corner (JPEG keeps flat blocks close)."""
+    arr = np.full((24, 16, 3), 128, np.uint8)
+    arr[:8, :8] = (255, 0, 0)
+    arr[:8, 8:] = (0, 255, 0)
+    arr[16:, :8] = (0, 0, 255)
+    return arr
+
+
+def _rotated_jpeg(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(_stored_pixels()).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation,turn", [(6, Image.Transpose.ROTATE_270), (8, Image.Transpose.ROTATE_90)])
+@pytest.mark.parametrize("kind", ["path", "bytes", "pil"])
+def test_exif_orientation_is_applied(orientation, turn, kind, tmp_path):
+    data = _rotated_jpeg(orientation)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(data)
+    as_stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # the decoded, unturned pixels
+    expected = np.asarray(Image.fromarray(as_stored).transpose(turn))
+    source = {"path": path, "bytes": data, "pil": Image.open(path)}[kind]
+    loaded = load_image(source)
+    assert as_stored.shape == (24, 16, 3) and loaded.array.shape == (16, 24, 3)
+    np.testing.assert_array_equal(loaded.array, expected)
+    assert loaded.original_size == (24, 16)
+    (note,) = [n for n in loaded.notes if "EXIF orientation" in n]
+    assert f"orientation {orientation}" in note and "stored as 16x24" in note
+
+
+def test_exif_orientation_1_and_no_exif_add_no_note(tmp_path):
+    loaded = load_image(_rotated_jpeg(1))
+    assert loaded.array.shape == (24, 16, 3) and loaded.notes == ()
+    assert load_image(Image.fromarray(_stored_pixels())).notes == ()
+
+
+def test_exif_turned_pil_is_not_turned_twice():
+    from PIL import ImageOps
+
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(_rotated_jpeg(6))))
+    loaded = load_image(upright)
+    assert loaded.array.shape == (16, 24, 3) and loaded.notes == ()
+
+
+def test_bytes_that_are_no_image_are_a_clear_error():
+    with pytest.raises(ValueError, match="the 5 bytes given could not be read"):
+        load_image(b"hello")
+
+
+def test_exif_note_reaches_the_explanation_settings(tmp_path):
+    from mllm_attr import Explainer
+    from mllm_attr.testing.fake import make_fake_adapter
+
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_rotated_jpeg(6))
+    loaded = load_image(path)
+    adapter = make_fake_adapter(loaded.array, {"a": np.ones((16, 24))})
+    expl = Explainer(adapter, n_regions=4)(path, prompt="q", target="all")
+    assert expl.image.shape == (16, 24, 3)
+    assert any("EXIF orientation 6" in n for n in expl.settings["image"]["notes"])
+
+
+# ------------------------------------------------------------------ loaded once, warned once
+
+
+def test_a_loaded_image_is_passed_through_with_its_notes(caplog):
+    loaded = load_image(Image.new("RGB", (2100, 2100), (1, 2, 3)))
+    caplog.clear()
+    assert load_image(loaded) is loaded
+    assert caplog.records == []
+
+
+def test_downscale_warning_once_per_load_and_names_the_path(tmp_path, caplog):
+    p = tmp_path / "big.png"
+    Image.new("RGB", (2100, 2100), (1, 2, 3)).save(p)
+    load_image(p)
+    warnings = [r for r in caplog.records if "downscaled" in r.getMessage()]
+    assert len(warnings) == 1 and str(p) in warnings[0].getMessage()
+
+
+def test_explainer_warns_once_per_call(caplog):
+    from mllm_attr import Explainer
+    from mllm_attr.testing.fake import make_fake_adapter
+
+    img = Image.new("RGB", (2100, 2100), (10, 20, 30))
+    small = load_image(img).array
+    adapter = make_fake_adapter(small, {"a": np.ones(small.shape[:2])})
+    caplog.clear()
+    Explainer(adapter, n_regions=2, segmenter="grid")(img, prompt="q")
+    assert len([r for r in caplog.records if "downscaled" in r.getMessage()]) == 1

@@ -1,13 +1,14 @@
-"""The tutorial notebooks: in sync with notebooks/_build.py, and they run end to end.
+"""The tutorial notebooks: in sync with notebooks/_build.py, stored with their outputs, and
+those outputs are what the code produces now.
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel (this interpreter's
-environment), in a temporary working directory, on the embedded default model.
+environment, one torch thread), in a temporary working directory, on the embedded default model,
+and its outputs are compared with the stored ones (``_build.compare_outputs``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 from pathlib import Path
 
@@ -32,16 +33,73 @@ BUILD = _builder()
 NAMES = list(BUILD.NOTEBOOKS)
 
 
-def test_five_notebooks_checked_in_and_in_sync() -> None:
+def _stored(name: str):
+    path = NB_DIR / name
+    assert path.is_file(), f"{name} missing: run python notebooks/_build.py"
+    return nbformat.read(path, as_version=4)
+
+
+def test_five_notebooks_checked_in_with_the_builders_code() -> None:
     assert len(NAMES) == 5
     for name in NAMES:
-        path = NB_DIR / name
-        assert path.is_file(), f"{name} missing: run python notebooks/_build.py"
-        assert path.read_text(encoding="utf-8") == BUILD.render(name), (
-            f"{name} is stale: run python notebooks/_build.py"
-        )
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), f"{name} has stored outputs"
+        source = nbformat.writes(BUILD.strip_outputs(_stored(name))) + "\n"
+        assert source == BUILD.render(name), f"{name} is stale: run python notebooks/_build.py {name[:2]}"
+
+
+def test_notebooks_are_stored_with_their_outputs() -> None:
+    for name in NAMES:
+        nb = _stored(name)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count is not None for c in code), f"{name} was not executed before it was stored"
+        if name != "05_real_hub_model.ipynb":
+            figures = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+            assert figures, f"{name} is stored without its figures"
+
+
+def test_output_comparison_catches_a_stale_output() -> None:
+    """The comparison the execution test relies on: a changed number, a missing figure, a changed
+    figure are caught; a changed timing is not a difference."""
+    nb = _stored("01_quickstart.ipynb")
+    assert BUILD.compare_outputs(nb, nbformat.from_dict(nb)) == []
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    text_cell = next(c for c in cells if any(o.get("output_type") == "stream" for o in c.outputs))
+    fig_cell = next(c for c in cells if any("image/png" in o.get("data", {}) for o in c.outputs))
+
+    timing = nbformat.from_dict(nb)
+    stream = next(o for c in timing.cells if c.get("id") == text_cell.id for o in c.outputs if "text" in o)
+    stream["text"] = stream["text"] + "done in 12.5s\n"
+    fresh = nbformat.from_dict(nb)
+    stream2 = next(o for c in fresh.cells if c.get("id") == text_cell.id for o in c.outputs if "text" in o)
+    stream2["text"] = stream2["text"] + "done in 3.1s\n"
+    assert BUILD.compare_outputs(timing, fresh) == []
+
+    changed = nbformat.from_dict(nb)
+    out = next(o for c in changed.cells if c.get("id") == text_cell.id for o in c.outputs if "text" in o)
+    out["text"] = out["text"].replace("0", "1", 1) if "0" in out["text"] else out["text"] + "x"
+    assert BUILD.compare_outputs(nb, changed)
+
+    missing = nbformat.from_dict(nb)
+    cell = next(c for c in missing.cells if c.get("id") == fig_cell.id)
+    cell.outputs = [o for o in cell.outputs if "image/png" not in o.get("data", {})]
+    assert BUILD.compare_outputs(nb, missing)
+
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    repainted = nbformat.from_dict(nb)
+    out = next(
+        o for c in repainted.cells if c.get("id") == fig_cell.id for o in c.outputs if "image/png" in o.get("data", {})
+    )
+    with Image.open(io.BytesIO(base64.b64decode(out["data"]["image/png"]))) as im:
+        arr = np.asarray(im.convert("RGB")).copy()
+    arr[: arr.shape[0] // 3] = 255 - arr[: arr.shape[0] // 3]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    out["data"]["image/png"] = base64.b64encode(buf.getvalue()).decode()
+    assert any("pixels differ" in p for p in BUILD.compare_outputs(nb, repainted))
 
 
 def test_gpu_cells_are_tagged_and_guarded() -> None:
@@ -82,21 +140,18 @@ def test_notebook_runs(name: str, tmp_path: Path) -> None:
     if not _default_model_present():
         pytest.skip("the embedded default model (mllm_attr/assets/shapes-llava) is not built yet")
     nb = nbformat.reads(BUILD.render(name), as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
     t0 = time.perf_counter()
-    client.execute()  # raises CellExecutionError (with the traceback) on the first failing cell
+    BUILD.execute(nb, tmp_path)
     seconds = time.perf_counter() - t0
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert not errors
-    images = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
-    ]
-    if name != "05_real_hub_model.ipynb":
-        assert images, f"{name} displayed no figure"
     for rel in EXPECTED_FILES[name]:
         assert (tmp_path / "mllm_attr_notebook_out" / rel).is_file(), f"{name} did not write {rel}"
+    problems = BUILD.compare_outputs(_stored(name), nb)
+    assert not problems, (
+        f"{name}: the stored outputs are not what the code produces now; run python notebooks/_build.py "
+        f"{name[:2]} and commit the result:\n" + "\n".join(problems[:10])
+    )
     print(f"{name}: {seconds:.1f}s")

@@ -107,7 +107,8 @@ def test_write_benchmark_report(expl: Explanation, tmp_path: Path) -> None:
     _no_external_refs(text)
     assert "<script>alert" not in text
     for col in ("method", "insertion_auc", "deletion_auc", "n", "pointing"):
-        assert f"<th>{col}</th>" in text
+        # long names may wrap after an underscore (and are whole in the tooltip)
+        assert re.search(rf'<th( title="{col}")?>{col}</th>', text.replace("<wbr>", ""))
     assert "0.610" in text and "–" in text  # NaN shown as a dash
     assert text.count("<svg") == 2 and "EAGLE (AUC" in text
     assert text.count("data:image/png;base64,") == 1
@@ -199,3 +200,79 @@ def test_benchmark_report_renders_in_headless_chromium(expl: Explanation, tmp_pa
     proc = _run_chromium(exe, tmp_path, report.as_uri(), f"--screenshot={shot}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     _assert_rendered_png(shot)
+
+
+# -- the pictures and the tables --------------------------------------------------------------
+
+
+def _uris(text: str) -> list[bytes]:
+    return [base64.b64decode(u) for u in re.findall(r'src="data:image/png;base64,([^"]+)"', text)]
+
+
+def test_report_maps_keep_the_image_visible_and_outline_the_top_regions(expl: Explanation, tmp_path: Path) -> None:
+    from mllm_attr import viz
+
+    text = write_report(expl, tmp_path / "r.html").read_text(encoding="utf-8")
+    with Image.open(io.BytesIO(_uris(text)[1])) as im:  # the joint map
+        joint = np.asarray(im.convert("RGB"))
+    factor = joint.shape[0] // 32
+    assert joint.shape[:2] == (32 * factor, 32 * factor) and joint.shape[0] >= 320  # enlarged, sharp
+    small = joint[factor // 2 :: factor, factor // 2 :: factor]  # one pixel per image pixel (off the outline)
+    sal = expl.saliency()
+    # the map over the greyed image, its opacity growing with the value (not a plain colour blend)
+    assert np.abs(small.astype(int) - viz.overlay(expl.image, sal).astype(int)).max() <= 1
+    low = sal == sal.min()
+    gray = viz.gray_image(expl.image).astype(int)
+    assert np.abs(small[low] - gray[low]).mean() < np.abs(small[~low] - gray[~low]).mean()
+    outline = np.all(joint == np.array([0x00, 0xE5, 0xFF]), axis=-1)
+    assert outline.any()  # the top regions are outlined
+    top = np.isin(expl.labels, viz.top_regions(expl))
+    assert np.repeat(np.repeat(top, factor, 0), factor, 1)[outline].all()  # ... along their own edge
+    # the colour bar shows the map's colours and says what they mean
+    assert "region evidence" in text and "1: as much as the top region" in text and "outlined: top" in text
+    assert "jet" not in text
+
+
+def test_benchmark_table_formats_counts_and_scrolls(tmp_path: Path) -> None:
+    rows = [
+        {"method": "eagle", "n": 20, "forwards": 196.0, "pointing_box": 1.0, "insertion_auc": 0.61234},
+        {"method": "tam", "n": 20, "forwards": 46.0, "pointing_box": 0.0, "insertion_auc": 0.5},
+        {"method": "igos_pp", "n": 20, "forwards": 12000.0, "pointing_box": 0.5, "insertion_auc": None},
+    ]
+    text = write_benchmark_report(rows, {}, tmp_path / "b.html").read_text(encoding="utf-8")
+    cells = re.findall(r'<td class="num">([^<]*)</td>', text)
+    assert "196" in cells and "46" in cells and "12000" in cells and "20" in cells
+    assert "196.000" not in text and "46.000" not in text
+    assert "1.000" in cells and "0.000" in cells and "0.612" in cells  # a rate keeps its decimals
+    assert "0.500" in cells
+    # the table sits in a box that scrolls sideways instead of running past its card
+    assert re.search(r'<div class="scroll"><table><thead>', text)
+    assert re.search(r"\.scroll \{[^}]*overflow-x: auto", text)
+
+
+def test_integral_columns() -> None:
+    from mllm_attr.report import _fmt, _integral_column
+
+    assert _integral_column([196.0, 46.0, None, float("nan")]) and _integral_column([3, 5])
+    assert not _integral_column([1.0, 0.0])  # a rate of 0 / 1 is not a count
+    assert not _integral_column([196.5, 46.0]) and not _integral_column(["a", "b"]) and not _integral_column([])
+    assert _fmt(196.0, integral=True) == "196" and _fmt(196.0) == "196.000" and _fmt(float("nan"), integral=True) == "–"
+
+
+@pytest.mark.browser
+def test_wide_benchmark_table_stays_inside_its_card(tmp_path: Path) -> None:
+    exe = _chromium()
+    row = {f"a rather long column name {i}": 0.123456 for i in range(16)}
+    report = write_benchmark_report([row, row], {}, tmp_path / "wide.html")
+    shot = tmp_path / "wide.png"
+    proc = _run_chromium(exe, tmp_path, report.as_uri(), f"--screenshot={shot}", "--hide-scrollbars")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with Image.open(shot) as im:
+        arr = np.asarray(im.convert("RGB")).astype(int)
+    # the card's right border (a light grey vertical line) runs down the page at the same column,
+    # and nothing of the table is drawn to the right of it
+    grey = (np.abs(arr - np.array([0xDA, 0xDC, 0xE0])).sum(axis=2) < 12).sum(axis=0)
+    right = int(np.nonzero(grey > 60)[0].max())
+    assert right < 1200 - 5
+    beyond = arr[:, right + 2 :]
+    assert (beyond > 245).all(), "the table runs past its card"

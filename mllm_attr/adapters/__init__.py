@@ -21,12 +21,14 @@ _FAMILIES = (
 )
 _EXPORTS = {
     "ModelAdapter": ".base",
+    "ModelNotFoundError": ".base",
     "Scorer": ".base",
     "CallableAdapter": ".callable",
     "HFAdapter": ".hf",
     "HFScorer": ".hf",
     "ADAPTERS": ".registry",
     "load_adapter": ".registry",
+    "hub_unavailable_reason": ".registry",
     "register": ".registry",
     "supported_families": ".registry",
     **dict.fromkeys(_FAMILIES, ".families"),

@@ -23,6 +23,13 @@ from ..mask import compose
 from ..types import ForwardCounter, Generation
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """No model where :func:`~mllm_attr.adapters.load_adapter` was told to look: a local path
+    that does not exist, or a hub id that is neither in the local Hugging Face cache nor
+    downloadable now (offline). Raised before transformers is called; the message says what was
+    looked for, where, and how to load the embedded model instead."""
+
+
 class Scorer(abc.ABC):
     """Teacher-forced target-token probabilities for perturbed copies of one image.
 
@@ -184,11 +191,16 @@ class ModelAdapter(abc.ABC):
 
     @abc.abstractmethod
     def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any) -> Generation:
-        """Greedy answer for ``image`` and ``prompt`` with per-token probabilities."""
+        """Greedy answer for ``image`` and ``prompt`` with per-token probabilities.
+
+        Implementations record the pixels the model saw, ``image_sha256=load_image(image).sha256``
+        (the built-in adapters do), so that explaining the answer on another image is refused; a
+        Generation without it is not checked."""
 
     @abc.abstractmethod
     def teacher_force(self, image: ImageLike, prompt: str, answer: str) -> Generation:
-        """A :class:`Generation` for a user-given ``answer`` (probabilities under the full image)."""
+        """A :class:`Generation` for a user-given ``answer`` (probabilities under the full image;
+        ``image_sha256`` as for :meth:`generate`)."""
 
     @abc.abstractmethod
     def scorer(

@@ -9,13 +9,14 @@ RGB images. ``generate_fn(image, prompt) -> str | Generation`` produces the answ
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..image import ImageLike, load_image
+from ..image import ImageLike, LoadedImage, load_image
 from ..mask import make_fill
 from ..types import Generation
 from .base import ModelAdapter, Scorer
@@ -94,16 +95,19 @@ class CallableAdapter(ModelAdapter):
     def _full_probs(self, image: np.ndarray, gen: Generation) -> list[float]:
         return np.asarray(self.score_fn(image[None], gen, list(range(len(gen)))), dtype=np.float64)[0].tolist()
 
-    def from_text(self, image: ImageLike, prompt: str, text: str, **extra: Any) -> Generation:
-        """A Generation for ``text`` (word tokens) with probabilities scored on the full image."""
-        arr = load_image(image).array
+    def from_text(self, image: ImageLike | LoadedImage, prompt: str, text: str, **extra: Any) -> Generation:
+        """A Generation for ``text`` (word tokens) with probabilities scored on the full image
+        (and the image's hash, :attr:`Generation.image_sha256`)."""
+        loaded = load_image(image)
+        extra.setdefault("image_sha256", loaded.sha256)
         gen = generation_from_text(prompt, text, **extra)
-        return generation_from_text(prompt, text, self._full_probs(arr, gen), **extra)
+        return generation_from_text(prompt, text, self._full_probs(loaded.array, gen), **extra)
 
     def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any) -> Generation:
         """Answer with ``generate_fn``; a returned str becomes a word-level Generation scored on the full image.
 
-        ``max_new_tokens`` and ``gen_kwargs`` are ignored.
+        The result records the image's hash (:attr:`Generation.image_sha256`; also on a Generation
+        that ``generate_fn`` returns without one). ``max_new_tokens`` and ``gen_kwargs`` are ignored.
 
         Raises:
             ValueError: the adapter has no ``generate_fn``.
@@ -113,13 +117,13 @@ class CallableAdapter(ModelAdapter):
             raise ValueError(
                 "this CallableAdapter has no generate_fn; pass a Generation (see CallableAdapter.from_text)"
             )
-        arr = load_image(image).array
-        out = self.generate_fn(arr, prompt)
+        loaded = load_image(image)
+        out = self.generate_fn(loaded.array, prompt)
         if isinstance(out, Generation):
-            return out
+            return out if out.image_sha256 is not None else dataclasses.replace(out, image_sha256=loaded.sha256)
         if not isinstance(out, str):
             raise TypeError(f"generate_fn must return a str or a Generation; got {type(out).__name__}")
-        return self.from_text(arr, prompt, out)
+        return self.from_text(loaded, prompt, out)
 
     def teacher_force(
         self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None

@@ -134,9 +134,10 @@ class HFScorer(Scorer):
         ``P`` the image processor its processed pixels are ``P(B) + Σ_{r∈S} C_r``, where
         ``C_r = P(I on r, B elsewhere) − P(B)`` is region ``r``'s contribution: exact where a
         processed element depends on one region only, and within the processor's own rounding
-        and clipping where it mixes regions (region boundaries). A batch of candidates is then one
-        (sparse) matrix product of the ``bool[B, n]`` region table with the contribution table,
-        with no image-processor call per candidate.
+        and clipping where it mixes regions (region boundaries). A batch of candidates is then the
+        product of the ``bool[B, n]`` region table with the contribution table, with no
+        image-processor call per candidate: copies of precomputed rows for the elements of one
+        region, a sparse product on the boundary elements only (see :meth:`_fast_pixels`).
 
         The fast path is used only where the processor's layout does not depend on the image
         content (same shape and same non-pixel outputs for every region image). A probe then
@@ -210,7 +211,12 @@ class HFScorer(Scorer):
                         return "pixel_values shape depends on the image content"
                     if set(o) != keys or any(not torch.equal(o[k], v) for k, v in const.items()):
                         return "image-side inputs other than pixel_values depend on the image content"
-                    delta[u] = scipy.sparse.csr_matrix(o[key].double().reshape(1, -1).numpy() - base)
+                    # The nonzeros of the float64 difference, without forming it densely.
+                    flat = o[key].double().reshape(-1).numpy()
+                    cols = np.flatnonzero(flat != base)
+                    delta[u] = scipy.sparse.csr_matrix(
+                        (flat[cols] - base[cols], cols, [0, cols.size]), shape=(1, base.size)
+                    )
             return None
 
         problem = (
@@ -221,10 +227,11 @@ class HFScorer(Scorer):
         if problem:
             return None, {"used": False, "reason": problem}
         first = scipy.sparse.vstack([delta[(r,)] for r in range(n)], format="csr")
-        # Which regions each processed element depends on (from the first-order terms).
+        # Which regions each processed element depends on (from the first-order terms): their
+        # number from the column pointers; the region tuples only for the boundary elements.
         csc = first.tocsc()
-        touching = [tuple(row) for row in np.split(csc.indices, csc.indptr[1:-1])]
-        mixed = {t for t in touching if len(t) > 1}
+        per_element = np.diff(csc.indptr)
+        mixed = _boundary_region_sets(csc, per_element)
         orders: list[tuple[list[tuple[int, ...]], Any]] = [([(r,) for r in range(n)], first)]
         budget = self.FAST_MAX_SETS_PER_REGION * n
         for k in range(2, self.FAST_MAX_ORDER + 1):
@@ -257,9 +264,10 @@ class HFScorer(Scorer):
             "const": const,
             "shape": shape,
             "setup_images": len(delta) + 2,
-            "residual_elements": sum(len(t) > max_order for t in touching),
+            "residual_elements": int((per_element > max_order).sum()),
             "max_order": max_order,
         }
+        fast.update(_assembly_plan(fast, csc, per_element, n))
         return self._probe(fast, labels)
 
     def _probe(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -304,16 +312,49 @@ class HFScorer(Scorer):
         return fast, report
 
     @staticmethod
-    def _fast_pixels(fast: dict[str, Any], table: np.ndarray) -> torch.Tensor:
-        """``pixel_values`` of every candidate row of ``table`` (``bool[B, n]``), batched like the processor's."""
+    def _fast_pixels(fast: dict[str, Any], table: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``pixel_values`` of every candidate row of ``table`` (``bool[B, n]``), batched like the processor's.
+
+        Each element is ``base + Σ_orders Σ_{U ⊆ shown} μ(U)`` in float64, rounded once to the
+        processor's dtype (``dtype`` overrides it, e.g. ``torch.float64`` for the unrounded
+        values). An element that depends on one region only, with no higher-order term, takes one
+        of two values: ``base`` or ``base + C_r``, both computed and rounded at set-up. A row is
+        therefore a copy of the nearest of the all-hidden row, the all-shown row and the previous
+        row, with only the elements of the regions that differ from it overwritten (the
+        candidates of a greedy step differ in one or two regions). The other elements (boundaries,
+        junctions, higher-order terms: ``fast["mixed_columns"]``) are summed as sparse products
+        restricted to their columns, in float64 and in the order of the full product. The values
+        are bit for bit those of the dense ``base + Σ W·T`` (then rounded); the row copies and
+        overwrites move raw bits, so they hold for any dtype.
+        """
         table = np.asarray(table, dtype=bool)
-        pixels = np.broadcast_to(fast["base"], (len(table), fast["base"].size)).copy()
-        for sets, terms in fast["orders"]:
-            # A term of region set U counts for a candidate that shows every region of U.
-            weights = table[:, sets].all(axis=2).astype(np.float64)
-            pixels += np.asarray(terms.T.dot(weights.T)).T
+        dtype = fast["dtype"] if dtype is None else dtype
+        values = fast["values"] if dtype == fast["dtype"] else _raw_values(fast, dtype)
+        hidden, shown = values["hidden"], values["shown"]
+        index, offsets = fast["index"], fast["offsets"]
+        sizes = np.diff(offsets)
+        out = np.empty((len(table), values["hidden_row"].size), dtype=hidden.dtype)
+        for b, row in enumerate(table):
+            # (source row, regions whose elements differ from it): nothing shown, all shown, previous row.
+            starts = [(values["hidden_row"], row), (values["shown_row"], ~row)]
+            if b:
+                starts.append((out[b - 1], row ^ table[b - 1]))
+            source, differ = min(starts, key=lambda start: int(sizes[start[1]].sum()))
+            np.copyto(out[b], source)
+            target = out[b]
+            for r in np.flatnonzero(differ):
+                part = slice(offsets[r], offsets[r + 1])
+                target[index[part]] = (shown if row[r] else hidden)[part]
+        columns = fast["mixed_columns"]
+        if columns.size:
+            mixed = np.broadcast_to(fast["mixed_base"], (len(table), columns.size)).copy()
+            for sets, terms in fast["mixed_orders"]:
+                # A term of region set U counts for a candidate that shows every region of U.
+                weights = table[:, sets].all(axis=2).astype(np.float64)
+                mixed += np.asarray(terms.T.dot(weights.T)).T
+            out[:, columns] = _raw(mixed, dtype)
         shape = fast["shape"]
-        return torch.from_numpy(pixels).to(fast["dtype"]).reshape(len(table) * shape[0], *shape[1:])
+        return torch.from_numpy(out).view(dtype).reshape(len(table) * shape[0], *shape[1:])
 
     def _score_chunks(
         self, pixel_inputs: dict[str, torch.Tensor], const: dict[str, torch.Tensor], batch: int
@@ -443,6 +484,75 @@ class HFScorer(Scorer):
         tgt = self.target_ids.to(logits.device)
         probs = logp.gather(-1, tgt.view(1, -1, 1).expand(batch, -1, 1)).squeeze(-1).exp()
         return probs.double().cpu().numpy()
+
+
+# -- fast-path helpers (HFScorer._prepare_fast / _fast_pixels) -------------------------------------
+#: Integer dtypes by item size: the fast path copies pixel values as raw bits.
+_RAW_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _raw(values: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """float64 ``values`` rounded to ``dtype`` as torch rounds them, returned as their raw bits."""
+    rounded = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64)).to(dtype)
+    return rounded.view(_RAW_INT[rounded.element_size()]).numpy()
+
+
+def _boundary_region_sets(csc: Any, per_element: np.ndarray) -> set[tuple[int, ...]]:
+    """The distinct region tuples of the elements that depend on more than one region.
+
+    ``csc``: the first-order terms (``n × elements``, CSC), ``per_element``: regions per element
+    (``np.diff(csc.indptr)``). Only boundary columns are visited, grouped by their region count.
+    """
+    columns = np.flatnonzero(per_element > 1)
+    counts = per_element[columns]
+    sets: set[tuple[int, ...]] = set()
+    for k in np.unique(counts):
+        group = columns[counts == k]
+        regions = csc.indices[csc.indptr[group][:, None] + np.arange(k)]
+        sets.update(map(tuple, np.unique(regions, axis=0).tolist()))
+    return sets
+
+
+def _assembly_plan(fast: dict[str, Any], csc: Any, per_element: np.ndarray, n: int) -> dict[str, Any]:
+    """What :meth:`HFScorer._fast_pixels` assembles from, given the terms in ``fast``.
+
+    Elements with one region ``r`` and no higher-order term (``single``) are grouped by region:
+    ``index[offsets[r]:offsets[r + 1]]`` are region ``r``'s, ``shown64`` their value
+    ``base + C_r``. Every other element with a term (boundaries, junctions, higher orders) is a
+    ``mixed_columns`` column, with the terms restricted to those columns in ``mixed_orders``
+    (rows and their order kept). Elements without any term are ``base`` in every candidate.
+    """
+    base = fast["base"]
+    higher = np.zeros(base.size, dtype=bool)
+    for _, terms in fast["orders"][1:]:
+        higher[terms.indices] = True
+    single = (per_element == 1) & ~higher
+    elements = np.flatnonzero(single)
+    starts = csc.indptr[elements]
+    regions = csc.indices[starts]
+    order = np.argsort(regions, kind="stable")
+    elements, regions, starts = elements[order], regions[order], starts[order]
+    columns = np.flatnonzero(~single & ((per_element > 0) | higher))
+    plan = {
+        "index": elements,
+        "offsets": np.searchsorted(regions, np.arange(n + 1)),
+        "shown64": base[elements] + csc.data[starts],
+        "mixed_columns": columns,
+        "mixed_base": base[columns],
+        "mixed_orders": [(sets, terms[:, columns].tocsr()) for sets, terms in fast["orders"]],
+    }
+    plan["values"] = _raw_values({**fast, **plan}, fast["dtype"])
+    return plan
+
+
+def _raw_values(fast: dict[str, Any], dtype: torch.dtype) -> dict[str, np.ndarray]:
+    """The rounded values the fast path copies, as raw bits of ``dtype``: the rows with no region and
+    with every region shown, and the single-region elements' values when hidden and when shown."""
+    hidden_row = _raw(fast["base"], dtype)
+    shown = _raw(fast["shown64"], dtype)
+    shown_row = hidden_row.copy()
+    shown_row[fast["index"]] = shown
+    return {"hidden_row": hidden_row, "shown_row": shown_row, "hidden": hidden_row[fast["index"]], "shown": shown}
 
 
 def _split_images(feats: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
@@ -798,8 +908,9 @@ class HFAdapter(ModelAdapter):
                     f"their probabilities are those that teacher forcing scores; {key}={value!r} would change "
                     f"them (allowed: {GREEDY_GENERATION[key]!r})"
                 )
-        pil = as_pil(image)
-        inputs = self.prompt_inputs(pil, prompt)
+        # The pixels the explainer will score (load_image: EXIF orientation, RGB, downscale), hashed once.
+        loaded = load_image(image)
+        inputs = self.prompt_inputs(loaded.pil, prompt)
         inputs = {
             k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
             for k, v in inputs.items()
@@ -833,7 +944,7 @@ class HFAdapter(ModelAdapter):
             ids.append(int(token))
             if token in eos:
                 break
-        return self._generation(prompt, ids, probs)
+        return self._generation(prompt, ids, probs, image_sha256=loaded.sha256)
 
     def teacher_force(
         self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None
@@ -844,11 +955,19 @@ class HFAdapter(ModelAdapter):
         ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError(f"answer {answer!r} tokenises to nothing")
-        arr = load_image(image).array if not isinstance(image, np.ndarray) or image.ndim != 3 else image
+        loaded = load_image(image)
+        arr = loaded.array
         placeholder = self._generation(prompt, ids, [0.0] * len(ids))
         scorer = HFScorer(self, arr, arr, placeholder, list(range(len(ids))), batch_size=1)
         probs = scorer.score_images(arr[None])[0]
-        return self._generation(prompt, ids, probs.tolist(), counterfactual=True, generated_text=generated_text)
+        return self._generation(
+            prompt,
+            ids,
+            probs.tolist(),
+            counterfactual=True,
+            generated_text=generated_text,
+            image_sha256=loaded.sha256,
+        )
 
     def scorer(
         self,

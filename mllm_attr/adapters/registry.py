@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import transformers as _transformers
 
+from ..assets import DEFAULT_MODEL_NAME, default_model_path
 from . import families as _f
-from .base import ModelAdapter
+from .base import ModelAdapter, ModelNotFoundError
 from .hf import HFAdapter
+
+logger = logging.getLogger(__name__)
+
+#: Seconds the reachability probe of the hub waits for a TCP connection (DNS included).
+HUB_PROBE_TIMEOUT = 2.0
+#: Environment variables that put Hugging Face libraries offline, and the values that mean "on".
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+#: The end of every "model not found" message: the model that needs no hub.
+EMBEDDED_HINT = (
+    f"the embedded model needs neither: load_adapter({DEFAULT_MODEL_NAME!r}) or load_adapter() "
+    f"(CLI: leave out --model, or --model {DEFAULT_MODEL_NAME})"
+)
 
 #: family name -> adapter class.
 ADAPTERS: dict[str, type[HFAdapter]] = {}
@@ -57,7 +76,7 @@ def family_for_model_type(model_type: str) -> str | None:
     return None
 
 
-def _model_type_of(source: str | os.PathLike, trust_remote_code: bool) -> str:
+def _model_type_of(source: str | os.PathLike, trust_remote_code: bool, offline_reason: str | None = None) -> str:
     path = Path(source)
     if path.is_dir():
         cfg = path / "config.json"
@@ -74,11 +93,157 @@ def _model_type_of(source: str | os.PathLike, trust_remote_code: bool) -> str:
         raise ValueError(f"expected a model directory or hub id; {str(path)!r} is a file")
     from transformers import AutoConfig
 
-    return str(AutoConfig.from_pretrained(str(source), trust_remote_code=trust_remote_code).model_type)
+    # With the hub out of reach only transformers' own cache lookup runs: no network retries.
+    extra = {"local_files_only": True} if offline_reason is not None else {}
+    try:
+        config = AutoConfig.from_pretrained(str(source), trust_remote_code=trust_remote_code, **extra)
+    except OSError as exc:
+        if offline_reason is not None:
+            raise _not_on_hub(str(source), offline_reason) from None
+        said = " ".join(str(exc).split())  # one line: the CLI prints it as one error line
+        raise ModelNotFoundError(f"could not load the config of {str(source)!r}: {said}; {EMBEDDED_HINT}") from exc
+    return str(config.model_type)
+
+
+def _is_true(value: str | None) -> bool:
+    return value is not None and value.strip().upper() in _TRUE
+
+
+def _looks_like_path(text: str) -> bool:
+    """A name meant as a local path: ``./x``, ``/x``, ``~/x``, ``x/``, more than the one slash
+    of ``org/name``, a backslash or drive on Windows, or anything that exists on disk."""
+    if text.startswith((".", "/", "~")) or text.endswith("/") or text.count("/") > 1:
+        return True
+    if os.sep != "/" and (os.sep in text or Path(text).drive):
+        return True
+    return Path(text).expanduser().exists()
+
+
+def _local_model_path(text: str | os.PathLike) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"no model directory at {str(text)!r} (resolved: {str(path.resolve())!r}); expected a local model "
+            f"directory holding config.json, or a Hugging Face hub id like 'org/name'; {EMBEDDED_HINT}"
+        )
+    return path
+
+
+def _in_hub_cache(repo_id: str, *, revision: str | None = None, cache_dir: Any = None) -> bool:
+    """Whether the hub cache holds ``repo_id``'s ``config.json`` (a local lookup: no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision)
+    except (ValueError, OSError):
+        return False
+    return isinstance(found, str)
+
+
+def _hub_cache_dir(cache_dir: Any = None) -> str:
+    from huggingface_hub import constants
+
+    return str(cache_dir) if cache_dir is not None else str(constants.HF_HUB_CACHE)
+
+
+def _not_on_hub(repo_id: str, reason: str, cache_dir: Any = None) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"{repo_id!r} is not in the local Hugging Face cache ({_hub_cache_dir(cache_dir)}) and the hub cannot be "
+        f"reached ({reason}); download it on a connected machine (`hf download {repo_id}`) into that cache, or "
+        f"pass a local model directory; {EMBEDDED_HINT}"
+    )
+
+
+def _tcp_probe(host: str, port: int, timeout: float) -> str | None:
+    """``None`` when a TCP connection to ``host:port`` opens within ``timeout`` seconds (name
+    lookup included: it runs in a thread, since ``getaddrinfo`` takes no timeout); else why not."""
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect means "unreachable"
+            outcome.append(f"{host}:{port}: {exc or type(exc).__name__}")
+
+    thread = threading.Thread(target=attempt, name="mllm-attr-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
+
+
+def hub_unavailable_reason(timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """Why the Hugging Face hub cannot be used now, or ``None`` when it can.
+
+    Offline mode (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` set) answers at once; otherwise
+    one TCP connection to the endpoint host (``HF_ENDPOINT``, default ``huggingface.co:443``; the
+    HTTPS proxy when one is configured for it) is tried for at most ``timeout`` seconds (a
+    reachable hub answers in milliseconds). Called for hub ids only, never for local folders or
+    the embedded model.
+    """
+    from huggingface_hub import constants
+
+    for var in OFFLINE_ENV:
+        if _is_true(os.environ.get(var)):
+            return f"offline mode: {var}={os.environ[var]} is set"
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "offline mode: huggingface_hub.constants.HF_HUB_OFFLINE is on"
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    url = urllib.parse.urlsplit(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(url.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        purl = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if purl.hostname:
+            host, port = purl.hostname, purl.port or (443 if purl.scheme == "https" else 80)
+    return _tcp_probe(host, port, timeout)
+
+
+def resolve_model_source(
+    model: str | os.PathLike, *, revision: str | None = None, cache_dir: Any = None
+) -> tuple[str | Path, str | None]:
+    """Where ``model`` will be loaded from, checked before transformers is called.
+
+    Returns:
+        ``(source, offline_reason)``: the embedded model's directory for ``"shapes-llava"`` (a
+        reserved name; ``"./shapes-llava"`` is a local folder of that name), the
+        local directory for a path, the hub id otherwise; ``offline_reason`` is set for a hub id
+        when the hub cannot be reached (then only the local cache is searched, so a cached model
+        loads without network retries).
+
+    Raises:
+        ModelNotFoundError: a path (``./x``, ``/x``, ``~/x``, ``a/b/c``, a ``PathLike``) that does
+            not exist; a name that is not a valid hub id; a hub id missing from the cache while
+            the hub is unreachable (:func:`hub_unavailable_reason`, within seconds).
+    """
+    if not isinstance(model, str):
+        return _local_model_path(model), None
+    if model == DEFAULT_MODEL_NAME:  # a reserved name: a local folder of that name is "./shapes-llava"
+        return default_model_path(), None
+    if not model.strip():
+        raise ModelNotFoundError(f"expected a hub id or a local model directory; got {model!r}; {EMBEDDED_HINT}")
+    if _looks_like_path(model):
+        return _local_model_path(model), None
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError as exc:
+        raise ModelNotFoundError(
+            f"{model!r} is neither an existing local path nor a valid hub id like 'org/name' ({exc}); {EMBEDDED_HINT}"
+        ) from None
+    cached = _in_hub_cache(model, revision=revision, cache_dir=cache_dir)
+    reason = hub_unavailable_reason()
+    if reason is not None:
+        if cached:  # loads from the cache only: transformers would otherwise retry every missing file
+            logger.info("loading %r from the local cache only: %s", model, reason)
+        else:
+            logger.debug("%r is not cached and the hub is unavailable: %s", model, reason)
+    return model, reason
 
 
 def load_adapter(
-    model: Any,
+    model: Any = DEFAULT_MODEL_NAME,
     processor: Any | None = None,
     *,
     family: str | None = None,
@@ -88,8 +253,10 @@ def load_adapter(
     """Build an adapter from a hub id, a local directory, a ``(model, processor)`` pair or an adapter.
 
     Args:
-        model: hub id / local path, a loaded ``PreTrainedModel`` (then pass ``processor``),
-            a ``(model, processor)`` tuple, or a ready :class:`ModelAdapter`.
+        model: ``"shapes-llava"`` (the default: the embedded model, loaded offline), a hub id, a
+            local path, a loaded ``PreTrainedModel`` (then pass ``processor``), a
+            ``(model, processor)`` tuple, or a ready :class:`ModelAdapter`. Names are checked
+            before transformers runs (:func:`resolve_model_source`).
         family: force a family (see :func:`supported_families`); by default it is read from
             the model config's ``model_type``.
         trust_remote_code: passed to transformers; off unless you turn it on.
@@ -97,7 +264,13 @@ def load_adapter(
             ``attn_implementation``, ...), passed to :meth:`HFAdapter.from_pretrained`.
 
     Raises:
+        ModelNotFoundError: a local path that does not exist, or a hub id that is not in the local
+            cache while the hub is unreachable (offline mode, or no connection within
+            :data:`HUB_PROBE_TIMEOUT` seconds); the message names the embedded model.
         ValueError: the family is unknown or cannot be told; the message lists supported families.
+
+    Example:
+        >>> adapter = load_adapter()  # the embedded shapes-llava model, no network  # doctest: +SKIP
     """
     if isinstance(model, ModelAdapter):
         return model
@@ -109,10 +282,16 @@ def load_adapter(
     if isinstance(model, (str, os.PathLike)):
         if processor is not None:
             raise TypeError("pass a processor only together with a loaded model, not with a name or path")
-        model_type = _model_type_of(model, trust_remote_code)
+        where = {"revision": kwargs.get("revision"), "cache_dir": kwargs.get("cache_dir")}
+        source, offline = resolve_model_source(model, **where)
+        model_type = _model_type_of(source, trust_remote_code, offline)
         _check_forced_family(family, model_type)
         fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type)
-        return ADAPTERS[fam].from_pretrained(model, trust_remote_code=trust_remote_code, **kwargs)
+        if offline is not None and isinstance(source, str):
+            # A hub id with the hub out of reach: model and processor from the cache only (no retries).
+            kwargs.setdefault("local_files_only", True)
+            kwargs["processor_kwargs"] = {"local_files_only": True, **(kwargs.get("processor_kwargs") or {})}
+        return ADAPTERS[fam].from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
 
     if processor is None:
         raise TypeError(

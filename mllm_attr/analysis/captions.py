@@ -35,6 +35,9 @@ from .modality import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from ..adapters.base import ModelAdapter
     from ..data.coco import CocoImage, CocoObject
 
@@ -68,6 +71,13 @@ class ObjectMention:
     def hallucinated(self) -> bool:
         """Whether the ground truth lacks the category (False without annotations)."""
         return self.present is False
+
+    def __repr__(self) -> str:
+        """One line: the word, its category, presence, label and probabilities."""
+        return (
+            f"ObjectMention(word={self.word!r}, category={self.category!r}, present={self.present}, "
+            f"label={self.label!r}, p_full={self.modality.p_full:.3f}, p_prior={self.modality.p_prior:.3f})"
+        )
 
     @property
     def label(self) -> str:
@@ -112,6 +122,53 @@ class CaptionDiagnosis:
     def hallucinated(self) -> list[ObjectMention]:
         """The mentions whose category is absent from the ground truth."""
         return [m for m in self.mentions if m.hallucinated]
+
+    # -- display -----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """One line: the caption, the mentions, the hallucinated ones, CHAIR and the forwards."""
+        from ..viz import short_text
+
+        bad = short_text(", ".join(m.word for m in self.hallucinated()), 60)
+        return (
+            f"CaptionDiagnosis(caption={short_text(self.generation.text, 48)!r}, mentions={len(self.mentions)}, "
+            f"hallucinated={bad!r}, chair_i={self.chair_i:.3f}, forwards={int(self.forwards)})"
+        )
+
+    def plot(self, ax: Axes | None = None, **kw: Any) -> Figure:
+        """The caption's object words boxed in their modality label's colour (a hallucinated one
+        marked ✗), the image share under each (:func:`mllm_attr.viz.render_modality_text`; ``kw``
+        are its options). Returns the figure.
+
+        Raises:
+            ValueError: the caption mentions no object.
+        """
+        from ..viz import render_modality_text, short_text
+
+        if not self.mentions:
+            raise ValueError(f"nothing to plot: the caption {self.generation.text!r} mentions no object")
+        items = [
+            (("✗ " if m.hallucinated else "") + m.word, m.label, m.modality.image_share) for _, _, m in self._spans()
+        ]
+        kw.setdefault("title", f"{short_text(self.generation.text, 90)}  (✗: not in the image)")
+        return render_modality_text(items, ax, **kw).figure
+
+    def show(self, **kw: Any) -> None:
+        """Display :meth:`plot` (inline in Jupyter, else in a matplotlib window)."""
+        from ..viz import show_figure
+
+        show_figure(self.plot(**kw))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the caption with coloured object words (:meth:`html`) and CHAIR."""
+        from ..viz import html_card
+
+        rows: list[tuple[str, Any]] = [
+            ("mentions", ", ".join(m.word for m in self.mentions) or "–"),
+            ("hallucinated", ", ".join(m.word for m in self.hallucinated()) or "–"),
+            ("CHAIR-i / CHAIR-s", f"{self.chair_i:.3f} / {self.chair_s:.3f}"),
+            ("forwards", int(self.forwards)),
+        ]
+        return html_card("CaptionDiagnosis", rows, extra=self.html())
 
     @property
     def chair_i(self) -> float:

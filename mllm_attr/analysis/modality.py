@@ -65,6 +65,9 @@ from ..targets import Answer, TargetLike, as_target, resolve
 from ..types import Generation
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from ..adapters.base import ModelAdapter
     from ..explanation import Explanation
 
@@ -186,6 +189,16 @@ class TokenModality:
     evidence_regions: tuple[int, ...] | None = None
     evidence_area: float | None = None
 
+    def __repr__(self) -> str:
+        """One line: the text, its position(s), the probabilities, the image share and the label."""
+        from ..viz import short_text
+
+        return (
+            f"TokenModality(text={short_text(self.text, 40)!r}, positions={short_text(str(self.positions), 40)}, "
+            f"p_full={self.p_full:.3f}, p_blank={self.p_blank:.3f}, image_share={self.image_share:.2f}, "
+            f"label={self.label!r})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict, ``positions`` and ``evidence_regions`` as lists."""
         d = asdict(self)
@@ -221,6 +234,41 @@ class ModalityReport:
 
     def __iter__(self):
         return iter(self.tokens)
+
+    # -- display -----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """One line: the answer, the token count per label, the source and the forwards."""
+        from ..viz import short_text
+
+        counts = ", ".join(f"{lab}={n}" for lab, n in self.counts().items())
+        return (
+            f"ModalityReport(answer={short_text(self.generation.text, 48)!r}, tokens={len(self.tokens)} ({counts}), "
+            f"source={self.source!r}, prior={self.prior_source!r}, forwards={int(self.forwards)})"
+        )
+
+    def plot(self, ax: Axes | None = None, *, words: bool = False, **kw: Any) -> Figure:
+        """The answer with each analysed token (or word) boxed in its label's colour, the image
+        share printed under it (:func:`mllm_attr.viz.render_modality_text`; ``kw`` are its
+        options); titled with the prompt. Returns the figure."""
+        from ..viz import render_modality_text, short_text
+
+        kw.setdefault("title", f"Q: {short_text(self.generation.prompt, 80)}  (box opacity, number: image share)")
+        return render_modality_text(self.words() if words else self.tokens, ax, **kw).figure
+
+    def show(self, **kw: Any) -> None:
+        """Display :meth:`plot` (inline in Jupyter, else in a matplotlib window)."""
+        from ..viz import show_figure
+
+        show_figure(self.plot(**kw))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the coloured answer (:meth:`html`) and the label counts."""
+        from ..viz import html_card, short_text
+
+        rows: list[tuple[str, Any]] = [("prompt", short_text(self.generation.prompt, 120))]
+        rows += [(lab, n) for lab, n in self.counts().items()]
+        rows += [("source", f"{self.source} (prior: {self.prior_source})"), ("forwards", int(self.forwards))]
+        return html_card(f"ModalityReport: {len(self.tokens)} tokens", rows, extra=self.html())
 
     @property
     def labels(self) -> list[str]:
@@ -625,6 +673,16 @@ class GroundedModality:
     prior_kind: str | None
     evidence_object: str | None
     drops: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line: the word, its category and presence, the three shares, the label and the evidence object."""
+        from ..viz import short_text
+
+        return (
+            f"GroundedModality(text={short_text(self.text, 30)!r}, category={self.category!r}, present={self.present}, "
+            f"language={self.language_share:.2f}, object={self.object_share:.2f}, context={self.context_share:.2f}, "
+            f"label={self.label!r}, evidence_object={self.evidence_object!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict, ``positions`` as a list."""

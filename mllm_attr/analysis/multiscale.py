@@ -26,11 +26,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,9 @@ from ..image import ImageLike
 from ..maps import normalize_map, resize_map
 from ..targets import Positions, TargetLike
 from ..types import Generation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +105,14 @@ class ScaleMap:
         """Faithfulness weight ``max(insertion AUC − deletion AUC, 0)``."""
         return max(self.insertion_auc - self.deletion_auc, 0.0)
 
+    def __repr__(self) -> str:
+        """One line: the scale's name, region counts, AUCs and forwards (never the map)."""
+        return (
+            f"ScaleMap(name={self.name!r}, n_regions={self.n_regions} (requested {self.requested_regions}), "
+            f"resolution={self.resolution:g}, insertion_auc={self.insertion_auc:.3f}, "
+            f"deletion_auc={self.deletion_auc:.3f}, forwards={int(self.forwards)})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The scale's summary as a dict: name, region counts, resolution, AUCs, weight and forwards (no map)."""
         return {
@@ -134,6 +146,66 @@ class MultiScaleExplanation:
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
+
+    # -- display -----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """One line: the explained tokens, the answer, the scales, the forwards."""
+        from ..viz import short_text
+
+        target = "".join(self.generation.tokens[p] for p in self.positions).strip()
+        names = short_text(", ".join(s.name for s in self.scales), 80)
+        return (
+            f"MultiScaleExplanation(target={short_text(target, 40)!r}, "
+            f"answer={short_text(self.generation.text, 40)!r}, "
+            f"scales={len(self.scales)} ({names}), forwards={int(self.forwards)})"
+        )
+
+    def plot(self, *, combined: bool = True, **kw: Any) -> Figure:
+        """Every scale's map side by side, then the ``mean`` and ``weighted`` combinations
+        (:func:`mllm_attr.viz.plot_methods`; ``kw`` are its options), each with its AUCs and top
+        area outlined, titled with the explained tokens and the answer. Returns the figure."""
+        from ..viz import plot_methods, short_text
+
+        # a scale's own explanation (its top regions outlined) where it was made at this image size
+        maps: dict[str, Any] = {
+            s.name: s.explanation
+            if s.explanation is not None and s.explanation.image.shape == self.image.shape
+            else s.saliency
+            for s in self.scales
+        }
+        metrics = {s.name: {"ins": s.insertion_auc, "del": s.deletion_auc} for s in self.scales}
+        if combined:
+            for kind in COMBINES:
+                maps[f"{kind} of scales"] = self.saliency(kind)
+        target = "".join(self.generation.tokens[p] for p in self.positions).strip()
+        kw.setdefault(
+            "title",
+            f"explained {short_text(target, 40)!r}   Q: {short_text(self.generation.prompt, 50)}   "
+            f"A: {short_text(self.generation.text, 50)!r}",
+        )
+        return plot_methods(self.image, maps, metrics, **kw)
+
+    def show(self, **kw: Any) -> None:
+        """Display :meth:`plot` (inline in Jupyter, else in a matplotlib window)."""
+        from ..viz import show_figure
+
+        show_figure(self.plot(**kw))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: :meth:`plot` (an inline PNG) and the per-scale numbers."""
+        from ..viz import html_card, short_text
+
+        rows: list[tuple[str, Any]] = [
+            ("prompt", short_text(self.generation.prompt, 120)),
+            ("answer", short_text(self.generation.text, 120)),
+            ("explained tokens", short_text(", ".join(map(str, self.positions)), 80)),
+        ]
+        rows += [
+            (s.name, f"ins {s.insertion_auc:.3f} · del {s.deletion_auc:.3f} · {s.forwards} forwards")
+            for s in self.scales
+        ]
+        rows.append(("forwards", f"{int(self.forwards)} in {float(self.seconds):.1f} s"))
+        return html_card(f"MultiScaleExplanation: {len(self.scales)} scales", rows, figure=self.plot())
 
     def select(self, *, resolution: float | None = None, regions: Sequence[int] | None = None) -> list[ScaleMap]:
         """Scales with this input resolution and/or these requested region counts."""
@@ -266,7 +338,9 @@ class MultiScaleExplainer:
         forwards = 0
         for n, res in self.plan:
             img = arr if res == 1.0 else resize_image(arr, res)
-            expl = self._explainers[n](img, generation, target=Positions(tuple(positions)))
+            # The same answer on a resampled copy of the (checked) image: on purpose, so not refused.
+            gen_at = generation if res == 1.0 else dataclasses.replace(generation, image_sha256=None)
+            expl = self._explainers[n](img, gen_at, target=Positions(tuple(positions)))
             sal = normalize_map(resize_map(expl.saliency(), (h, w)))
             name = f"regions={n}" if res == 1.0 else f"regions={n}@{res:g}x"
             scales.append(

@@ -589,6 +589,9 @@ class PromptAttribution(AttributionResult):
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
 
+    #: the short one-line repr of the base (the dataclass would generate one that prints every array)
+    __repr__ = AttributionResult.__repr__
+
     def __post_init__(self) -> None:
         if isinstance(self.words, (str, bytes)) or not all(isinstance(w, PromptWord) for w in self.words):
             raise TypeError(f"PromptAttribution.words must be a list of PromptWord; got {self.words!r}")

@@ -55,6 +55,8 @@ from .modality import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
     from ..adapters.base import ModelAdapter
     from ..explainer import Explainer
     from ..explanation import Explanation
@@ -130,6 +132,16 @@ class RemovalResult:
     schedule: str
     trace: list[tuple[int, float, str, bool]] = field(default_factory=list)
     edited_image: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        """One line: AMCR, whether and after how many regions it corrected, the answer then, the calls."""
+        from ..viz import short_text
+
+        after = None if self.answer_after is None else short_text(self.answer_after, 40)
+        return (
+            f"RemovalResult(amcr={self.amcr:.3f}, corrected={self.corrected}, regions_removed={self.regions_removed}, "
+            f"answer_after={after!r}, generate_calls={self.generate_calls}, schedule={self.schedule!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict without ``edited_image``; trace entries become lists, areas rounded to 6 decimals."""
@@ -261,6 +273,75 @@ class YesNoDiagnosis:
     def correct(self) -> bool:
         """Whether the parsed answer equals the label (an unparsed answer counts as wrong)."""
         return self.predicted == self.label
+
+    # -- display -----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """One line: the question, the answer against the label, the AMCR and the forwards."""
+        from ..viz import short_text
+
+        amcr = "None" if self.amcr is None else f"{self.amcr:.3f}"
+        return (
+            f"YesNoDiagnosis(question={short_text(self.question, 60)!r}, "
+            f"answer={short_text(self.generation.text, 30)!r}, label={self.label!r}, correct={self.correct}, "
+            f"amcr={amcr}, forwards={int(self.forwards)})"
+        )
+
+    def plot(self, **kw: Any) -> Figure:
+        """The three-panel picture of a wrong answer (:func:`mllm_attr.viz.plot_hallucination_panel`;
+        ``kw`` are its options): the image with the wrong answer, the evidence map of the correct
+        answer with its top regions outlined, and the minimal correcting removal.
+
+        Raises:
+            ValueError: the answer was correct (nothing was explained or removed).
+        """
+        from ..viz import plot_hallucination_panel, top_region_mask
+
+        right, removal = self.correct_explanation, self.removal
+        if right is None or removal is None:
+            raise ValueError(
+                f"nothing to plot: the answer {self.generation.text!r} to {self.question!r} was correct "
+                f"(label {self.label!r}), so there is no evidence map nor removal"
+            )
+        kw.setdefault("question", self.question)
+        kw.setdefault("correct_token", right.target_text)
+        kw.setdefault("removed_fraction", removal.amcr if removal.corrected else float(removal.removed_area))
+        kw.setdefault("evidence_outline", top_region_mask(right))
+        kw.setdefault("corrected", bool(removal.corrected))
+        return plot_hallucination_panel(
+            right.image,
+            self.generation.text,
+            right.saliency(),
+            removal.answer_after if removal.corrected and removal.answer_after is not None else "(never corrected)",
+            np.isin(right.labels, removal.removed_regions),
+            **kw,
+        )
+
+    def show(self, **kw: Any) -> None:
+        """Display :meth:`plot` (inline in Jupyter, else in a matplotlib window)."""
+        from ..viz import show_figure
+
+        show_figure(self.plot(**kw))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: :meth:`plot` for a wrong answer (an inline PNG) and the numbers."""
+        from ..viz import html_card, short_text
+
+        rows: list[tuple[str, Any]] = [
+            ("question", short_text(self.question, 120)),
+            ("answer", f"{short_text(self.generation.text, 80)!r} (label {self.label!r})"),
+            ("correct", self.correct),
+        ]
+        if self.removal is not None:
+            rows += [
+                ("AMCR", f"{self.removal.amcr:.3f}"),
+                ("corrected", f"{self.removal.corrected} after {self.removal.regions_removed} regions"),
+                ("answer after removal", short_text(str(self.removal.answer_after), 80)),
+            ]
+        if self.modality is not None:
+            rows.append(("wrong answer's modality", self.modality.label))
+        rows.append(("forwards", f"{int(self.forwards)}, {int(self.generate_calls)} generate calls"))
+        fig = None if self.correct_explanation is None or self.removal is None else self.plot()
+        return html_card("YesNoDiagnosis", rows, figure=fig)
 
     @property
     def amcr(self) -> float | None:

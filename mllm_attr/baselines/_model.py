@@ -16,7 +16,7 @@ import torch
 
 from ..adapters.base import as_pil
 from ..adapters.hf import TEXT_KEYS, HFAdapter
-from ..image import ImageLike, load_image
+from ..image import ImageLike, check_generation_image, load_image
 from ..types import Generation
 from ._vision import VisionLayout, check_family, vision_layout
 
@@ -28,10 +28,18 @@ def as_image(image: ImageLike | np.ndarray) -> np.ndarray:
     return load_image(image).array
 
 
-def check_positions(generation: Generation, positions: Sequence[int] | int) -> list[int]:
-    """Validate target positions (0-based into ``generation``); returns them as a list, order kept."""
+def check_positions(
+    generation: Generation, positions: Sequence[int] | int, image: np.ndarray | None = None
+) -> list[int]:
+    """Validate target positions (0-based into ``generation``); returns them as a list, order kept.
+
+    With ``image`` (the pixels about to be attributed), also refuse a ``generation`` made on
+    another image (:func:`~mllm_attr.image.check_generation_image`).
+    """
     if not isinstance(generation, Generation):
         raise TypeError(f"expected a Generation (from adapter.generate); got {type(generation).__name__}")
+    if image is not None:
+        check_generation_image(generation, image)
     if isinstance(positions, (int, np.integer)) and not isinstance(positions, bool):
         positions = [int(positions)]
     out = []

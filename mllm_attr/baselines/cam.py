@@ -86,7 +86,7 @@ class LlavaCAM:
         """The raw CAM on the vision grid, ``float32[gh, gw]`` (>= 0), and the layout."""
         adapter = require_hf(adapter, self.name)
         arr = as_image(image)
-        positions = check_positions(generation, positions)
+        positions = check_positions(generation, positions, arr)
         tf = teacher_forced(adapter, arr, generation, positions)
         base, layers, head = decoder_parts(adapter.model)
         module = layers[resolve_layer(len(layers), self.layer)].post_attention_layernorm

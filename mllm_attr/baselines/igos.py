@@ -103,7 +103,7 @@ class IGOSPP:
         check_seed(seed)
         adapter = require_hf(adapter, self.name)
         arr = as_image(image)
-        positions = check_positions(generation, positions)
+        positions = check_positions(generation, positions, arr)
         tf = teacher_forced(adapter, arr, generation, positions)
         base_model, _layers, head = decoder_parts(adapter.model)
         blurred = make_fill(arr, "blur", blur_radius=self.blur_radius)

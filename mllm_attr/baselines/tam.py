@@ -144,7 +144,7 @@ class TAM:
         """One TAM grid per target position (one forward pass for all of them)."""
         adapter = require_hf(adapter, self.name)
         arr = as_image(image)
-        positions = check_positions(generation, positions)
+        positions = check_positions(generation, positions, arr)
         tf = teacher_forced(adapter, arr, generation, positions)
         base, _layers, head = decoder_parts(adapter.model)
         hidden = base(**tf.text, **tf.pixel, use_cache=False).last_hidden_state[0]  # [L, d]

@@ -30,10 +30,13 @@ from ._common import (
     Parser,
     add_explainer_args,
     add_model_args,
+    add_threads_arg,
+    apply_threads_arg,
     explainer_from_args,
     load_labels_file,
     load_masks_file,
     load_model_from_args,
+    warnings_once,
 )
 
 #: The subcommands, in ``--help`` order: each module's ``add_subcommand(subparsers)``.
@@ -54,6 +57,9 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in SUBCOMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        if not any("--threads" in a.option_strings for a in command._actions):
+            add_threads_arg(command)
     return parser
 
 
@@ -72,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     A user error (one of :data:`USER_ERRORS`) is printed as one line and gives exit code 2.
+    Each warning is shown once per command (:func:`~mllm_attr.cli._common.warnings_once`).
     """
     parser = build_parser()
     try:
@@ -84,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         _quiet_third_party()
     try:
-        return int(args.func(args) or 0)
+        apply_threads_arg(args)
+        with warnings_once():
+            return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"mllm-attr: error: {msg}", file=sys.stderr)

@@ -8,12 +8,14 @@ any model is loaded (heavy imports happen inside the functions that load or run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import os
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,40 @@ logger = logging.getLogger("mllm_attr")
 
 class ArgumentError(Exception):
     """A command-line argument the parser refused (reported as one ``mllm-attr: error:`` line)."""
+
+
+class OncePerRun(logging.Filter):
+    """A handler filter that lets each warning through once: a record of level WARNING or above
+    whose logger, level and text were already shown is dropped (an image loaded twice in one
+    command warns once that it was downscaled). Lower levels always pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+@contextlib.contextmanager
+def warnings_once() -> Iterator[None]:
+    """For one command: every handler of the root logger gets its own :class:`OncePerRun` filter
+    (one per handler: a record goes through each of them), removed again on exit, so each command,
+    and each in-process ``main()`` call, starts afresh."""
+    filters = [(handler, OncePerRun()) for handler in logging.getLogger().handlers]
+    for handler, once in filters:
+        handler.addFilter(once)
+    try:
+        yield
+    finally:
+        for handler, once in filters:
+            handler.removeFilter(once)
 
 
 #: Exceptions that are the user's input, reported as one line (exit code 2), never a traceback.
@@ -235,10 +271,44 @@ def segments_from_args(args: argparse.Namespace, loaded: Any) -> tuple[np.ndarra
     return None, {}
 
 
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch CPU threads (default: the free cores, see :mod:`mllm_attr.threads`)."""
+    p.add_argument(
+        "--threads",
+        type=int_at_least(1, "--threads"),
+        default=None,
+        help="torch CPU threads (default: the machine's free cores, never oversubscribing a busy machine)",
+    )
+
+
+def apply_threads_arg(args: argparse.Namespace) -> int:
+    """Apply ``--threads`` (auto when absent) to torch; returns the count.
+
+    Torch is not imported for it (argument errors must answer at once): when torch is not loaded
+    yet, ``OMP_NUM_THREADS`` is set instead, which torch reads when it starts (a value the user
+    exported stands unless ``--threads`` is given).
+    """
+    from ..threads import THREAD_ENV_VARS, auto_threads, set_threads
+
+    threads = getattr(args, "threads", None)
+    if "torch" in sys.modules:
+        return set_threads(threads)
+    if threads is None:
+        if any(os.environ.get(v, "").strip() for v in THREAD_ENV_VARS):
+            return int(os.environ.get("OMP_NUM_THREADS") or os.environ["MKL_NUM_THREADS"])
+        threads = auto_threads()
+    os.environ["OMP_NUM_THREADS"] = str(int(threads))
+    return int(threads)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Add the "model" argument group (``--model``, ``--family``, ``--dtype``, quantisation, ...) to ``p``."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, help="hub id or local directory (default: the embedded shapes-llava model)")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory, or shapes-llava (the embedded model, loaded offline; the default)",
+    )
     g.add_argument("--family", default=None, help="force a model family (default: read from the config)")
     g.add_argument("--dtype", default="auto", help="float32 | float16 | bfloat16 | auto")
     g.add_argument("--device-map", default=None, help='e.g. "auto" (accelerate) or "cpu"')
@@ -250,11 +320,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
-    """Load the adapter named by ``--model`` and the other model arguments (default: the shipped shapes-llava model)."""
-    from ..adapters import load_adapter
-    from ..assets import default_model_path
+    """Load the adapter named by ``--model`` and the other model arguments (default: the shipped shapes-llava model).
 
-    model = args.model or str(default_model_path())
+    A ``--model`` path that does not exist, or a hub id that is not cached while the hub is
+    unreachable, fails within seconds (:class:`~mllm_attr.adapters.ModelNotFoundError`, a
+    ``FileNotFoundError``: one error line, exit code 2).
+    """
+    from ..adapters import load_adapter
+    from ..assets import DEFAULT_MODEL_NAME
+
+    model = args.model or DEFAULT_MODEL_NAME
     return load_adapter(
         model,
         family=args.family,

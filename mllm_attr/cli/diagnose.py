@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..analysis.yes_no import SCHEDULES
@@ -89,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"CSR@10%:          {_num(summary['csr_at_10'])}  (over all {summary['csr_denominator']} wrong answers)")
     print(f"generate calls:   {summary['generate_calls']}   forwards {summary['forwards']}")
     print(f"wrote:            {summary['out']}, {summary['summary_path']}")
+    for paths in summary.get("artifacts", []):  # --save-dir: one line per wrong answer (folders end in /)
+        listed = [f"{v}/" if Path(v).is_dir() else str(v) for v in paths.values()]
+        print(f"                  {', '.join(listed)}")
     return 0
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ._common import FAST_PATH_FLAGS, USER_ERRORS, int_at_least
+from ._common import FAST_PATH_FLAGS, USER_ERRORS, int_at_least, warnings_once
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,9 +62,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``mllm-attr evaluate``; the config is read and checked before any model loads."""
     from ..evaluation.runner import run_evaluation
-    from ..evaluation.summary import RECORDS_FILE, write_outputs
+    from ..evaluation.summary import write_outputs
 
     cfg = config_from_args(args)
+    started = time.time()
     if args.threads is not None:
         import torch
 
@@ -72,11 +76,23 @@ def run(args: argparse.Namespace) -> int:
         summary = run_evaluation(cfg, resume=args.resume, overwrite=args.overwrite)
     if summary is not None:
         print(summary["markdown"])
-        print(
-            f"wrote: {cfg.output / RECORDS_FILE}, {cfg.output / 'summary.md'}, {cfg.output / 'summary.json'}, "
-            f"{cfg.output / 'curves.png'}"
-        )
+        print(f"wrote: {', '.join(str(p) for p in written_files(cfg.output, summary, since=started))}")
     return 0
+
+
+def written_files(output: str | os.PathLike, summary: dict[str, Any], *, since: float = 0.0) -> list[Path]:
+    """The files of an evaluation folder written at or after ``since`` (a ``time.time()``), in the
+    order the ``wrote:`` line lists them: ``config.json``, the shard files, ``records.jsonl``,
+    ``summary.md``, ``summary.json``, ``curves.png`` (when there were curves to plot) and
+    ``report.html``."""
+    from ..evaluation.summary import RECORDS_FILE, SHARD_DIR
+
+    out = Path(output)
+    files = [out / "config.json", *sorted((out / SHARD_DIR).glob("*.jsonl"))]
+    files += [out / RECORDS_FILE, out / "summary.md", out / "summary.json"]
+    files += [Path(summary[k]) for k in ("plot", "report") if summary.get(k)]
+    # mtimes have coarse resolution on some file systems: a second of slack.
+    return [p for p in files if p.is_file() and p.stat().st_mtime >= since - 1.0]
 
 
 def add_subcommand(subparsers: Any) -> None:
@@ -99,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return run(args)
+        with warnings_once():
+            return run(args)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"eval/run.py: error: {msg}", file=sys.stderr)

@@ -1,11 +1,14 @@
-"""``mllm-attr explain``: explain generated tokens for one image and prompt."""
+"""``mllm-attr explain``: explain generated tokens for one image and prompt, or, with
+``--requests FILE.jsonl``, every request of a file (:mod:`mllm_attr.evaluation.requests`)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ._common import (
+    ArgumentError,
     add_explainer_args,
     add_model_args,
     check_explainer_args,
@@ -19,7 +22,18 @@ from ._common import (
 
 def add_subcommand(subparsers: Any) -> None:
     """Register ``mllm-attr explain`` on the CLI's subparsers."""
-    p = subparsers.add_parser("explain", help="explain generated tokens for one image and prompt")
+    p = subparsers.add_parser(
+        "explain", help="explain generated tokens for one image and prompt (or, with --requests, many)"
+    )
+    p.add_argument(
+        "--requests",
+        default=None,
+        metavar="FILE.jsonl",
+        help='explain every request of this JSON-lines file, one {"image", "prompt"} object per line (optional '
+        '"target", "answer", "id", "max_new_tokens"), into --out DIR: DIR/<id>/ per request, records.jsonl, '
+        "report.html, run.json; rerunning the same command resumes; exit code 1 if a request failed. Not with "
+        "--image, --prompt, --target*, --answer, --occurrence, --labels, --masks",
+    )
     p.add_argument("--image", default=None, help="image path (default: the shipped example scene)")
     p.add_argument("--prompt", default=None, help='prompt (default: "Describe the image.")')
     tg = p.add_mutually_exclusive_group()
@@ -31,8 +45,12 @@ def add_subcommand(subparsers: Any) -> None:
         help="explain this counterfactual answer (teacher-forced) instead of the generated one; with --target or "
         "--target-index, only those tokens OF THIS ANSWER (e.g. --answer 'a red circle' --target circle)",
     )
-    p.add_argument("--occurrence", type=int_at_least(1), default=1, help="which occurrence of --target (default 1)")
-    p.add_argument("--include-eos", action="store_true", help="with --target all, explain EOS too")
+    p.add_argument("--occurrence", type=int_at_least(1), default=None, help="which occurrence of --target (default 1)")
+    p.add_argument(
+        "--include-eos",
+        action="store_true",
+        help="with --target all (with --requests: a target of all, or none), explain EOS too",
+    )
     sg = p.add_mutually_exclusive_group()
     sg.add_argument(
         "--labels",
@@ -48,7 +66,11 @@ def add_subcommand(subparsers: Any) -> None:
         "the earlier mask, uncovered pixels form one extra last region",
     )
     p.add_argument("--out", default="mllm_attr_out", help="output directory (default: ./mllm_attr_out)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output directory (with --requests: start an earlier bulk run over)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_model_args(p)
@@ -64,7 +86,7 @@ def _target(args: argparse.Namespace) -> Any:
     elif args.target is None or args.target == "all":
         target = AllTokens(include_eos=args.include_eos)
     else:
-        target = Word(args.target, occurrence=args.occurrence)
+        target = Word(args.target, occurrence=args.occurrence or 1)
     if args.answer is not None:
         # The answer is teacher-forced; --target / --target-index select tokens inside it
         # (all of its tokens without them).
@@ -75,6 +97,8 @@ def _target(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mllm-attr explain``; every input is checked before the model is loaded."""
+    if args.requests is not None:
+        return run_requests(args)
     from ..assets import example_image_path
     from ..explanation import check_output_dir
     from ..image import load_image
@@ -94,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     check_explainer_args(args, loaded, labels)  # and on flags that do not fit this image
     adapter = load_model_from_args(args)
     explainer = explainer_from_args(adapter, args, **({"labels": labels} if labels is not None else {}))
-    expl = explainer(loaded.array if not loaded.notes else image, target=target, prompt=prompt)
+    expl = explainer(loaded, target=target, prompt=prompt)  # decoded once: notes kept, warnings once
     if segments_source:
         expl.settings["segments_source"] = segments_source
     expl.save(out, overwrite=args.overwrite)
@@ -117,5 +141,83 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"regions:          {expl.n_regions} (requested {args.n_regions})")
     print(f"forwards:         {s['forwards']} in {s['seconds']:.1f}s")
-    print(f"wrote:            {out / 'explanation.json'}, {out / 'saliency.npy'}, {out / 'heatmap.png'}")
+    print(f"wrote:            {', '.join(str(out / name) for name in _written(out))}")
     return 0
+
+
+def _written(out: Path) -> list[str]:
+    """The files of a saved explanation, from the folder itself (explanation.json first)."""
+    return sorted((p.name for p in out.iterdir() if p.is_file()), key=lambda n: (n != "explanation.json", n))
+
+
+#: Per-request flags of single explain: a requests file sets these for each of its rows.
+_SINGLE_ONLY = (
+    ("image", "--image"),
+    ("prompt", "--prompt"),
+    ("target", "--target"),
+    ("target_index", "--target-index"),
+    ("answer", "--answer"),
+    ("occurrence", "--occurrence"),
+    ("labels", "--labels"),
+    ("masks", "--masks"),
+)
+#: Arguments that do not change a bulk run's results (left out of run.json's "command").
+_NOT_SETTINGS = frozenset(
+    {"func", "command", "requests", "out", "overwrite", "quiet", "verbose", "batch_size", "device_map", "threads"}
+    | {dest for dest, _ in _SINGLE_ONLY}
+)
+
+
+def _command_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS and not callable(v)}
+
+
+def run_requests(args: argparse.Namespace) -> int:
+    """``mllm-attr explain --requests FILE.jsonl --out DIR``: validate the file and the output
+    folder, then load the model and explain every request not yet recorded.
+
+    Returns:
+        0 when every request of the file is recorded "ok", 1 when one is recorded "error"
+        (in this run or an earlier one).
+    """
+    from ..evaluation.requests import check_output, explain_requests, load_requests
+
+    given = [flag for dest, flag in _SINGLE_ONLY if getattr(args, dest, None) is not None]
+    if given:
+        raise ArgumentError(
+            f"--requests cannot be combined with {', '.join(given)}: each request of the file sets its own image, "
+            "prompt, target and answer (see mllm-attr explain --help)"
+        )
+    requests, source = load_requests(args.requests)  # the whole file, before the model loads
+    command = _command_options(args)
+    check_output(args.out, sha256=source["sha256"], command=command, overwrite=args.overwrite)
+    check_explainer_args(args)
+    adapter = load_model_from_args(args)
+    quiet = argparse.Namespace(**{**vars(args), "quiet": True})  # one bar over the requests, none per request
+    records = explain_requests(
+        adapter,
+        args.requests,
+        args.out,
+        explainer=explainer_from_args(adapter, quiet),
+        include_eos=args.include_eos,
+        overwrite=args.overwrite,
+        command=command,
+        show_progress=not args.quiet,
+    )
+    failed = records.failed
+    n_ok = sum(r["status"] == "ok" for r in records)
+    print(f"requests:         {args.requests} ({len(requests)})")
+    print(
+        f"this run:         {records.n_ok} ok, {records.n_error} error, {records.n_skipped} skipped (already recorded)"
+    )
+    print(f"all requests:     {n_ok} ok, {len(failed)} error")
+    for rec in failed[:10]:
+        msg = str(rec.get("error") or "").splitlines()[0] if rec.get("error") else ""
+        msg = msg if len(msg) <= 160 else msg[:157] + "..."
+        print(f"failed:           {rec['id']} (line {rec['line']}): {rec.get('error_type')}: {msg}")
+    if len(failed) > 10:
+        print(f"failed:           ... and {len(failed) - 10} more (see {records.records_path})")
+    wrote = [records.records_path, *([records.report_path] if records.report_path else []), records.run_path]
+    folders = f"{n_ok} request folder{'' if n_ok == 1 else 's'} {records.out_dir}/<id>/"
+    print(f"wrote:            {', '.join(map(str, wrote))}, and {folders}")
+    return 1 if failed else 0

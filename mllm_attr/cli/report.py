@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -11,16 +12,33 @@ def add_subcommand(subparsers: Any) -> None:
     p = subparsers.add_parser("report", help="write a self-contained HTML report from saved explanation directories")
     p.add_argument("explanations", nargs="+", help="directories written by `mllm-attr explain` / Explanation.save")
     p.add_argument("--out", default="report.html", help="HTML file to write (default: ./report.html)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused by default)")
     p.add_argument("--title", default=None, help="page title")
     p.set_defaults(func=run)
 
 
+def check_report_path(out: str, *, overwrite: bool) -> Path:
+    """The ``--out`` path, refused when it is a folder, or an existing file without ``--overwrite``.
+
+    Raises:
+        IsADirectoryError: ``out`` is a folder.
+        FileExistsError: ``out`` exists and ``overwrite`` is False (the file is left as it is).
+    """
+    path = Path(out)
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {out!r} is a directory; expected an .html file path")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"--out {out!r} exists; pass --overwrite to replace it or choose another --out")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``mllm-attr report``."""
+    """Run ``mllm-attr report``; ``--out`` is checked before any explanation is read."""
     from ..explanation import Explanation
     from ..report import write_report
 
+    path = check_report_path(args.out, overwrite=args.overwrite)
     expls = [Explanation.load(d) for d in args.explanations]
-    out = write_report(expls, args.out, title=args.title)
+    out = write_report(expls, path, title=args.title)
     print(f"wrote: {out}")
     return 0

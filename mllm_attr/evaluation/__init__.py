@@ -6,6 +6,8 @@
   resumable (:mod:`mllm_attr.store`), sharded over ``accelerate launch`` processes;
   ``mllm-attr evaluate``.
 * :mod:`.pope`: every question of a POPE-style file diagnosed, resumable; ``mllm-attr diagnose``.
+* :mod:`.requests`: a JSONL file of (image, prompt, target) requests explained one by one,
+  resumable, with one HTML report; ``mllm-attr explain --requests``.
 * :mod:`.summary`: merge shards, metric tables (markdown + JSON), mean curve plots.
 
 Example::
@@ -24,6 +26,8 @@ _EXPORTS = {
     **dict.fromkeys(("collect_records", "merge_records", "read_records", "to_markdown", "write_outputs"), ".summary"),
     "summarize": ".summary",
     **dict.fromkeys(("diagnose_pope", "summary_path_for"), ".pope"),
+    **dict.fromkeys(("ExplainRequest", "RequestRecords", "RequestsError"), ".requests"),
+    **dict.fromkeys(("explain_requests", "load_requests"), ".requests"),
     "summarize_pope": ".pope",
     **dict.fromkeys(("TASKS", "GroundTruth", "Sample", "Selection", "Task", "build_task"), ".tasks"),
 }

@@ -134,7 +134,9 @@ def diagnose_pope(
         summary_path: default ``OUT.summary.json``; computed over every line of ``out``.
 
     Returns:
-        the summary (:func:`summarize_pope`) plus ``"out"`` and ``"summary_path"``.
+        the summary (:func:`summarize_pope`) plus ``"out"`` and ``"summary_path"`` (as written to
+        the summary file) and ``"artifacts"`` (not written there): the paths this call wrote under
+        ``save_dir``, one ``{"wrong": ..., "correct": ..., "edited": ...}`` dict per wrong answer.
     """
     from ..data.pope import load_pope
 
@@ -165,6 +167,7 @@ def diagnose_pope(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="diagnose", unit="question")
+    artifacts: list[dict[str, str]] = []
     with JsonlWriter(out_path) as writer:  # repairs a torn tail left by an interrupted run
         for q in todo:
             img = load_image(q.image_path).array
@@ -184,6 +187,7 @@ def diagnose_pope(
             record = diag.to_json()
             if save_dir is not None and not diag.correct:
                 record["artifacts"] = diag.save(Path(save_dir) / safe_name(q.question_id), overwrite=True)
+                artifacts.append(record["artifacts"])
             writer.append(record)
             if bar is not None:
                 bar.update()
@@ -204,6 +208,7 @@ def diagnose_pope(
         }
     )
     _write_json_atomic(spath, summary)
+    summary["artifacts"] = artifacts
     return summary
 
 

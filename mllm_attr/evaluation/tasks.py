@@ -99,6 +99,10 @@ class GroundTruth:
     height: int
     width: int
 
+    def __repr__(self) -> str:
+        """One line: the name, the instance count and the image size (never the boxes or polygons)."""
+        return f"GroundTruth(name={self.name!r}, instances={len(self.boxes)}, size={self.height}x{self.width})"
+
     @classmethod
     def from_objects(cls, name: str, objects: Sequence[CocoObject]) -> GroundTruth:
         """Union of COCO instances (all of one category, or the one referred object)."""
@@ -164,6 +168,16 @@ class Sample:
     prompt: str
     info: Mapping[str, Any] = field(default_factory=dict, compare=False)
     objects: tuple[GroundTruth, ...] = field(default=(), compare=False)
+
+    def __repr__(self) -> str:
+        """One line: the id, the task, the image file name, the prompt and the ground-truth names."""
+        prompt = " ".join(self.prompt.split())
+        prompt = prompt if len(prompt) <= 50 else prompt[:49] + "…"
+        names = ", ".join(o.name for o in self.objects[:4]) + (", …" if len(self.objects) > 4 else "")
+        return (
+            f"Sample(sample_id={self.sample_id!r}, task={self.task!r}, image={Path(self.image_path).name!r}, "
+            f"prompt={prompt!r}, objects={len(self.objects)} ({names}))"
+        )
 
     def load_image(self) -> np.ndarray:
         """The image as ``uint8[H, W, 3]`` RGB (via :func:`mllm_attr.image.load_image`)."""
@@ -286,6 +300,78 @@ def _check_int(name: str, value: Any, minimum: int, allow_none: bool = True) -> 
     return int(value)
 
 
+#: The keys of a task's ``shapes_data`` option and their defaults (``root`` is required).
+SHAPES_DATA_KEYS: dict[str, Any] = {"root": None, "n_images": 50, "seed": 0, "split": "test"}
+
+
+def _check_shapes_data(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"task key 'shapes_data' must be an object {SHAPES_DATA_KEYS} or null; got {value!r}")
+    unknown = sorted(set(value) - set(SHAPES_DATA_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in task key 'shapes_data'; valid keys: {sorted(SHAPES_DATA_KEYS)}")
+    out = {**SHAPES_DATA_KEYS, **value}
+    if not isinstance(out["root"], str) or not out["root"]:
+        raise ValueError(f"task key 'shapes_data' needs a 'root' folder (a string); got {out['root']!r}")
+    _check_int("shapes_data.n_images", out["n_images"], 1, allow_none=False)
+    _check_int("shapes_data.seed", out["seed"], 0, allow_none=False)
+    if not isinstance(out["split"], str) or not out["split"]:
+        raise ValueError(f"task key 'shapes_data.split' must be a non-empty string; got {out['split']!r}")
+    return out
+
+
+def prepare_shapes_data(root: str | Path, n_images: int = 50, seed: int = 0, split: str = "test") -> Path:
+    """Write the shapes-world benchmark files (:func:`mllm_attr.data.shapes.write_dataset`) into
+    ``root`` unless they are there already; returns ``root``.
+
+    Written into a temporary sibling folder and renamed into place, so an interrupted run never
+    leaves half a dataset that a later run would take as complete. An existing ``root`` without
+    the annotation file is an error (it is not ours to fill).
+    """
+    import shutil
+    import tempfile
+
+    from ..data.shapes import write_dataset
+
+    root = Path(root)
+    marker = root / "annotations" / f"instances_{split}.json"
+    if marker.is_file():
+        return root
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(
+            f"shapes_data: {root} exists but has no {marker.relative_to(root)}; expected an empty or missing folder "
+            "to write the shapes-world data into"
+        )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        logger.info("writing %d shapes-world %s scenes into %s", n_images, split, root)
+        write_dataset(tmp, n_images=int(n_images), seed=int(seed), split=str(split))
+        tmp.chmod(0o777 & ~_umask())
+        if root.exists():
+            root.rmdir()
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not marker.is_file():  # not another process that wrote the same data first
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # --------------------------------------------------------------------------- tasks
 
 
@@ -302,7 +388,7 @@ class Task(abc.ABC):
 
     kind: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
-    _common: ClassVar[dict[str, Any]] = {"limit": None, "ids": None, "max_new_tokens": 64}
+    _common: ClassVar[dict[str, Any]] = {"limit": None, "ids": None, "max_new_tokens": 64, "shapes_data": None}
 
     def __init__(self, **options: Any):
         self.options = _check_options(self.kind, options, {**self._common, **self.defaults})
@@ -311,6 +397,7 @@ class Task(abc.ABC):
         ids = self.options["ids"]
         if ids is not None and (not isinstance(ids, (list, tuple)) or not ids):
             raise ValueError(f"task key 'ids' must be a non-empty list of sample ids or null; got {ids!r}")
+        self.options["shapes_data"] = _check_shapes_data(self.options["shapes_data"])
         self._samples: list[Sample] | None = None
 
     @property
@@ -334,6 +421,8 @@ class Task(abc.ABC):
             UnresolvedIdError: an id in ``ids`` is not in the benchmark.
         """
         if self._samples is None:
+            if self.options["shapes_data"] is not None:
+                prepare_shapes_data(**self.options["shapes_data"])
             loaded = self._load()
             by_id: dict[str, Sample] = {}
             for s in loaded:
