@@ -604,7 +604,7 @@ class AttributionResult:
             raise ValueError(f"{str(d)!r} is not a valid saved {cls._noun}: {type(exc).__name__}: {exc}") from exc
 
 
-@dataclass
+@dataclass(repr=False)  # the base's one-line repr, not one that prints every array
 class Explanation(AttributionResult):
     """What a generated token relied on: an ordering of image regions and its curves.
 
@@ -654,9 +654,6 @@ class Explanation(AttributionResult):
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
     saliency_map: np.ndarray | None = None
-
-    #: the short one-line repr of the base (the dataclass would generate one that prints every array)
-    __repr__ = AttributionResult.__repr__
 
     def _feature_noun(self) -> str:
         return "regions"

@@ -538,7 +538,7 @@ def _deprecated(old: str, new: str) -> None:
     )
 
 
-@dataclass
+@dataclass(repr=False)  # the base's one-line repr, not one that prints every array
 class PromptAttribution(AttributionResult):
     """A joint ordering of image regions and prompt words for generated tokens.
 
@@ -588,9 +588,6 @@ class PromptAttribution(AttributionResult):
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=versions)
-
-    #: the short one-line repr of the base (the dataclass would generate one that prints every array)
-    __repr__ = AttributionResult.__repr__
 
     def __post_init__(self) -> None:
         if isinstance(self.words, (str, bytes)) or not all(isinstance(w, PromptWord) for w in self.words):

@@ -331,9 +331,9 @@ def prepare_shapes_data(root: str | Path, n_images: int = 50, seed: int = 0, spl
     the annotation file is an error (it is not ours to fill).
     """
     import shutil
-    import tempfile
 
     from ..data.shapes import write_dataset
+    from ..store import make_temp_dir
 
     root = Path(root)
     marker = root / "annotations" / f"instances_{split}.json"
@@ -345,11 +345,10 @@ def prepare_shapes_data(root: str | Path, n_images: int = 50, seed: int = 0, spl
             "to write the shapes-world data into"
         )
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    tmp = make_temp_dir(root.parent, f".{root.name}.tmp-")  # the usual permissions, not mkdtemp's 0700
     try:
         logger.info("writing %d shapes-world %s scenes into %s", n_images, split, root)
         write_dataset(tmp, n_images=int(n_images), seed=int(seed), split=str(split))
-        tmp.chmod(0o777 & ~_umask())
         if root.exists():
             root.rmdir()
         try:
@@ -362,14 +361,6 @@ def prepare_shapes_data(root: str | Path, n_images: int = 50, seed: int = 0, spl
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --------------------------------------------------------------------------- tasks
