@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import subprocess
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from mllm_attr.assets import default_model_path, example_image_path
 from mllm_attr.baselines import get_baseline
 from mllm_attr.protocol import score_map
 from mllm_attr.report import write_report
+from mllm_attr.testing.browser import screenshot as browser_screenshot
 
 logger = logging.getLogger("pictures")
 
@@ -53,32 +51,9 @@ DISPLAY = {"llava_cam": "LLaVA-CAM", "tam": "TAM", "igos_pp": "IGOS++", "random"
 
 
 def chromium_screenshot(html: Path, png: Path, *, width: int = 1200, height: int = 1600) -> Path | None:
-    """Screenshot ``html`` with headless Chromium (the flags tests/test_report.py uses); None without Chromium."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        logger.warning("chromium not found: no screenshot of %s (apt-get install -y chromium)", html)
-        return None
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            f"--window-size={width},{height}",
-            f"--screenshot={png}",
-            html.resolve().as_uri(),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
-    if done.returncode != 0 or not png.is_file():
-        raise RuntimeError(f"chromium failed (exit {done.returncode}): {done.stderr[-1500:]}")
-    return png
+    """Screenshot ``html`` with headless Chromium (:func:`mllm_attr.testing.browser.screenshot`, the
+    flags tests/test_report.py uses, scrollbars hidden); None, with a warning, without Chromium."""
+    return browser_screenshot(html.resolve().as_uri(), png, window=(width, height), timeout=180)
 
 
 def make_pictures(out: Path, *, screenshot: bool = True) -> list[Path]:

@@ -89,10 +89,10 @@ def scene_samples(n: int, seed: int):
         yield i, scene, color_question(scene.objects[0].shape)
 
 
-def run_search(adapter, image, gen, positions, labels, name, options, batch_size):
+def run_search(adapter, image, gen, positions, labels, name, options, batch_size, max_forwards=None):
     base = make_fill(image, "black")
     scorer = adapter.scorer(image, gen, positions, fill=base, batch_size=batch_size)
-    obj = Objective(scorer, labels)
+    obj = Objective(scorer, labels, max_forwards=max_forwards)
     t0 = time.perf_counter()
     res = get_search(name)(obj, **options)
     seconds = time.perf_counter() - t0

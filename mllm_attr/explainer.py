@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -190,6 +190,10 @@ class Explainer:
         >>> expl = Explainer(adapter, n_regions=64)(image, prompt="Describe the image.", target="cat")  # doctest: +SKIP
     """
 
+    #: Whether this explainer has features without an image (prompt words): a text-only
+    #: model (``family == "text"``) is refused otherwise.
+    explains_text_models: ClassVar[bool] = False
+
     def __init__(
         self,
         adapter: ModelAdapter,
@@ -215,6 +219,12 @@ class Explainer:
         fill = resolve_fill(fill, baseline, where="Explainer")
         if not isinstance(adapter, ModelAdapter):
             raise TypeError(f"expected a ModelAdapter (see load_adapter); got {type(adapter).__name__}")
+        if getattr(adapter, "family", None) == "text" and not self.explains_text_models:
+            raise ValueError(
+                "this is a text-only model: there is no image to explain; explain its answer over the prompt "
+                "words with mllm_attr.analysis.explain_prompt_tokens(adapter, prompt=..., target=...) or "
+                "PromptTokenExplainer(adapter).explain_text(...)"
+            )
         _check_int("n_regions", n_regions, 2)
         _check_int("batch_size", batch_size, 1, allow_none=True)
         _check_int("max_forwards", max_forwards, 2, allow_none=True)

@@ -6,7 +6,8 @@ each drawn over the greyed image with its top regions outlined (:func:`mllm_attr
 and a colour bar saying what the colours mean, a token picker (the generated tokens; the
 explained ones are buttons that switch the heatmap and curves), insertion/deletion curves as
 inline SVG, the numbers (AUCs, probabilities, forwards, seconds) and the settings and package
-versions.
+versions. Prompt-word attributions and several-images attributions get sections of their own
+(see :func:`write_report`).
 
 :func:`write_benchmark_report` writes one page for a benchmark run: the summary table (in a
 box that scrolls sideways when it is wider than the page; columns of whole numbers, such as
@@ -59,6 +60,7 @@ section.expl, section.bench { border: 1px solid var(--line); border-radius: 10px
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0 0 10px; }
 dl.meta dt { color: var(--muted); } dl.meta dd { margin: 0; white-space: pre-wrap; word-break: break-word; }
 .tokens { display: flex; flex-wrap: wrap; gap: 4px; margin: 8px 0 14px; align-items: center; }
+.tokens.prompt { display: block; line-height: 2.1; } .tokens.prompt .gap { white-space: pre-wrap; }
 .tok { font: 14px/1.2 ui-monospace, "DejaVu Sans Mono", monospace; padding: 4px 7px; border-radius: 6px;
        border: 1px solid var(--line); background: #f6f7f8; color: var(--muted); white-space: pre; }
 button.tok { cursor: pointer; color: var(--fg); background: #fde9dc; border-color: #f3b58c; }
@@ -67,6 +69,7 @@ button.tok[aria-pressed="true"] { outline: 2px solid var(--accent); outline-offs
 button.tok.joint[aria-pressed="true"] { outline-color: var(--accent2); }
 .panels { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 .view { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
+.panels.image-row { margin-bottom: 12px; } .multi-maps { max-width: 680px; }
 [hidden] { display: none !important; }
 figure { margin: 0; min-width: 0; } figcaption { color: var(--muted); font-size: 12.5px; max-width: 340px;
   margin-top: 4px; }
@@ -464,32 +467,333 @@ def _section(expl: Explanation, idx: int) -> str:
     )
 
 
+def _word_chip(text: str, value: float, rank: int, n_features: int) -> str:
+    """A prompt word coloured by its score: the heatmap's colour map, opacity growing with the value."""
+    r, g, b, _ = viz.get_cmap()(float(np.clip(value, 0.0, 1.0)))
+    alpha = 0.85 * float(np.clip(value, 0.0, 1.0))
+    style = f"background:rgba({round(255 * r)},{round(255 * g)},{round(255 * b)},{alpha:.2f})"
+    if alpha > 0.45 and (0.299 * r + 0.587 * g + 0.114 * b) < 0.5:
+        style += ";color:#fff"
+    return (
+        f'<span class="tok" style="{style}" title="score {value:.3f}, rank {rank + 1} of {n_features}">'
+        f"{_e(text)}</span>"
+    )
+
+
+def _prompt_section(attr: Any, idx: int) -> str:
+    """One section for a prompt-word attribution (:class:`~mllm_attr.analysis.PromptAttribution`):
+    the prompt with each word coloured by its score, the region map when there is an image, the
+    curves over the fraction of features, the ranking and the numbers."""
+    gen = attr.generation
+    meta = [
+        ("prompt", gen.prompt),
+        ("answer", gen.text + ("  (counterfactual, teacher-forced)" if gen.counterfactual else "")),
+    ]
+    meta += [("explained", f"{attr.target_text!r} (tokens {', '.join(str(p) for p in attr.positions)})")]
+    meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
+    scores = np.asarray(attr.feature_scores(), dtype=np.float64)
+    n_regions, n_features = attr.n_regions, attr.n_features
+    rank_of = {int(f): r for r, f in enumerate(attr.ordering.tolist())}
+    chips, cursor = [], 0
+    for w, word in enumerate(attr.words):
+        start, end = word.span
+        if start > cursor:
+            chips.append(f'<span class="gap">{_e(gen.prompt[cursor:start])}</span>')
+        f = n_regions + w
+        chips.append(_word_chip(gen.prompt[start:end], float(scores[f]), rank_of[f], n_features))
+        cursor = max(cursor, end)
+    if cursor < len(gen.prompt):
+        chips.append(f'<span class="gap">{_e(gen.prompt[cursor:])}</span>')
+    words_html = (
+        '<div class="tokens prompt" role="group" aria-label="prompt words">' + "".join(chips) + "</div>"
+        f'<div class="bar" style="background:{_gradient(None)}"></div>'
+        '<div class="barlabels"><span>0: no gain</span><span>1: as much as the top feature</span></div>'
+        '<p class="muted">Each prompt word\'s marginal gain of the objective (insight + necessity) when the '
+        "search added it, relative to the top feature's; hover a word for its score and rank.</p>"
+    )
+    xlabel = "fraction of features inserted / deleted"
+    xi, yi = attr.feature_insertion_curve()
+    xd, yd = attr.feature_deletion_curve()
+    curves = _svg_curves(
+        [
+            (f"insertion (AUC {attr.feature_insertion_auc():.3f})", xi, yi, viz.INSERTION_COLOR, False),
+            (f"deletion (AUC {attr.feature_deletion_auc():.3f})", xd, yd, viz.DELETION_COLOR, True),
+        ],
+        xlabel=xlabel,
+        title="mean over explained tokens",
+    )
+    figures = []
+    if not attr.text_only:
+        labels = np.asarray(attr.labels)
+        region = np.clip(scores[:n_regions], 0.0, None)
+        region_map = region[labels] / max(float(scores.max()), 1e-12)
+        h, w = attr.image.shape[:2]
+        figures.append(
+            f"<figure>{_img(attr.image, 'input image')}<figcaption>input image, {w}×{h} px</figcaption></figure>"
+        )
+        figures.append(
+            f"<figure>{_img(viz.map_image(attr.image, region_map), 'region map')}<figcaption>the image regions' "
+            "scores on the same scale as the words'</figcaption></figure>"
+        )
+    figures.append(f"<figure>{curves}</figure>")
+    panels = f'<div class="panels">{"".join(figures)}</div>'
+    rank_rows = [[r["rank"] + 1, r["kind"], r["name"], r["score"]] for r in attr.ranking()[:15]]
+    ranking = _table(["rank", "kind", "feature", "score"], rank_rows)
+    header = ["token", "position", "p(full)", "p(blank)", "insertion AUC ↑", "deletion AUC ↓"]
+    rows = [
+        [
+            "mean (joint)",
+            "",
+            float(attr.p_full.mean()),
+            float(attr.p_blank.mean()),
+            attr.feature_insertion_auc(),
+            attr.feature_deletion_auc(),
+        ]
+    ]
+    for j, pos in enumerate(attr.positions):
+        rows.append(
+            [
+                _display_token(gen.tokens[pos]),
+                pos,
+                float(attr.p_full[j]),
+                float(attr.p_blank[j]),
+                attr.feature_insertion_auc(j),
+                attr.feature_deletion_auc(j),
+            ]
+        )
+    run = {
+        "prompt words": attr.n_words,
+        "image regions": n_regions,
+        "forwards (inputs scored)": int(attr.forwards),
+        "seconds": round(float(attr.seconds), 3),
+        "search": attr.settings.get("search", "–"),
+    }
+    settings = (
+        f"<details><summary>Settings</summary>{_kv_table(attr.settings)}</details>"
+        f"<details><summary>Versions</summary>{_kv_table(attr.versions)}</details>"
+    )
+    kind = "text-only prompt-word attribution" if attr.text_only else "prompt words and image regions"
+    return (
+        f'<section class="expl" id="e{idx}">'
+        f'<h2>{idx + 1}. “{_e(attr.target_text)}” <span class="muted">({kind})</span></h2>'
+        f'<dl class="meta">{meta_html}</dl>{words_html}{panels}'
+        f"<h3>Ranking (top {len(rank_rows)} of {n_features})</h3>{ranking}"
+        f"<h3>Numbers</h3>{_table(header, rows)}{_kv_table(run)}{settings}</section>"
+    )
+
+
+def _multi_image_section(attr: Any, idx: int) -> str:
+    """One section for several images in one prompt
+    (:class:`~mllm_attr.analysis.multi_image.MultiImageAttribution`): each input image and its
+    map (all maps on ONE scale, the top regions of the joint ordering outlined in whichever image
+    they lie) with its share of the attribution, the curves over the fraction of the total image
+    area, the per-image share table and the numbers."""
+    gen = attr.generation
+    meta = [("prompt", gen.prompt)]
+    if gen.counterfactual:
+        meta += [
+            ("generated", gen.generated_text or ""),
+            ("explained answer", f"{gen.text}  (counterfactual, teacher-forced)"),
+        ]
+    else:
+        meta += [("answer", gen.text)]
+    meta += [
+        ("explained", f"{attr.target_text!r} (tokens {', '.join(str(p) for p in attr.positions)})"),
+        ("images", f"{attr.n_images} in one prompt, regions {' + '.join(map(str, attr.n_regions_per_image))}"),
+    ]
+    meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
+
+    n = attr.n_regions
+    shares = attr.image_shares()
+    maps = attr.saliencies()  # one scale: a region's gain relative to the top region of ALL images
+    top = viz.top_regions(attr)
+    ring = f'<span class="ring" style="border-color:{viz.OUTLINE_COLOR}"></span>'
+    figures = []
+
+    def outlined_text(k: int) -> str:
+        return "none of its regions outlined" if k == 0 else f"{k} region{'s' if k != 1 else ''} outlined"
+
+    for i, (im, labels, values, share) in enumerate(zip(attr.images, attr.label_maps, maps, shares)):
+        h, w = im.shape[:2]
+        outline = np.isin(labels, top)
+        mine = int(np.isin(top, labels).sum())
+        picture = viz.map_image(im, values, outline=outline)
+        figures.append(
+            f'<div class="panels image-row"><figure>{_img(im, f"input image {i + 1}")}'
+            f"<figcaption>input image {i + 1}, {w}×{h} px</figcaption></figure>"
+            f"<figure>{_img(picture, f'map of image {i + 1}')}"
+            f"<figcaption><b>image {i + 1}</b>: {share['score_share']:.1%} of the map, "
+            f"{share['gain_share']:.1%} of the objective's gains, {share['top_k_share']:.0%} of the "
+            f"top {share['top_k']} regions; best rank {share['best_rank']} (0 = first of the ordering); "
+            f"{share['n_regions']} regions, {share['area']:.0%} of the total image area; "
+            f"{outlined_text(mine)}.</figcaption></figure></div>"
+        )
+    if len(top):
+        area = float(np.isin(np.asarray(attr.labels), top).mean())
+        outlined = (
+            f"{ring}outlined: the top {len(top)} of {n} regions of the joint ordering ({area:.0%} of the total "
+            "image area), in whichever image they lie"
+        )
+        if np.array_equal(np.asarray(attr.ordering)[: len(top)], top):
+            _, y = attr.insertion_curve()
+            outlined += f"; shown alone: p = {float(y[len(top)]):.2f} (all images: {float(attr.p_full.mean()):.2f})"
+    else:
+        outlined = "no outline: no region raises the score above the empty images"
+    bar = (
+        f'<div class="bar" style="background:{_gradient(None)}"></div>'
+        '<div class="barlabels"><span>0: no gain</span><span>1: as much as the top region of all images</span></div>'
+        f'<div class="barname">{_e(viz.map_label(attr).replace(chr(10), " "))}</div>'
+        f'<p class="muted">Each map is drawn over its greyed image, all on ONE scale: a region\'s marginal gain of '
+        "the objective (insight + necessity) when the search added it, relative to the top region of all images; "
+        f"the regions of every image are ranked in one ordering. {outlined}.</p>"
+    )
+    xi, yi = attr.insertion_curve()
+    xd, yd = attr.deletion_curve()
+    curves = _svg_curves(
+        [
+            (f"insertion (AUC {attr.insertion_auc():.3f})", xi, yi, viz.INSERTION_COLOR, False),
+            (f"deletion (AUC {attr.deletion_auc():.3f})", xd, yd, viz.DELETION_COLOR, True),
+        ],
+        xlabel="fraction of the total image area (all images)",
+        title="mean over explained tokens",
+    )
+    panels = f'<div class="panels"><div class="multi-maps">{"".join(figures)}{bar}</div><figure>{curves}</figure></div>'
+
+    share_header = ["image", "size", "regions", "area", "score_share", "gain_share", "top_k_share", "best_rank"]
+    share_rows = [
+        [
+            f"image {s['image'] + 1}",
+            f"{im.shape[1]}×{im.shape[0]}",
+            s["n_regions"],
+            s["area"],
+            s["score_share"],
+            s["gain_share"],
+            f"{s['top_k_share']:.3f} (top {s['top_k']})",
+            s["best_rank"],
+        ]
+        for s, im in zip(shares, attr.images)
+    ]
+    share_table = (
+        _table(share_header, share_rows) + "<p class=\"muted\">score_share: the image's part of the map's mass; "
+        "gain_share: its part of the positive objective gains; top_k_share: its part of the first regions of the "
+        "ordering; best_rank: the rank of its highest region (0 = first); area: its share of all pixels (what a "
+        "share would be with no preference).</p>"
+    )
+
+    header = [
+        "token",
+        "position",
+        "p(full)",
+        "p(blank)",
+        "p(full) − p(blank)",
+        "insertion AUC ↑",
+        "deletion AUC ↓",
+        "highest confidence",
+    ]
+    rows = [
+        [
+            "mean (joint)",
+            "",
+            float(attr.p_full.mean()),
+            float(attr.p_blank.mean()),
+            float(attr.p_full.mean() - attr.p_blank.mean()),
+            attr.insertion_auc(),
+            attr.deletion_auc(),
+            attr.highest_confidence(),
+        ]
+    ]
+    for j, pos in enumerate(attr.positions):
+        rows.append(
+            [
+                _display_token(gen.tokens[pos]),
+                pos,
+                float(attr.p_full[j]),
+                float(attr.p_blank[j]),
+                float(attr.p_full[j] - attr.p_blank[j]),
+                attr.insertion_auc(j),
+                attr.deletion_auc(j),
+                attr.highest_confidence(j),
+            ]
+        )
+    multi = attr.settings.get("multi_image", {}) if isinstance(attr.settings, Mapping) else {}
+    run = {
+        "images": attr.n_images,
+        "regions": f"{n} ({' + '.join(map(str, attr.n_regions_per_image))})",
+        "forwards (candidates scored)": int(attr.forwards),
+        "forward calls (batches)": attr.settings.get("forward_calls", "–"),
+        "seconds": round(float(attr.seconds), 3),
+        "search": attr.settings.get("search", "–"),
+        "method": attr.settings.get("method", "–"),
+        "scoring path": multi.get("scoring_path", "–"),
+    }
+    settings = (
+        f"<details><summary>Settings</summary>{_kv_table(attr.settings)}</details>"
+        f"<details><summary>Versions</summary>{_kv_table(attr.versions)}</details>"
+    )
+    return (
+        f'<section class="expl multi" id="e{idx}">'
+        f"<h2>{idx + 1}. “{_e(attr.target_text)}”{' (counterfactual)' if gen.counterfactual else ''} "
+        f'<span class="muted">({attr.n_images} images in one prompt)</span></h2>'
+        f'<dl class="meta">{meta_html}</dl>{panels}'
+        f"<h3>Shares per image</h3>{share_table}"
+        f"<h3>Numbers</h3>{_table(header, rows)}{_kv_table(run)}{settings}</section>"
+    )
+
+
 def write_report(
     expl_or_list: Explanation | Sequence[Explanation], path: str | os.PathLike, *, title: str | None = None
 ) -> Path:
     """Write ONE self-contained HTML page for an explanation (or several, one section each).
 
+    A :class:`~mllm_attr.analysis.PromptAttribution` (prompt words, with or without an image:
+    text-only models) gets a section of its own: the prompt with each word coloured by its
+    score, the region map when there is an image, the curves over the fraction of features,
+    the ranking and the numbers.
+
+    So does a :class:`~mllm_attr.analysis.multi_image.MultiImageAttribution` (several images in
+    one prompt): each input image and its map (all maps on one scale, the top regions of the
+    joint ordering outlined in whichever image they lie) with that image's shares of the
+    attribution, the curves over the fraction of the total image area, a table of the per-image
+    shares and the numbers.
+
     Args:
-        expl_or_list: an :class:`~mllm_attr.Explanation` or a non-empty sequence of them.
+        expl_or_list: an :class:`~mllm_attr.Explanation`, a ``PromptAttribution``, a
+            ``MultiImageAttribution``, or a non-empty sequence of them (mixed kinds are fine).
         path: the ``.html`` file to write (replaced atomically; parent folders are created).
         title: page title (default: the explained words).
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     Raises:
-        TypeError: something other than Explanations.
+        TypeError: something other than these results.
         ValueError: an empty list.
         IsADirectoryError: ``path`` is a folder.
     """
-    from .explanation import Explanation
+    from .explanation import AttributionResult, Explanation
 
-    items = [expl_or_list] if isinstance(expl_or_list, Explanation) else expl_or_list
+    def reportable(e: Any) -> bool:
+        return isinstance(e, Explanation) or (
+            isinstance(e, AttributionResult) and (hasattr(e, "words") or hasattr(e, "image_shares"))
+        )
+
+    def section(e: Any, i: int) -> str:
+        if isinstance(e, Explanation):
+            return _section(e, i)
+        return _multi_image_section(e, i) if hasattr(e, "image_shares") else _prompt_section(e, i)
+
+    items = [expl_or_list] if isinstance(expl_or_list, AttributionResult) else expl_or_list
     if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-        raise TypeError(f"expected an Explanation or a list of them; got {type(expl_or_list).__name__}")
+        raise TypeError(
+            "expected an Explanation or a PromptAttribution or a MultiImageAttribution, or a list of them; "
+            f"got {type(expl_or_list).__name__}"
+        )
     if not items:
         raise ValueError("expected at least one Explanation; got an empty list")
     for i, e in enumerate(items):
-        if not isinstance(e, Explanation):
-            raise TypeError(f"item {i} is a {type(e).__name__}; expected an Explanation")
+        if not reportable(e):
+            raise TypeError(
+                f"item {i} is a {type(e).__name__}; expected an Explanation or a PromptAttribution or a "
+                "MultiImageAttribution"
+            )
     if title is None:
         title = f"Explanation: {items[0].target_text}" if len(items) == 1 else f"{len(items)} explanations"
     nav = ""
@@ -499,7 +803,7 @@ def write_report(
             + "".join(f'<a href="#e{i}:joint">{i + 1}. {_e(e.target_text)}</a>' for i, e in enumerate(items))
             + "</nav>"
         )
-    body = nav + "".join(_section(e, i) for i, e in enumerate(items))
+    body = nav + "".join(section(e, i) for i, e in enumerate(items))
     subtitle = (
         "Click a highlighted token to see its own map and curves; the joint map ranks regions for all explained tokens."
     )

@@ -1305,3 +1305,68 @@ __all__ = [
     "top_region_mask",
     "top_regions",
 ]
+
+
+def plot_multi_image(
+    attr: ExplanationLike,
+    *,
+    token: int | None = None,
+    rule: str = "evidence",
+    outline: bool = True,
+    alpha: float | None = None,
+    cmap: str | Colormap | None = None,
+    colorbar: bool = True,
+) -> Figure:
+    """One map per image of a several-images attribution
+    (:class:`~mllm_attr.analysis.multi_image.MultiImageAttribution`), side by side, with the look
+    of :func:`plot_heatmap`: each image greyed under :data:`HEATMAP_CMAP`, all maps on ONE scale
+    (a region's gain relative to the top region of all images), the :func:`top_regions` of the
+    joint ordering outlined in whichever image they lie, each image titled with its share of the
+    attribution (``image_shares``: score share and top-k share), the explained words, the
+    question, the answer and the AUCs above, and one colour bar (:func:`map_label`).
+
+    Returns:
+        the figure.
+    """
+    images = attr.images
+    maps = attr.saliencies(rule=rule, token=token)
+    shares = attr.image_shares(rule=rule, token=token)
+    mask = np.isin(np.asarray(attr.labels), top_regions(attr, token)) if outline else None
+    masks = (
+        [
+            mask.reshape(-1)[s : s + h * w].reshape(h, w)
+            for s, (h, w) in zip(_starts(attr.image_shapes), attr.image_shapes)
+        ]
+        if mask is not None
+        else [None] * len(images)
+    )
+    n = len(images)
+    with _style():
+        fig = _new_figure(min(3.2 * n + 0.8, 16.0), 4.2)
+        axes = fig.subplots(1, n, squeeze=False)[0]
+        for i, (ax, im, values, m, share) in enumerate(zip(axes, images, maps, masks, shares)):
+            ax.imshow(overlay(im, values, alpha, cmap), interpolation="nearest")
+            if m is not None:
+                _outline(ax, m)
+            ax.set_title(
+                f"image {i + 1}: {share['score_share']:.0%} of the map\n"
+                f"top {share['top_k']}: {share['top_k_share']:.0%} · best rank {share['best_rank']}",
+                fontsize=8,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+        if colorbar:
+            _bar(fig, list(axes), map_label(attr, rule=rule, token=token), cmap=cmap, alpha=alpha)
+        fig.suptitle(heatmap_title(attr, token, width=max(52, 30 * n)), fontsize=8.5)
+    return fig
+
+
+def _starts(shapes: Sequence[tuple[int, int]]) -> list[int]:
+    """Offsets of each image's pixels in a strip of images (row-major, in order)."""
+    out, start = [], 0
+    for h, w in shapes:
+        out.append(start)
+        start += int(h) * int(w)
+    return out

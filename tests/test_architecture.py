@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "mllm_attr.evaluation": 5,
     "mllm_attr.evaluation.requests": 5,  # bulk explain: Explainer + report
     "mllm_attr.report": 5,
+    "mllm_attr.app": 5,  # the interactive explorer: Explainer + analyses + plots in a Gradio page
     # 6: the command line
     "mllm_attr.cli": 6,
     # the root package only re-exports (lazily); nothing inside imports it

@@ -31,6 +31,10 @@ def test_tiny_run_writes_per_sample_ratios_and_the_budget_curve(tmp_path):
             assert s["deletion_ratio_max"] >= s["deletion_ratio_median"]
     for sample in result["samples"]:
         assert sample["runs"]["greedy"]["forwards"] > 0
+        n = sample["n_regions"]
+        # the budgeted greedy keeps to its cap, and the cap is below exact greedy's cost
+        cut = sample["runs"]["greedy(budget=40%)"]["forwards"]
+        assert cut <= int(0.4 * n * (n + 1)) < sample["runs"]["greedy"]["forwards"]
     assert fig.stat().st_size > 10_000
 
 

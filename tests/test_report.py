@@ -7,7 +7,6 @@ import base64
 import html
 import io
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from PIL import Image
 from mllm_attr import Explainer, Explanation
 from mllm_attr.cli.report import add_subcommand
 from mllm_attr.report import write_benchmark_report, write_report
+from mllm_attr.testing.browser import INSTALL_HINT as CHROMIUM_MISSING
+from mllm_attr.testing.browser import find_chromium, run_chromium
 from mllm_attr.testing.fake import make_fake_adapter
 
 EVIL = '<script>alert("x")</script>&'
@@ -133,29 +134,14 @@ def test_report_subcommand(expl: Explanation, tmp_path: Path) -> None:
 
 
 def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    exe = find_chromium()
     if exe is None:
-        pytest.skip("Chromium is not installed (apt-get install -y chromium); the browser check needs it")
+        pytest.skip(f"{CHROMIUM_MISSING}; the browser check needs it")
     return exe
 
 
 def _run_chromium(exe: str, tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [
-        exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1200,900",
-        *extra,
-        url,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    return run_chromium(exe, url, *extra, profile=tmp_path / "chromium-profile", window=(1200, 900), timeout=120)
 
 
 def _assert_rendered_png(path: Path) -> None:

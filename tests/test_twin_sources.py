@@ -25,6 +25,9 @@ PROMPT = "Describe the image."
 
 #: SHA-256 and byte count of each template's source text.
 TEMPLATE_PINS = {
+    # Qwen/Qwen2-VL-2B-Instruct processor_config / tokenizer_config chat_template, as a mirror of the hub
+    # metadata shows it (ai-nexus-293.pages.dev/model/qwen/qwen2-vl-2b-instruct).
+    "QWEN2_VL_TEMPLATE": ("a0bc6f6fc7a29a80017a433e8f03a1cc1236e838a944a2d034295a60c4f2fddb", 1017),
     # Qwen/Qwen3-VL-8B-Instruct(-GGUF) tokenizer.chat_template, as pinned by a third-party test.
     "QWEN3_VL_TEMPLATE": ("3636d0f0bd6bef02654cdffdc447b79cb2cef8ab02cc75267345946291a489e4", 5292),
     # transformers' convert_internvl_weights_to_hf.py chat_template.
@@ -68,11 +71,12 @@ def test_template_is_its_source_text(name):
     assert hashlib.sha256(text).hexdigest() == digest
 
 
-@pytest.mark.parametrize("family", ["qwen3_vl", "internvl", "idefics3", "smolvlm", "gemma3"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl", "internvl", "idefics3", "smolvlm", "gemma3"])
 def test_saved_twin_has_the_template(family):
     """The saved twin's processor and tokenizer carry the template text unchanged."""
     adapter = _adapter(family)
     name = {
+        "qwen2_vl": "QWEN2_VL_TEMPLATE",
         "qwen3_vl": "QWEN3_VL_TEMPLATE",
         "internvl": "INTERNVL_TEMPLATE",
         "idefics3": "IDEFICS3_TEMPLATE",
@@ -121,6 +125,44 @@ def test_gemma3_generation_config_is_the_checkpoints():
     assert saved["cache_implementation"] == "hybrid"
     assert (saved["do_sample"], saved["top_k"], saved["top_p"]) == (True, 64, 0.95)
     assert adapter.model.generation_config.cache_implementation == "hybrid"
+
+
+#: LLaMA / Llama-2 encodings published by belladoreai/llama-tokenizer-js (``llama-tokenizer.js``,
+#: ``runTests``, commit 4735fb73), made with the real tokenizer: <s> = 1 first. (Its texts that start
+#: with a space are left out: transformers 5's LlamaTokenizer drops that space, for the hub files too.)
+LLAMA_PUBLISHED = [
+    ("grabbed", [1, 2646, 1327, 287]),
+    ("\n", [1, 29871, 13]),
+    ("\ttabs\t\t\t\tout here", [1, 29871, 12, 21175, 12, 12, 12, 12, 449, 1244]),
+    ("ax\n####\nboo", [1, 4853, 13, 4136, 13, 833, 29877]),
+    ("\u9547", [1, 29871, 30411]),
+    ("\U0001f999", [1, 29871, 243, 162, 169, 156]),
+    ("\U0001f999\ua64a", [1, 29871, 243, 162, 169, 156, 237, 156, 141]),
+    ("\ua64a\U0001f999", [1, 29871, 237, 156, 141, 243, 162, 169, 156]),
+    ("Hello this is a test", [1, 15043, 445, 338, 263, 1243]),
+]
+
+
+def test_llava_tokenizer_is_llama2s():
+    """The LLaVA-1.5 twin's tokenizer is the real Llama-2 one: published ids, the hub's merges."""
+    tok = _adapter("llava").tokenizer
+    for text, ids in LLAMA_PUBLISHED:
+        assert tok(text)["input_ids"] == ids, text
+        assert tok.decode(ids, skip_special_tokens=True) == text
+    assert len(tok) == 32002
+    assert tok.convert_tokens_to_ids(["<unk>", "<s>", "</s>", "<0x0A>", "<image>", "<pad>"]) == [
+        0,
+        1,
+        2,
+        13,
+        32000,
+        32001,
+    ]
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    assert len(merges) == 61249
+    first, last = (m if isinstance(m, str) else " ".join(m) for m in (merges[0], merges[-1]))
+    assert first == "\u2581 t"  # the first merge of the hub file; the runs of "\u2581" come last
+    assert set(last.replace(" ", "")) == {"\u2581"}
 
 
 def test_idefics3_tokenizer_adds_bos_like_the_real_one():

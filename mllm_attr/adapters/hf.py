@@ -10,6 +10,7 @@ target positions (``logits_to_keep``), never over the whole sequence.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..image import ImageLike, load_image
+from ..image import ImageLike, image_sha256, load_image
 from ..mask import compose, make_fill
 from ..targets import token_spans
 from ..types import Generation
@@ -78,6 +79,11 @@ class HFScorer(Scorer):
         fast_path: bool | str = "auto",
     ):
         super().__init__(image, fill, positions, batch_size)
+        self._check_request(adapter, generation, fast_path)
+        self._set_text(adapter.prompt_inputs(as_pil(image), generation.prompt), generation)
+
+    def _check_request(self, adapter: HFAdapter, generation: Generation, fast_path: bool | str) -> None:
+        """Check ``fast_path`` and the target positions against ``generation``; set the fast-path state."""
         if fast_path not in (True, False, "auto"):
             raise ValueError(f"fast_path must be True, False or 'auto'; got {fast_path!r}")
         self.fast_path_requested = fast_path
@@ -89,7 +95,10 @@ class HFScorer(Scorer):
         if min(self.positions) < 0 or max(self.positions) >= n:
             raise ValueError(f"target positions {self.positions} out of range for {n} generated tokens")
         self.adapter = adapter
-        prompt_inputs = adapter.prompt_inputs(as_pil(image), generation.prompt)
+
+    def _set_text(self, prompt_inputs: dict[str, torch.Tensor], generation: Generation) -> None:
+        """The text tensors (prompt + teacher-forced answer up to the last target), the target ids
+        and the kept-logit positions, from the processor's output for the prompt."""
         self.image_keys = tuple(k for k in prompt_inputs if k not in TEXT_KEYS)
         gen_ids = torch.tensor(generation.token_ids, dtype=torch.long)
         max_pos = max(self.positions)
@@ -97,7 +106,7 @@ class HFScorer(Scorer):
         #: tokens of the chat-formatted prompt (image tokens expanded) at the start of ``text``.
         self.prompt_length = prompt_len
         # Inputs: prompt + generated tokens before the last target; nothing after it is needed.
-        self.text = adapter.extend_text_inputs(
+        self.text = self.adapter.extend_text_inputs(
             {k: prompt_inputs[k] for k in TEXT_KEYS if k in prompt_inputs}, gen_ids[:max_pos]
         )
         self.target_ids = gen_ids[list(self.positions)]
@@ -634,6 +643,53 @@ def _is_neutral(key: str, value: Any) -> bool:
     return any(value == v for v in _NEUTRAL_EQUIVALENTS.get(key, ()))
 
 
+def load_weights(
+    model_class: str,
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: str | torch.dtype | None = "auto",
+    device_map: str | dict | None = None,
+    load_in_4bit: bool = False,
+    load_in_8bit: bool = False,
+    trust_remote_code: bool = False,
+    **model_kwargs: Any,
+) -> Any:
+    """``transformers.<model_class>.from_pretrained`` with the package's loading rules: the dtype
+    parsed, bitsandbytes 4/8-bit, ``device_map`` (accelerate), and weights from safetensors only
+    unless ``use_safetensors=False`` (a pickle-based ``pytorch_model.bin`` can run code).
+
+    Raises:
+        ValueError: both 4- and 8-bit asked for, or no safetensors weights in the checkpoint.
+    """
+    import transformers
+
+    if load_in_4bit and load_in_8bit:
+        raise ValueError("choose at most one of load_in_4bit and load_in_8bit")
+    kwargs: dict[str, Any] = dict(model_kwargs)
+    torch_dtype = parse_dtype(dtype)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if load_in_4bit or load_in_8bit:
+        compute = torch_dtype if isinstance(torch_dtype, torch.dtype) else torch.float32
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, bnb_4bit_compute_dtype=compute
+        )
+    kwargs.setdefault("use_safetensors", True)
+    model_cls = getattr(transformers, model_class)
+    try:
+        return model_cls.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
+    except OSError as exc:
+        if kwargs["use_safetensors"] and "safetensors" in str(exc).lower():
+            raise ValueError(
+                f"no safetensors weights found for {str(name_or_path)!r}; mllm_attr loads model weights only "
+                "from *.safetensors files (pickle-based .bin/.pt checkpoints can run code when loaded). "
+                "Convert the checkpoint to safetensors, or pass use_safetensors=False if you trust it"
+            ) from exc
+        raise
+
+
 class HFAdapter(ModelAdapter):
     """Generic adapter for a transformers image-text-to-text model with a chat template.
 
@@ -677,36 +733,18 @@ class HFAdapter(ModelAdapter):
         ``load_in_4bit``/``load_in_8bit`` use bitsandbytes; ``device_map="auto"`` uses accelerate.
         ``trust_remote_code`` stays off unless you turn it on.
         """
-        import transformers
-
         from ._processors import load_processor
 
-        if load_in_4bit and load_in_8bit:
-            raise ValueError("choose at most one of load_in_4bit and load_in_8bit")
-        kwargs: dict[str, Any] = dict(model_kwargs)
-        torch_dtype = parse_dtype(dtype)
-        if torch_dtype is not None:
-            kwargs["dtype"] = torch_dtype
-        if device_map is not None:
-            kwargs["device_map"] = device_map
-        if load_in_4bit or load_in_8bit:
-            compute = torch_dtype if isinstance(torch_dtype, torch.dtype) else torch.float32
-            kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-                load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, bnb_4bit_compute_dtype=compute
-            )
-        # Weights are read from safetensors only: a pickle-based pytorch_model.bin can run code.
-        kwargs.setdefault("use_safetensors", True)
-        model_cls = getattr(transformers, cls.model_class)
-        try:
-            model = model_cls.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **kwargs)
-        except OSError as exc:
-            if kwargs["use_safetensors"] and "safetensors" in str(exc).lower():
-                raise ValueError(
-                    f"no safetensors weights found for {str(name_or_path)!r}; mllm_attr loads model weights only "
-                    "from *.safetensors files (pickle-based .bin/.pt checkpoints can run code when loaded). "
-                    "Convert the checkpoint to safetensors, or pass use_safetensors=False if you trust it"
-                ) from exc
-            raise
+        model = load_weights(
+            cls.model_class,
+            name_or_path,
+            dtype=dtype,
+            device_map=device_map,
+            load_in_4bit=load_in_4bit,
+            load_in_8bit=load_in_8bit,
+            trust_remote_code=trust_remote_code,
+            **model_kwargs,
+        )
         processor = load_processor(name_or_path, trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
         return cls(model, processor, name=str(name_or_path))
 
@@ -777,11 +815,79 @@ class HFAdapter(ModelAdapter):
         ``add_special_tokens=False``, the rule of transformers' own
         ``apply_chat_template(tokenize=True)``: one BOS, never two.
         """
+        if is_image_list(image):
+            return self.multi_image_prompt_inputs(image, prompt)
         text = self.chat_text(prompt)
         extra = {"add_special_tokens": False} if self._starts_with_bos(text) else {}
         out = dict(self.processor(images=[image], text=[text], return_tensors="pt", **extra))
         out.pop("labels", None)
         return out
+
+    # -- several images in one prompt ----------------------------------------------------------
+    def supports_multi_image(self) -> bool:
+        """Whether this family takes several images in one prompt (:data:`MULTI_IMAGE_FAMILIES`;
+        the generic ``"auto"`` adapter is tried)."""
+        return self.family in MULTI_IMAGE_FAMILIES or self.family == "auto"
+
+    def check_multi_image(self, n_images: int) -> None:
+        """Refuse a prompt of ``n_images`` images that this family cannot take.
+
+        Raises:
+            ValueError: no image, or several for a family outside :data:`MULTI_IMAGE_FAMILIES`
+                (the message names the family and lists those that can).
+        """
+        if n_images < 1:
+            raise ValueError("expected at least one image; got an empty list")
+        if n_images > 1 and not self.supports_multi_image():
+            raise ValueError(
+                f"model family {self.family!r} ({type(self).__name__}) is not supported with several images in one "
+                f"prompt; families that are: {', '.join(sorted(MULTI_IMAGE_FAMILIES))}"
+            )
+
+    def multi_image_messages(self, prompt: str, n_images: int) -> list[dict[str, Any]]:
+        """The chat messages of one user turn with ``n_images`` image placeholders, in order, then ``prompt``."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+        return [{"role": "user", "content": [*content, {"type": "text", "text": prompt}]}]
+
+    def multi_image_chat_text(self, prompt: str, n_images: int) -> str:
+        """The prompt string for ``n_images`` images (one image: exactly :meth:`chat_text`)."""
+        if n_images == 1:
+            return self.chat_text(prompt)
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if not template:
+            raise ValueError(
+                f"model {self.name!r} has no chat template: there is no way to place {n_images} images in its prompt"
+            )
+        messages = self.multi_image_messages(prompt, n_images)
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def multi_image_prompt_inputs(self, images: Sequence[Any], prompt: str) -> dict[str, torch.Tensor]:
+        """Processor output for several images (in order, one image entry each in the chat template)
+        and the prompt: the processor gets the list (see :meth:`prompt_inputs` for the BOS rule)."""
+        images = list(images)
+        self.check_multi_image(len(images))
+        text = self.multi_image_chat_text(prompt, len(images))
+        extra = {"add_special_tokens": False} if self._starts_with_bos(text) else {}
+        out = dict(self.processor(images=[as_pil(im) for im in images], text=[text], return_tensors="pt", **extra))
+        out.pop("labels", None)
+        return out
+
+    def multi_image_scorer(
+        self,
+        images: Sequence[np.ndarray],
+        generation: Generation,
+        positions: Sequence[int],
+        *,
+        fills: Sequence[np.ndarray] | None = None,
+        batch_size: int | None = None,
+        fast_path: bool | str = "auto",
+    ) -> HFMultiImageScorer:
+        """Per-explanation scorer of several images in one prompt (:class:`HFMultiImageScorer`);
+        ``fills`` default to black, ``fast_path`` as for :meth:`scorer`."""
+        arrays = [np.asarray(im) for im in images]
+        base = [make_fill(im) for im in arrays] if fills is None else [np.asarray(f) for f in fills]
+        bs = batch_size or self.default_batch_size()
+        return HFMultiImageScorer(self, arrays, base, generation, positions, bs, fast_path)
 
     def _starts_with_bos(self, text: str) -> bool:
         bos = getattr(self.tokenizer, "bos_token", None)
@@ -886,21 +992,10 @@ class HFAdapter(ModelAdapter):
                 setattr(config, key, value)
         return config
 
-    @torch.inference_mode()
-    def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any) -> Generation:
-        """Greedy decoding; per-token probabilities come from the raw logits of each step.
-
-        Whatever the checkpoint's ``generation_config`` says (sampling, temperature, top-k/p,
-        repetition penalty, n-gram blocking, ...), decoding is greedy with no logits processor:
-        each token is the argmax of the distribution that :meth:`scorer` later scores under
-        teacher forcing, and its recorded probability is that distribution's. What was overridden
-        is in :meth:`generation_settings` (stored with results via :meth:`describe`).
-
-        ``gen_kwargs`` are passed to ``model.generate``; settings that would change the chosen
-        tokens (those of :data:`GREEDY_GENERATION`) are accepted only at their greedy values.
-        """
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"expected a non-empty prompt string; got {prompt!r}")
+    @staticmethod
+    def _check_greedy_kwargs(gen_kwargs: dict[str, Any]) -> None:
+        """Refuse ``gen_kwargs`` that would change the chosen tokens (non-greedy values of
+        :data:`GREEDY_GENERATION`)."""
         for key, value in gen_kwargs.items():
             if key in GREEDY_GENERATION and not _is_neutral(key, value):
                 raise ValueError(
@@ -908,13 +1003,13 @@ class HFAdapter(ModelAdapter):
                     f"their probabilities are those that teacher forcing scores; {key}={value!r} would change "
                     f"them (allowed: {GREEDY_GENERATION[key]!r})"
                 )
-        # The pixels the explainer will score (load_image: EXIF orientation, RGB, downscale), hashed once.
-        loaded = load_image(image)
-        inputs = self.prompt_inputs(loaded.pil, prompt)
-        inputs = {
-            k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
-            for k, v in inputs.items()
-        }
+
+    def _greedy_decode(
+        self, inputs: dict[str, Any], max_new_tokens: int, gen_kwargs: dict[str, Any], *, set_pad: bool = False
+    ) -> tuple[list[int], list[float]]:
+        """Greedy ``model.generate`` on prepared ``inputs``: the new token ids up to and including
+        the first end-of-sequence token, and each one's probability from that step's raw logits.
+        ``set_pad``: give the config the tokenizer's pad id where it has none (text-only models)."""
         config = self.greedy_generation_config()
         config.max_new_tokens = max_new_tokens
         config.return_dict_in_generate = True
@@ -922,6 +1017,9 @@ class HFAdapter(ModelAdapter):
         for key in gen_kwargs:
             if key in GREEDY_GENERATION:
                 setattr(config, key, GREEDY_GENERATION[key])
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        if set_pad and getattr(config, "pad_token_id", None) is None and pad is not None:
+            config.pad_token_id = pad
         extra = {k: v for k, v in gen_kwargs.items() if k not in GREEDY_GENERATION}
         # transformers fills every unset (None) field of a passed config from model.generation_config,
         # which would bring the checkpoint's sampling settings back: the model's config is swapped
@@ -939,34 +1037,81 @@ class HFAdapter(ModelAdapter):
         ids: list[int] = []
         probs: list[float] = []
         for step, token in enumerate(seq):
-            logits = out.logits[step][0].float()
-            probs.append(float(torch.softmax(logits, dim=-1)[token]))
+            probs.append(float(torch.softmax(out.logits[step][0].float(), dim=-1)[token]))
             ids.append(int(token))
             if token in eos:
                 break
-        return self._generation(prompt, ids, probs, image_sha256=loaded.sha256)
+        return ids, probs
+
+    @torch.inference_mode()
+    def generate(
+        self, image: ImageLike | Sequence[ImageLike], prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any
+    ) -> Generation:
+        """Greedy decoding; per-token probabilities come from the raw logits of each step.
+
+        ``image`` may be a list of images: several images in one prompt, in order (one image entry
+        each in the chat template; families of :data:`MULTI_IMAGE_FAMILIES`); the Generation then
+        records :func:`images_sha256` of them.
+
+        Whatever the checkpoint's ``generation_config`` says (sampling, temperature, top-k/p,
+        repetition penalty, n-gram blocking, ...), decoding is greedy with no logits processor:
+        each token is the argmax of the distribution that :meth:`scorer` later scores under
+        teacher forcing, and its recorded probability is that distribution's. What was overridden
+        is in :meth:`generation_settings` (stored with results via :meth:`describe`).
+
+        ``gen_kwargs`` are passed to ``model.generate``; settings that would change the chosen
+        tokens (those of :data:`GREEDY_GENERATION`) are accepted only at their greedy values.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"expected a non-empty prompt string; got {prompt!r}")
+        self._check_greedy_kwargs(gen_kwargs)
+        # The pixels the explainer will score (load_image: EXIF orientation, RGB, downscale), hashed once.
+        if is_image_list(image):  # several images in one prompt, in order
+            loaded_all = [load_image(im) for im in image]
+            self.check_multi_image(len(loaded_all))
+            sha = images_sha256([im.sha256 for im in loaded_all])
+            inputs = self.prompt_inputs([im.pil for im in loaded_all], prompt)
+        else:
+            loaded = load_image(image)
+            sha = loaded.sha256
+            inputs = self.prompt_inputs(loaded.pil, prompt)
+        inputs = {
+            k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
+            for k, v in inputs.items()
+        }
+        ids, probs = self._greedy_decode(inputs, max_new_tokens, gen_kwargs)
+        return self._generation(prompt, ids, probs, image_sha256=sha)
 
     def teacher_force(
-        self, image: ImageLike, prompt: str, answer: str, *, generated_text: str | None = None
+        self, image: ImageLike | Sequence[ImageLike], prompt: str, answer: str, *, generated_text: str | None = None
     ) -> Generation:
-        """Teacher-force a user-given ``answer``; probabilities are scored under the full image."""
+        """Teacher-force a user-given ``answer``; probabilities are scored under the full image
+        (a list of images: all of them, in one prompt, as :meth:`generate` takes them)."""
         if not isinstance(answer, str) or not answer.strip():
             raise ValueError(f"expected a non-empty counterfactual answer; got {answer!r}")
         ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError(f"answer {answer!r} tokenises to nothing")
-        loaded = load_image(image)
-        arr = loaded.array
         placeholder = self._generation(prompt, ids, [0.0] * len(ids))
-        scorer = HFScorer(self, arr, arr, placeholder, list(range(len(ids))), batch_size=1)
-        probs = scorer.score_images(arr[None])[0]
+        if is_image_list(image):  # several images in one prompt: scored with all of them shown
+            arrays = [load_image(im).array for im in image]
+            self.check_multi_image(len(arrays))
+            multi = HFMultiImageScorer(self, arrays, arrays, placeholder, list(range(len(ids))), 1, False)
+            probs = multi.score_images(multi.image[None])[0]
+            sha = images_sha256([image_sha256(a) for a in arrays])
+        else:
+            loaded = load_image(image)
+            arr = loaded.array
+            scorer = HFScorer(self, arr, arr, placeholder, list(range(len(ids))), batch_size=1)
+            probs = scorer.score_images(arr[None])[0]
+            sha = loaded.sha256
         return self._generation(
             prompt,
             ids,
             probs.tolist(),
             counterfactual=True,
             generated_text=generated_text,
-            image_sha256=loaded.sha256,
+            image_sha256=sha,
         )
 
     def scorer(
@@ -1004,3 +1149,296 @@ def _available_ram() -> float:
     except OSError:
         pass
     return 8e9
+
+
+# -- several images in one prompt --------------------------------------------------------------------
+#: Families whose processor and model take several images in one prompt, in order. Each is checked
+#: on the tiny models of the real transformers classes (``tests/test_multi_image.py``): the scores
+#: of a batch of candidates equal the processor plus a full forward on the hand-masked images. The
+#: generic ``"auto"`` adapter is tried as well; any other family is refused with its name.
+MULTI_IMAGE_FAMILIES: frozenset[str] = frozenset(
+    {
+        "llava",
+        "llava_next",
+        "llava_onevision",
+        "qwen2_vl",
+        "qwen2_5_vl",
+        "qwen3_vl",
+        "internvl",
+        "idefics3",
+        "smolvlm",
+        "gemma3",
+    }
+)
+
+
+def is_image_list(image: Any) -> bool:
+    """True for a list or tuple of images (several images in one prompt); a single image never is one."""
+    return isinstance(image, (list, tuple))
+
+
+def images_sha256(hashes: Sequence[str]) -> str:
+    """The ``image_sha256`` of a :class:`~mllm_attr.types.Generation` made on several images.
+
+    One image: its own hash (a one-image list is the single image). Several: the SHA-256 of
+    ``"images:"`` followed by the per-image hashes (:func:`~mllm_attr.image.image_sha256`) in order,
+    comma-separated, so another image, another order or another count gives another hash.
+    """
+    hashes = [str(h) for h in hashes]
+    if not hashes:
+        raise ValueError("expected at least one image hash")
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256(("images:" + ",".join(hashes)).encode("ascii")).hexdigest()
+
+
+def images_to_strip(images: Sequence[np.ndarray]) -> np.ndarray:
+    """``uint8[1, P, 3]``: the pixels of every image, row-major, in order (``P = Σ H_i W_i``)."""
+    return np.concatenate([np.asarray(im).reshape(-1, 3) for im in images])[None]
+
+
+def strip_to_images(strip: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """Inverse of :func:`images_to_strip` (also for label maps: ``int[1, P]`` with 2-D ``shapes``)."""
+    flat = np.asarray(strip).reshape(-1, *np.asarray(strip).shape[2:])
+    out, start = [], 0
+    for shape in shapes:
+        size = int(shape[0]) * int(shape[1])
+        out.append(flat[start : start + size].reshape(shape))
+        start += size
+    if start != len(flat):
+        raise ValueError(f"a strip of {len(flat)} pixels does not hold images of shapes {list(shapes)}")
+    return out
+
+
+class _ImageTables(HFScorer):
+    """The fast path's tables of ONE image of a multi-image prompt: :meth:`HFScorer._prepare_fast`
+    (region images through the image processor, inclusion-exclusion terms, assembly plan) without
+    text, forward or single-image probe; :class:`HFMultiImageScorer` probes the assembled inputs."""
+
+    def __init__(self, adapter: HFAdapter, image: np.ndarray, fill: np.ndarray, batch_size: int):
+        Scorer.__init__(self, image, fill, (0,), batch_size)
+        self.adapter = adapter
+
+    def _probe(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        return fast, {"used": True}
+
+
+def _concat_inputs(parts: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Image-side inputs of several candidates: each key's tensors concatenated along dim 0, in order."""
+    keys = list(parts[0])
+    for p in parts[1:]:
+        if list(p) != keys:
+            raise ValueError(f"image processor outputs differ in their keys: {keys} vs {list(p)}")
+    return {k: torch.cat([p[k] for p in parts], dim=0) for k in keys if isinstance(parts[0][k], torch.Tensor)}
+
+
+class HFMultiImageScorer(HFScorer):
+    """Scores candidates of SEVERAL images shown together in one prompt (one explanation).
+
+    The images are held as one strip (:func:`images_to_strip`): :attr:`image` is ``uint8[1, P, 3]``,
+    the pixels of every image in order, and a label map of the strip (``int[1, P]``, one id per
+    region of every image) is what :meth:`set_regions` registers. Every method of
+    :class:`~mllm_attr.adapters.base.Scorer` (images, keep-masks, region tables; batching, checks,
+    forward counting) therefore works unchanged: one candidate (all of its images) is one row and
+    counts as one forward.
+
+    The text tensors come from ONE processor call on the full images (:meth:`HFAdapter.prompt_inputs`
+    with the list: one image entry per image in the chat template); per candidate only image-side
+    tensors change. They are built on one of two paths, recorded in :attr:`fast_report`:
+
+    * fast path (``fast_path`` ``"auto"`` / ``True``): :class:`HFScorer`'s exact fast path set up per
+      image (each image's regions through the image processor once), and a candidate's tensors
+      assembled from the per-image tables, image after image, as the image processor lays out a
+      list; accepted when the assembled full and empty candidates have the processor's layout and a
+      probe of a few subsets (and complements) gives the processor path's probabilities within
+      :attr:`FAST_REL_TOL` of their spread (as for one image);
+    * processor path (otherwise, or ``fast_path=False``): the image processor on each candidate's
+      masked images (``adapter.image_inputs(images)``), concatenated over the batch.
+
+    Logits are computed at the target positions only, softmax in float64 (:meth:`HFScorer._forward`).
+
+    Args:
+        adapter: the transformers adapter (its family must take several images: :data:`MULTI_IMAGE_FAMILIES`).
+        images: ``uint8[H_i, W_i, 3]`` RGB images, in prompt order.
+        fills: what hidden pixels of each image show (same shapes).
+        generation, positions, batch_size, fast_path: as for :class:`HFScorer`.
+    """
+
+    def __init__(
+        self,
+        adapter: HFAdapter,
+        images: Sequence[np.ndarray],
+        fills: Sequence[np.ndarray],
+        generation: Generation,
+        positions: Sequence[int],
+        batch_size: int,
+        fast_path: bool | str = "auto",
+    ):
+        images = [np.asarray(im) for im in images]
+        fills = [np.asarray(f) for f in fills]
+        adapter.check_multi_image(len(images))
+        if len(fills) != len(images):
+            raise ValueError(f"got {len(fills)} fills for {len(images)} images")
+        for i, (im, f) in enumerate(zip(images, fills)):
+            if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise ValueError(f"image {i}: expected uint8[H, W, 3] RGB pixels; got {im.dtype} {im.shape}")
+            if f.shape != im.shape:
+                raise ValueError(f"image {i}: fill shape {f.shape} differs from image shape {im.shape}")
+        if fast_path not in (True, False, "auto"):
+            raise ValueError(f"fast_path must be True, False or 'auto'; got {fast_path!r}")
+        Scorer.__init__(self, images_to_strip(images), images_to_strip(fills), positions, batch_size)
+        self.images = images
+        self.fills = fills
+        self.shapes = [tuple(int(d) for d in im.shape) for im in images]
+        self._check_request(adapter, generation, fast_path)
+        self._set_text(adapter.prompt_inputs([as_pil(im) for im in images], generation.prompt), generation)
+
+    @property
+    def n_images(self) -> int:
+        """Number of images in the prompt."""
+        return len(self.images)
+
+    def split(self, strip: np.ndarray) -> list[np.ndarray]:
+        """The images of one strip (``uint8[1, P, 3]``), in order."""
+        return strip_to_images(strip, self.shapes)
+
+    def score_image_lists(self, candidates: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+        """Score candidates given as lists of images (one per prompt image, each of its image's
+        shape): ``float64[B, K]`` (batched and counted as :meth:`score_images`)."""
+        strips = []
+        for c, cand in enumerate(candidates):
+            if len(cand) != self.n_images or any(np.shape(im) != s for im, s in zip(cand, self.shapes)):
+                raise ValueError(
+                    f"candidate {c}: expected {self.n_images} images of shapes {self.shapes}; "
+                    f"got {[np.shape(im) for im in cand]}"
+                )
+            strips.append(images_to_strip([np.asarray(im, dtype=np.uint8) for im in cand]))
+        return self.score_images(np.stack(strips))
+
+    # -- processor path ----------------------------------------------------------------------
+    def _candidate_inputs(self, candidates: Sequence[Sequence[np.ndarray]]) -> dict[str, torch.Tensor]:
+        """Image-side inputs of candidates (lists of images): the image processor on each candidate's
+        images, as the processor call on the full list lays them out, concatenated over the batch."""
+        parts = [self.adapter.image_inputs([as_pil(im) for im in cand]) for cand in candidates]
+        return _concat_inputs(parts)
+
+    @torch.inference_mode()
+    def _score_batch(self, images: np.ndarray) -> np.ndarray:
+        return self._forward(self._candidate_inputs([self.split(x) for x in images]), len(images))
+
+    def _region_pixel_inputs(self, table: np.ndarray) -> dict[str, torch.Tensor]:
+        """Image-side inputs of ``bool[B, n]`` region rows: assembled on the fast path when it is
+        prepared, else the image processor on the composed images."""
+        if self.fast is None:
+            images = [self.split(compose(self.image, self.fill, row[self.labels])) for row in table]
+            return self._candidate_inputs(images)
+        return self._fast_inputs(self.fast, table)
+
+    # -- fast path: HFScorer's per image, assembled per candidate ------------------------------
+    def set_regions(self, labels: np.ndarray) -> None:
+        """Register the strip's label map (``int[1, P]``, see :func:`images_to_strip`) and prepare
+        the fast path (per image; see the class docstring). What was used is in :attr:`fast_report`."""
+        Scorer.set_regions(self, labels)
+        self.fast = None
+        if self.fast_path_requested is False:
+            self.fast_report = {"used": False, "path": "processor", "reason": "disabled"}
+            return
+        try:
+            self.fast, self.fast_report = self._prepare_multi_fast(labels)
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the exact processor path
+            self.fast, self.fast_report = None, {"used": False, "reason": f"preparation failed: {exc}"}
+        if self.fast is None:
+            self.fast_report["path"] = "processor"
+            if self.fast_path_requested is True:
+                raise ValueError(f"fast path requested but unavailable: {self.fast_report['reason']}")
+            logger.info("multi-image fast path not used: %s", self.fast_report["reason"])
+
+    def _prepare_multi_fast(self, labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        maps = strip_to_images(labels, [s[:2] for s in self.shapes])
+        blocks: list[tuple[int, int]] = []
+        for i, m in enumerate(maps):
+            lo, hi = int(m.min()), int(m.max()) + 1
+            if any(lo < b and a < hi for a, b in blocks):
+                return None, {"used": False, "reason": f"image {i} shares region ids with another image"}
+            blocks.append((lo, hi))
+        tables = []
+        for i, ((lo, _), m) in enumerate(zip(blocks, maps)):
+            helper = _ImageTables(self.adapter, self.images[i], self.fills[i], self.batch_size)
+            fast_i, report_i = helper._prepare_fast((m - lo).astype(labels.dtype))
+            if fast_i is None:
+                return None, {"used": False, "reason": f"image {i}: {report_i.get('reason')}"}
+            tables.append(fast_i)
+        fast = {"blocks": blocks, "tables": tables}
+        # The assembled layout must be the processor's (keys, shapes, every non-pixel tensor).
+        n = self.n_regions or 0
+        ends = self._fast_inputs(fast, np.stack([np.ones(n, bool), np.zeros(n, bool)]))
+        ref = _concat_inputs([self.adapter.image_inputs([as_pil(im) for im in c]) for c in (self.images, self.fills)])
+        if set(ends) != set(ref):
+            return None, {"used": False, "reason": f"assembled keys {sorted(ends)} differ from the processor's"}
+        for k, v in ref.items():
+            if tuple(ends[k].shape) != tuple(v.shape) or (k != "pixel_values" and not torch.equal(ends[k], v)):
+                return None, {"used": False, "reason": f"assembled {k!r} differs from the processor's layout"}
+        return self._probe_multi(fast, labels)
+
+    def _fast_inputs(self, fast: dict[str, Any], table: np.ndarray) -> dict[str, torch.Tensor]:
+        """Image-side inputs of ``bool[B, n]`` region rows from the per-image tables: per candidate
+        the images' tensors one after the other (as the image processor lays out a list)."""
+        table = np.asarray(table, dtype=bool)
+        b = len(table)
+        per_key: dict[str, list[torch.Tensor]] = {}
+        for (lo, hi), t in zip(fast["blocks"], fast["tables"]):
+            pv = self._fast_pixels(t, table[:, lo:hi])
+            per_key.setdefault("pixel_values", []).append(pv.reshape(b, -1, *pv.shape[1:]))
+            for k, v in t["const"].items():
+                per_key.setdefault(k, []).append(v.unsqueeze(0).expand(b, *v.shape))
+        out = {}
+        for k, parts in per_key.items():
+            joined = torch.cat(parts, dim=1)
+            out[k] = joined.reshape(-1, *joined.shape[2:]).contiguous()
+        return out
+
+    def _probe_multi(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Score probe subsets (and complements) of all regions on both paths; accept or refuse ``fast``."""
+        n = int(labels.max()) + 1
+        rng = np.random.default_rng(12345)
+        sizes = np.linspace(1, max(1, n // 2), self.FAST_PROBES).round().astype(int)
+        table = np.zeros((len(sizes), n), dtype=bool)
+        for row, size in enumerate(sizes):
+            table[row, rng.choice(n, size=int(size), replace=False)] = True
+        table = np.concatenate([table, ~table])
+        slow, quick, pixel_err = [], [], 0.0
+        with torch.inference_mode():
+            for start in range(0, len(table), self.batch_size):
+                rows = table[start : start + self.batch_size]
+                slow_in = self._candidate_inputs([self.split(compose(self.image, self.fill, r[labels])) for r in rows])
+                fast_in = self._fast_inputs(fast, rows)
+                ref = slow_in["pixel_values"].double()
+                span = float((ref.max() - ref.min()).clamp_min(1e-12))
+                pixel_err = max(pixel_err, float((fast_in["pixel_values"].double() - ref).abs().max()) / span)
+                slow.append(self._forward(slow_in, len(rows)))
+                quick.append(self._forward(fast_in, len(rows)))
+        slow_p, quick_p = np.concatenate(slow), np.concatenate(quick)
+        spread = float((slow_p.max(axis=0) - slow_p.min(axis=0)).max())
+        prob_err = float(np.abs(quick_p - slow_p).max())
+        tol = max(self.FAST_ABS_TOL, self.FAST_REL_TOL * spread)
+        report = {
+            "used": True,
+            "path": "fast",
+            "method": "per-image inclusion-exclusion tables, assembled per candidate",
+            "images": self.n_images,
+            "probe_subsets": int(len(table)),
+            "probe_forwards": int(2 * len(table)),
+            "probe_max_abs_prob_diff": prob_err,
+            "probe_prob_spread": spread,
+            "probe_tolerance": tol,
+            "probe_max_pixel_diff_rel": pixel_err,
+            "setup_images": int(sum(t["setup_images"] for t in fast["tables"])),
+            "residual_elements": int(sum(t["residual_elements"] for t in fast["tables"])),
+        }
+        if prob_err > tol:
+            reason = (
+                f"probe: target probabilities differ from the processor path by up to {prob_err:.3g} "
+                f"(tolerance {tol:.3g}, {self.FAST_REL_TOL:g} of the probe spread {spread:.3g})"
+            )
+            return None, {**report, "used": False, "reason": reason}
+        return fast, report

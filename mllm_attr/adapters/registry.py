@@ -18,6 +18,7 @@ from ..assets import DEFAULT_MODEL_NAME, default_model_path
 from . import families as _f
 from .base import ModelAdapter, ModelNotFoundError
 from .hf import HFAdapter
+from .text import TextAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +34,10 @@ EMBEDDED_HINT = (
 )
 
 #: family name -> adapter class.
-ADAPTERS: dict[str, type[HFAdapter]] = {}
+ADAPTERS: dict[str, type[HFAdapter] | type[TextAdapter]] = {}
 
 
-def register(cls: type[HFAdapter]) -> type[HFAdapter]:
+def register(cls: type[HFAdapter] | type[TextAdapter]) -> type[HFAdapter] | type[TextAdapter]:
     """Register an adapter class under its ``family`` (usable as a decorator)."""
     ADAPTERS[cls.family] = cls
     return cls
@@ -57,6 +58,7 @@ for _cls in (
     _f.PaliGemmaAdapter,
     _f.Gemma3Adapter,
     HFAdapter,
+    TextAdapter,
 ):
     # Families whose model class this transformers version lacks are not offered.
     if _cls.model_class in _AVAILABLE:
@@ -258,7 +260,9 @@ def load_adapter(
             ``(model, processor)`` tuple, or a ready :class:`ModelAdapter`. Names are checked
             before transformers runs (:func:`resolve_model_source`).
         family: force a family (see :func:`supported_families`); by default it is read from
-            the model config's ``model_type``.
+            the model config's ``model_type``. A text-only causal LM (a ``model_type`` that
+            ``AutoModelForCausalLM`` loads and no image-text class does) is family ``"text"``: a
+            :class:`~mllm_attr.adapters.text.TextAdapter` (model + tokenizer; prompt words only).
         trust_remote_code: passed to transformers; off unless you turn it on.
         **kwargs: loading options (``dtype``, ``device_map``, ``load_in_4bit``, ``load_in_8bit``,
             ``attn_implementation``, ...), passed to :meth:`HFAdapter.from_pretrained`.
@@ -286,7 +290,11 @@ def load_adapter(
         source, offline = resolve_model_source(model, **where)
         model_type = _model_type_of(source, trust_remote_code, offline)
         _check_forced_family(family, model_type)
-        fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type)
+        fam = (
+            family
+            or family_for_model_type(model_type)
+            or _generic_or_raise(model_type, _architectures_of(source, trust_remote_code, offline))
+        )
         if offline is not None and isinstance(source, str):
             # A hub id with the hub out of reach: model and processor from the cache only (no retries).
             kwargs.setdefault("local_files_only", True)
@@ -302,7 +310,7 @@ def load_adapter(
         raise TypeError(f"loading options {sorted(kwargs)} apply only when loading by name or path")
     model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
     _check_forced_family(family, model_type)
-    fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type)
+    fam = family or family_for_model_type(model_type) or _generic_or_raise(model_type, (type(model).__name__,))
     return ADAPTERS[fam](model, processor)
 
 
@@ -318,14 +326,88 @@ def _check_forced_family(family: str | None, model_type: str) -> None:
         )
 
 
-def _generic_or_raise(model_type: str) -> str:
+def _architectures_of(
+    source: str | os.PathLike, trust_remote_code: bool, offline_reason: str | None = None
+) -> tuple[str, ...]:
+    """The model classes a checkpoint's config names (``architectures``); ``()`` when it names none."""
+    path = Path(source)
+    if path.is_dir():
+        try:
+            archs = json.loads((path / "config.json").read_text()).get("architectures")
+        except (OSError, ValueError):
+            return ()
+    else:
+        from transformers import AutoConfig
+
+        extra = {"local_files_only": True} if offline_reason is not None else {}
+        try:
+            archs = AutoConfig.from_pretrained(str(source), trust_remote_code=trust_remote_code, **extra).architectures
+        except OSError:
+            return ()
+    return tuple(str(a) for a in archs) if isinstance(archs, (list, tuple)) else ()
+
+
+def _generic_or_raise(model_type: str, architectures: tuple[str, ...] = ()) -> str:
+    """``"auto"`` for an image-text-to-text model type; ``"text"`` for a causal LM (its model type is
+    one ``AutoModelForCausalLM`` loads AND the config names a causal-LM class, e.g.
+    ``Qwen2ForCausalLM``: an encoder such as BERT, whose model type also maps to a causal-LM head,
+    is not taken for a chat model); otherwise a ValueError listing the supported families."""
     try:
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
     except ImportError:  # pragma: no cover - very old transformers
         MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES = {}
     if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         return "auto"
+    if "text" in ADAPTERS and _is_causal_lm(model_type, architectures):
+        return "text"  # a text-only causal LM (Qwen2ForCausalLM, LlamaForCausalLM, ...): prompt words only
     raise ValueError(
         f"unknown model family for model_type {model_type!r}; supported families: {supported_families()} "
-        "(or any model_type that transformers' AutoModelForImageTextToText supports, through family='auto')"
+        "(or any model_type that transformers' AutoModelForImageTextToText supports, through family='auto', "
+        "or AutoModelForCausalLM, through family='text')"
     )
+
+
+def _is_causal_lm(model_type: str, architectures: tuple[str, ...]) -> bool:
+    """``model_type`` is one transformers' ``AutoModelForCausalLM`` loads and ``architectures``
+    names a causal-LM class (its mapped class, or any ``*ForCausalLM``)."""
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    except ImportError:  # pragma: no cover - very old transformers
+        return False
+    mapped = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if mapped is None:
+        return False
+    names = {mapped} if isinstance(mapped, str) else set(mapped)
+    return any(a in names or a.endswith("ForCausalLM") for a in architectures)
+
+
+def model_family(
+    model: Any = DEFAULT_MODEL_NAME,
+    *,
+    family: str | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    cache_dir: Any = None,
+) -> str:
+    """The family :func:`load_adapter` would use for ``model``, read from its config without loading
+    weights: ``"text"`` for a text-only causal LM, a multimodal family otherwise. Accepts what
+    :func:`load_adapter` accepts (a ready adapter: its ``family``).
+
+    Raises:
+        ModelNotFoundError, ValueError: as :func:`load_adapter`.
+    """
+    if isinstance(model, ModelAdapter):
+        return model.family
+    if family is not None and family not in ADAPTERS:
+        raise ValueError(f"unknown model family {family!r}; supported: {supported_families()}")
+    if isinstance(model, (str, os.PathLike)):
+        source, offline = resolve_model_source(model, revision=revision, cache_dir=cache_dir)
+        model_type = _model_type_of(source, trust_remote_code, offline)
+        fam = family or family_for_model_type(model_type)
+        archs = () if fam else _architectures_of(source, trust_remote_code, offline)
+    else:
+        model = model[0] if isinstance(model, tuple) else model
+        model_type = str(getattr(getattr(model, "config", None), "model_type", ""))
+        archs = (type(model).__name__,)
+    _check_forced_family(family, model_type)
+    return family or family_for_model_type(model_type) or _generic_or_raise(model_type, archs)

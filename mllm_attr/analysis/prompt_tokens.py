@@ -14,6 +14,14 @@ scale ("circle" next to the circle's region). Searches that read the image's geo
 (``hierarchical``: colour groups and adjacent regions of the label map) would never score a
 word, so they are refused.
 
+Text-only models (:class:`~mllm_attr.adapters.text.TextAdapter`, what :func:`~mllm_attr.load_adapter`
+returns for a causal LM with a chat template): the same objective with no image, ``n = 0``
+and the ``m`` prompt words as the only features (``explain_prompt_tokens(adapter, prompt=...,
+target=...)``, ``image=None``). A word is ablated as below (``"mask"`` by default), the target
+tokens are chosen as for images, and the result is a :class:`PromptAttribution` with an empty
+image and label map (:attr:`PromptAttribution.text_only`) that plots its words
+(:func:`plot_prompt_words`) instead of a map.
+
 Text ablation (``text_ablation``):
 
 * ``"mask"`` (default for transformers models): the word's tokens stay in place but are
@@ -67,6 +75,7 @@ import abc
 import dataclasses
 import logging
 import re
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,14 +85,15 @@ import numpy as np
 
 from ..adapters.base import ModelAdapter, Scorer
 from ..adapters.hf import HFAdapter, HFScorer
+from ..adapters.text import NO_IMAGE, NO_REGIONS, TextAdapter, TextScorer, is_no_image
 from ..explainer import Explainer, check_fast_path, make_scorer
 from ..explanation import AttributionResult, versions
 from ..image import ImageLike, LoadedImage
 from ..mask import make_fill, resolve_fill
 from ..objective import Objective
-from ..search import IMAGE_ONLY_SEARCHES, SEARCHES, SearchResult
+from ..search import IMAGE_ONLY_SEARCHES, SEARCHES, SearchResult, replay_cost, run_search
 from ..segment import Segmentation, SegmenterLike
-from ..targets import TargetLike
+from ..targets import Answer, TargetLike, as_target, resolve
 from ..types import Generation
 
 logger = logging.getLogger(__name__)
@@ -199,6 +209,13 @@ class JointScorer(Scorer):
     def n_words(self) -> int:
         """Number of prompt-word features (``m``)."""
         return len(self.words)
+
+    @property
+    def n_regions(self) -> int | None:
+        """Regions of the registered label map (0 for the empty map of a text-only model); ``None`` before."""
+        if self.labels is None:
+            return None
+        return 0 if self.labels.size == 0 else int(self.labels.max()) + 1
 
     def score(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
         """``regions``: ``bool[B, n]`` regions shown; ``words``: ``bool[B, m]`` words kept -> ``float64[B, K]``.
@@ -341,7 +358,7 @@ def _align(proc_ids: Sequence[int], tok_ids: Sequence[int]) -> list[int | None]:
 
 
 def locate_prompt_words(
-    adapter: HFAdapter, prompt_ids: Sequence[int], prompt: str, words: Sequence[PromptWord]
+    adapter: HFAdapter | TextAdapter, prompt_ids: Sequence[int], prompt: str, words: Sequence[PromptWord]
 ) -> list[PromptWord]:
     """Fill in ``token_positions`` of each word in the processor's ``prompt_ids``.
 
@@ -410,14 +427,7 @@ class HFPromptScorer(JointScorer, HFScorer):
         fast_path: bool | str = "auto",
     ):
         super().__init__(adapter, image, fill, generation, positions, batch_size, fast_path)
-        ids = self.text["input_ids"][0, : self.prompt_length].tolist()
-        self.words = locate_prompt_words(adapter, ids, generation.prompt, words)
-        self.ablation = ablation
-        self.neutral_id: int | None = None if ablation == "mask" else _neutral_id(adapter.tokenizer, ablation)
-        # Which prompt tokens each word covers (a token straddling two words belongs to both).
-        self._word_tokens = np.zeros((len(self.words), self.prompt_length), dtype=bool)
-        for j, w in enumerate(self.words):
-            self._word_tokens[j, list(w.token_positions)] = True
+        _locate_in_place(self, adapter, generation.prompt, words, ablation)
 
     @property
     def inner(self) -> HFPromptScorer:
@@ -433,11 +443,75 @@ class HFPromptScorer(JointScorer, HFScorer):
     def ablation_table(self, words: np.ndarray) -> np.ndarray:
         """``bool[B, prompt_length]``: the prompt tokens ablated when only the words of ``words``
         (``bool[B, m]``) are kept (a token is ablated when any word it belongs to is)."""
-        words = np.atleast_2d(np.asarray(words, dtype=bool))
-        return ((~words).astype(np.int64) @ self._word_tokens.astype(np.int64)) > 0
+        return _ablation_table(self._word_tokens, words)
 
     def _score_joint(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
         return self.score_regions_ablated(regions, self.ablation_table(words), fill=self.neutral_id)
+
+
+def _locate_in_place(
+    scorer: HFPromptScorer | TextPromptScorer,
+    adapter: HFAdapter | TextAdapter,
+    prompt: str,
+    words: Sequence[PromptWord],
+    ablation: str | int,
+) -> None:
+    """Set the in-place ablation state of ``scorer``: :attr:`words` located in its prompt tokens,
+    the ablation and its neutral token, and which prompt tokens each word covers."""
+    ids = scorer.text["input_ids"][0, : scorer.prompt_length].tolist()
+    scorer.words = locate_prompt_words(adapter, ids, prompt, words)
+    scorer.ablation = ablation
+    scorer.neutral_id = None if ablation == "mask" else _neutral_id(adapter.tokenizer, ablation)
+    # Which prompt tokens each word covers (a token straddling two words belongs to both).
+    scorer._word_tokens = np.zeros((len(scorer.words), scorer.prompt_length), dtype=bool)
+    for j, w in enumerate(scorer.words):
+        scorer._word_tokens[j, list(w.token_positions)] = True
+
+
+def _ablation_table(word_tokens: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """``bool[B, prompt_length]`` ablated prompt tokens for the kept words ``words`` (``bool[B, m]``)."""
+    words = np.atleast_2d(np.asarray(words, dtype=bool))
+    return ((~words).astype(np.int64) @ word_tokens.astype(np.int64)) > 0
+
+
+class TextPromptScorer(JointScorer, TextScorer):
+    """Text-only path: the prompt words of a :class:`~mllm_attr.adapters.text.TextAdapter`'s
+    answer, ablated in place exactly as :class:`HFPromptScorer` ablates them (attention mask,
+    or a neutral token id), with no image: zero regions (region tables have no column).
+
+    Scores through :meth:`~mllm_attr.adapters.text.TextScorer.score_ablated` (batched, counted,
+    logits at the target positions only, float64 softmax there); a row that keeps every word
+    scores exactly as the plain :class:`~mllm_attr.adapters.text.TextScorer` does.
+
+    Args:
+        adapter, generation, positions, batch_size: as for ``TextScorer``.
+        words: the prompt words; their ``token_positions`` are located here
+            (:func:`locate_prompt_words`).
+        ablation: ``"mask"`` (attention mask), ``"pad"`` / ``"unk"`` or an integer token id.
+    """
+
+    ablation: str | int
+    neutral_id: int | None
+
+    def __init__(
+        self,
+        adapter: TextAdapter,
+        generation: Generation,
+        positions: Sequence[int],
+        words: Sequence[PromptWord],
+        batch_size: int,
+        ablation: str | int = "mask",
+    ):
+        super().__init__(adapter, generation, positions, batch_size)
+        _locate_in_place(self, adapter, generation.prompt, words, ablation)
+
+    def ablation_table(self, words: np.ndarray) -> np.ndarray:
+        """``bool[B, prompt_length]``: the prompt tokens ablated when only the words of ``words``
+        (``bool[B, m]``) are kept (a token is ablated when any word it belongs to is)."""
+        return _ablation_table(self._word_tokens, words)
+
+    def _score_joint(self, regions: np.ndarray, words: np.ndarray) -> np.ndarray:
+        return self.score_ablated(self.ablation_table(words), fill=self.neutral_id)
 
 
 def _neutral_id(tokenizer: Any, ablation: str | int) -> int:
@@ -466,8 +540,11 @@ def joint_scorer(
 ) -> JointScorer:
     """The right :class:`JointScorer` for ``adapter`` and ``text_ablation`` (see module docstring).
 
-    ``"auto"``: ``"mask"`` for a transformers adapter, ``"delete"`` otherwise. When the
-    in-place path cannot find the words' tokens, it falls back to ``"delete"`` (logged).
+    ``"auto"``: ``"mask"`` for a transformers adapter (multimodal or text-only), ``"delete"``
+    otherwise. When the in-place path cannot find the words' tokens, it falls back to
+    ``"delete"`` (logged). For a :class:`~mllm_attr.adapters.text.TextAdapter` ``image`` must
+    be ``None`` (or the empty :data:`~mllm_attr.adapters.text.NO_IMAGE`): a
+    :class:`TextPromptScorer` (or, for ``"delete"``, a :class:`DeleteWordsScorer`) with no regions.
     ``fast_path`` is that of :class:`~mllm_attr.Explainer` (``"auto"``, ``True``, ``False``).
 
     Raises:
@@ -476,8 +553,15 @@ def joint_scorer(
     """
     _check_text_ablation(text_ablation)
     fast_path = check_fast_path(fast_path)
-    base = make_fill(image) if fill is None else fill
     bs = batch_size or adapter.default_batch_size()
+    if isinstance(adapter, TextAdapter):  # no image: the prompt words are the only features
+        if not is_no_image(image):
+            raise ValueError(f"{adapter.name!r} is a text-only model: it takes no image (pass image=None)")
+        mode = "mask" if text_ablation == "auto" else text_ablation
+        if mode == "delete":
+            return DeleteWordsScorer(adapter, NO_IMAGE, NO_IMAGE, generation, positions, words, bs, fast_path=fast_path)
+        return TextPromptScorer(adapter, generation, positions, words, bs, ablation=mode)
+    base = make_fill(image) if fill is None else fill
     is_hf = isinstance(adapter, HFAdapter)
     mode = ("mask" if is_hf else "delete") if text_ablation == "auto" else text_ablation
     if mode != "delete":
@@ -515,15 +599,44 @@ class JointObjective(Objective):
         lambda2: float = 1.0,
         max_forwards: int | None = None,
     ):
-        super().__init__(scorer, labels, lambda1=lambda1, lambda2=lambda2, max_forwards=max_forwards)
+        if np.asarray(labels).size == 0:  # text-only: no image, zero regions (Objective counts labels.max() + 1)
+            self._init_without_regions(scorer, lambda1, lambda2, max_forwards)
+        else:
+            super().__init__(scorer, labels, lambda1=lambda1, lambda2=lambda2, max_forwards=max_forwards)
         self.scorer: JointScorer = scorer
         self.n_image = self.n_regions
         self.n_words = scorer.n_words
         self.n_regions = self.n_image + self.n_words  # the searches order "regions" = features
 
+    def _init_without_regions(
+        self, scorer: JointScorer, lambda1: float, lambda2: float, max_forwards: int | None
+    ) -> None:
+        """:class:`~mllm_attr.objective.Objective`'s set-up (its checks and state) for the empty
+        label map: run on a one-pixel map with a stand-in that registers nothing, then the
+        region count is set to 0 and the empty map registered on the real scorer."""
+        Objective.__init__(
+            self,
+            _Unregistered(),
+            np.zeros((1, 1), np.int32),
+            lambda1=lambda1,
+            lambda2=lambda2,
+            max_forwards=max_forwards,
+        )
+        self.scorer = scorer
+        self.labels = NO_REGIONS
+        self.n_regions = 0
+        scorer.set_regions(NO_REGIONS)
+
     def _score(self, table: np.ndarray) -> np.ndarray:
         """Regions (first ``n_image`` columns) and prompt words (the rest) shown -> target probabilities."""
         return self.scorer.score(table[:, : self.n_image], table[:, self.n_image :])
+
+
+class _Unregistered:
+    """A scorer stand-in for :meth:`JointObjective._init_without_regions`: registers no label map."""
+
+    def set_regions(self, labels: np.ndarray) -> None:
+        """Nothing to register."""
 
 
 # --------------------------------------------------------------------------- result
@@ -593,7 +706,50 @@ class PromptAttribution(AttributionResult):
         if isinstance(self.words, (str, bytes)) or not all(isinstance(w, PromptWord) for w in self.words):
             raise TypeError(f"PromptAttribution.words must be a list of PromptWord; got {self.words!r}")
         self.words = list(self.words)
-        super().__post_init__()
+        if np.asarray(self.labels).size == 0:
+            self._check_text_only()
+        else:
+            super().__post_init__()
+
+    def _check_text_only(self) -> None:
+        """The checks of :meth:`AttributionResult.__post_init__` for a text-only attribution: no
+        image (``uint8[0, 0, 3]``, label map ``int[0, 0]``), the features are the prompt words."""
+        if not isinstance(self.generation, Generation):
+            raise TypeError(f"PromptAttribution.generation must be a Generation; got {type(self.generation).__name__}")
+        image, labels, ordering = (np.asarray(getattr(self, f)) for f in ("image", "labels", "ordering"))
+        if image.dtype != np.uint8 or image.shape != (0, 0, 3):
+            raise ValueError(
+                f"a text-only PromptAttribution has no image (uint8[0, 0, 3]); got {image.dtype} {image.shape}"
+            )
+        if labels.shape != (0, 0) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"a text-only PromptAttribution has the empty label map int[0, 0]; got {labels.shape}")
+        m, k = len(self.words), len(self.positions)
+        if ordering.ndim != 1 or not np.issubdtype(ordering.dtype, np.integer):
+            raise ValueError(f"PromptAttribution.ordering must be a 1-D integer array; got {ordering.dtype}")
+        if m == 0 or sorted(ordering.tolist()) != list(range(m)):
+            raise ValueError(f"PromptAttribution.ordering must contain each of the {m} prompt words exactly once")
+        for f in self._float_fields:
+            arr = np.asarray(getattr(self, f))
+            want = (m, k) if f in ("ins", "dele") else (k,) if f in ("p_full", "p_blank") else (m,)
+            if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+                raise ValueError(f"PromptAttribution.{f} must be a real numeric array; got {arr.dtype}")
+            if arr.shape != want:
+                raise ValueError(f"PromptAttribution.{f} has shape {arr.shape}; expected {want}")
+            setattr(self, f, arr.astype(np.float64))
+        n = len(self.generation)
+        if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < n for p in self.positions):
+            raise ValueError(f"PromptAttribution.positions {list(self.positions)} must be token positions in [0, {n})")
+        self.image, self.labels, self.ordering = image, labels.astype(np.int32), ordering.astype(np.int64)
+
+    @property
+    def n_regions(self) -> int:
+        """Number of image regions (0 for a text-only model: :attr:`text_only`)."""
+        return 0 if np.asarray(self.labels).size == 0 else super().n_regions
+
+    @property
+    def text_only(self) -> bool:
+        """True when there is no image (a text-only model): the features are the prompt words alone."""
+        return self.n_regions == 0
 
     def _n_other_features(self) -> int:
         return len(self.words)
@@ -703,9 +859,29 @@ class PromptAttribution(AttributionResult):
         _deprecated("deletion_auc", "feature_deletion_auc")
         return self.feature_deletion_auc(token)
 
+    # -- display -------------------------------------------------------------------------------
+    def plot(self, token: int | None = None, ax: Any = None, **kw: Any) -> Any:
+        """The map over the greyed image (as :meth:`Explanation.plot <mllm_attr.Explanation.plot>`);
+        for a text-only attribution, the prompt words with their scores and the curves
+        (:func:`plot_prompt_words`; ``kw``: its options). Returns the figure."""
+        if self.text_only:
+            return plot_prompt_words(self, token=token, ax=ax, **kw)
+        return super().plot(token, ax, **kw)
+
     # -- serialisation -------------------------------------------------------------------------
     def _counts(self) -> dict[str, int]:
         return {"n_regions": self.n_regions, "n_words": self.n_words}
+
+    def _write_files(self, into: Any, *, heatmap: bool) -> None:
+        if not self.text_only:
+            super()._write_files(into, heatmap=heatmap)
+            return
+        # No image to paint: heatmap.png shows the prompt words and the curves (plot_prompt_words).
+        super()._write_files(into, heatmap=False)
+        if heatmap:
+            from ..viz import save_figure
+
+            save_figure(plot_prompt_words(self), into / "heatmap.png", dpi=150)
 
     def _json_extra(self) -> dict[str, Any]:
         return {
@@ -723,6 +899,57 @@ class PromptAttribution(AttributionResult):
         if not isinstance(words, list):
             raise ValueError(f"words must be a list of prompt words; got {words!r}")
         return cls(**common, words=[PromptWord.from_dict(w) for w in words])
+
+
+def plot_prompt_words(
+    attr: PromptAttribution, *, token: int | None = None, rule: str = "evidence", ax: Any = None
+) -> Any:
+    """The prompt words of an attribution as bars of their scores (in prompt order, rank beside
+    each) with the insertion / deletion curves over the fraction of features; the look of the
+    package's maps (:data:`mllm_attr.viz.HEATMAP_CMAP`), titled with the explained words, the
+    prompt, the answer and the AUCs. What a text-only attribution plots; works for any
+    :class:`PromptAttribution` (its words only). ``ax``: draw the bars there (no curves panel).
+
+    Returns:
+        the figure.
+    """
+    from ..viz import DELETION_COLOR, INSERTION_COLOR, _new_figure, _style, get_cmap, heatmap_title
+
+    scores = attr.word_scores(rule=rule, token=token)
+    ranks = [r for _, r in attr.word_ranks()]
+    labels = [w.text for w in attr.words]
+    cmap = get_cmap()
+    with _style():
+        if ax is None:
+            fig = _new_figure(7.2, max(2.6, 0.9 + 0.24 * len(labels)))
+            bars_ax, curve_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.5, 1]})
+        else:
+            fig, bars_ax, curve_ax = ax.figure, ax, None
+        y = np.arange(len(labels))
+        bars_ax.barh(y, scores, color=[cmap(0.15 + 0.8 * float(v)) for v in scores], height=0.7)
+        bars_ax.set_yticks(y)
+        bars_ax.set_yticklabels(labels, fontsize=8)
+        bars_ax.invert_yaxis()  # prompt order, top to bottom
+        bars_ax.set_xlim(0, 1.12)
+        for yi, (v, r) in enumerate(zip(scores, ranks)):
+            bars_ax.text(float(v) + 0.02, yi, f"#{r + 1}", va="center", fontsize=7, color="#444444")
+        bars_ax.set_xlabel("word score (its gain ÷ the top word's)" if rule == "evidence" else f"word score ({rule})")
+        bars_ax.set_title(heatmap_title(attr, token), fontsize=8, loc="left")
+        if curve_ax is not None:
+            xi, yi_ = attr.curve("insertion", token)
+            xd, yd = attr.curve("deletion", token)
+            curve_ax.fill_between(xi, yi_, color=INSERTION_COLOR, alpha=0.12, linewidth=0)
+            curve_ax.plot(xi, yi_, color=INSERTION_COLOR, label=f"insertion ({attr.auc('insertion', token):.3f})")
+            curve_ax.plot(
+                xd, yd, color=DELETION_COLOR, linestyle="--", label=f"deletion ({attr.auc('deletion', token):.3f})"
+            )
+            curve_ax.set_xlim(0, 1)
+            curve_ax.set_ylim(0, max(1.0, float(np.nanmax(np.concatenate([yi_, yd]))) * 1.05))
+            curve_ax.set_xlabel("fraction of prompt words inserted / deleted" if attr.text_only else attr.x_axis)
+            curve_ax.set_ylabel("probability")
+            curve_ax.grid(True, linewidth=0.4, alpha=0.4)
+            curve_ax.legend(fontsize=7, frameon=False)
+    return fig
 
 
 # --------------------------------------------------------------------------- explainer
@@ -755,6 +982,8 @@ class PromptTokenExplainer(Explainer):
         >>> explainer = PromptTokenExplainer(adapter, n_regions=16)             # doctest: +SKIP
         >>> attr = explainer(image, prompt="What color is the circle?")         # doctest: +SKIP
     """
+
+    explains_text_models: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -810,20 +1039,50 @@ class PromptTokenExplainer(Explainer):
 
     def __call__(
         self,
-        image: ImageLike,
+        image: ImageLike | None = None,
         generation: Generation | None = None,
         *,
         target: TargetLike = "all",
         prompt: str | None = None,
     ) -> PromptAttribution:
         """Order the regions of ``image`` and the words of the prompt for ``target`` tokens of
-        ``generation`` (generated from ``prompt`` when not given); see :meth:`Explainer.__call__`."""
+        ``generation`` (generated from ``prompt`` when not given); see :meth:`Explainer.__call__`.
+
+        For a text-only model (:class:`~mllm_attr.adapters.text.TextAdapter`) ``image`` is
+        ``None`` and the prompt words are the only features (:meth:`explain_text`).
+
+        Raises:
+            ValueError: an image for a text-only model, or none for a multimodal one.
+        """
+        if self.text_only:
+            if image is not None:
+                raise ValueError(
+                    f"{self.adapter.name!r} is a text-only model: it takes no image; explain its answer with "
+                    "image=None (the prompt words are the features)"
+                )
+        elif image is None:
+            raise ValueError(
+                "an image is needed for a multimodal model; only a text-only model (load_adapter of a causal LM, "
+                "a TextAdapter) explains prompt words without one"
+            )
         return self._explain(image, generation, target=target, prompt=prompt)
+
+    def explain_text(
+        self, generation: Generation | None = None, *, target: TargetLike = "all", prompt: str | None = None
+    ) -> PromptAttribution:
+        """``self(None, generation, target=..., prompt=...)`` for a text-only model."""
+        return self(None, generation, target=target, prompt=prompt)
+
+    @property
+    def text_only(self) -> bool:
+        """True for a text-only model (:class:`~mllm_attr.adapters.text.TextAdapter`): no image, words only."""
+        return isinstance(self.adapter, TextAdapter)
 
     explain = __call__
 
     def settings(self) -> dict[str, Any]:
-        """The explainer's settings plus ``method = "eagle-joint-prompt"``, ``text_ablation`` and
+        """The explainer's settings plus ``method = "eagle-joint-prompt"`` (``"eagle-text-prompt"``
+        for a text-only model, whose image settings are ``None``), ``text_ablation`` and
         ``include_punctuation``."""
         out = super().settings()
         out.update(
@@ -833,7 +1092,111 @@ class PromptTokenExplainer(Explainer):
                 "include_punctuation": self.include_punctuation,
             }
         )
+        if self.text_only:
+            out.update(
+                {
+                    "method": "eagle-text-prompt",
+                    "n_regions_requested": None,
+                    "segmenter": None,
+                    "segmenter_options": {},
+                    "segments_supplied": False,
+                    "fill": None,
+                }
+            )
         return out
+
+    # -- the text-only path: no image, the prompt words are the features ----------------------
+    def _explain_steps(
+        self,
+        image: ImageLike | None,
+        generation: Generation | None,
+        *,
+        target: TargetLike,
+        prompt: str | None,
+        segmentation: Segmentation | None,
+        search: Any,
+        n_threads: int,
+    ) -> PromptAttribution:
+        if not self.text_only:
+            return super()._explain_steps(
+                image,
+                generation,
+                target=target,
+                prompt=prompt,
+                segmentation=segmentation,
+                search=search,
+                n_threads=n_threads,
+            )
+        if segmentation is not None or search is not None:
+            raise ValueError("replay of a given ordering is not supported for a text-only model")
+        t0 = time.perf_counter()
+        # Words and budget first: a prompt with no word or a too small budget fails before any model work.
+        text = generation.prompt if isinstance(generation, Generation) else prompt
+        if isinstance(text, str):
+            m = len(self.words(text))
+            needed = 2 + replay_cost(m - 1)
+            if self.max_forwards is not None and self.max_forwards < needed:
+                raise ValueError(
+                    f"max_forwards={self.max_forwards} is too small for {m} prompt words: the full and empty "
+                    f"prompts plus the insertion and deletion curves alone take {needed} forwards (2 x words); "
+                    "raise max_forwards"
+                )
+        generation, positions = self._prepare_text(generation, target, prompt)
+        batch_size = self.batch_size or self.adapter.default_batch_size()
+        scorer = self._make_scorer(NO_IMAGE, generation, positions, fill=NO_IMAGE, batch_size=batch_size)
+        objective = JointObjective(
+            scorer, NO_REGIONS, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards
+        )
+        result = run_search(
+            self.search, objective, self.search_options, seed=self.seed, show_progress=self.show_progress
+        )
+        p_full, p_blank = objective.endpoints()
+        settings = self.settings()
+        settings.update(
+            {
+                "n_regions": 0,
+                "batch_size": batch_size,
+                "fast_path": {"requested": self.fast_path, "used": False, "reason": "text-only model: no image"},
+                "adapter": self.adapter.describe(),
+                "image": None,
+                "target": repr(as_target(target)),
+                "search_info": result.info,
+                "forward_calls": scorer.counter.calls,
+                "threads": {"requested": self.threads, "used": n_threads},
+            }
+        )
+        return self._make_result(
+            result,
+            loaded=None,
+            seg=None,
+            generation=generation,
+            positions=positions,
+            p_full=p_full,
+            p_blank=p_blank,
+            scorer=scorer,
+            settings=settings,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _prepare_text(
+        self, generation: Generation | None, target: TargetLike, prompt: str | None
+    ) -> tuple[Generation, list[int]]:
+        """Generate (or teacher-force) the answer with no image and resolve the target (as :meth:`prepare`)."""
+        spec = as_target(target)
+        if generation is None:
+            if prompt is None:
+                raise ValueError("pass either a Generation or a prompt to generate one")
+            generation = self.adapter.generate(None, prompt, max_new_tokens=self.max_new_tokens)
+        elif not isinstance(generation, Generation):
+            raise TypeError(f"expected a Generation (from adapter.generate); got {type(generation).__name__}")
+        elif generation.image_sha256 is not None:
+            raise ValueError(
+                "this Generation was made on an image; a text-only model explains answers it gave to a prompt alone "
+                "(adapter.generate(prompt))"
+            )
+        if isinstance(spec, Answer):
+            generation = self.adapter.teacher_force(None, generation.prompt, spec.text, generated_text=generation.text)
+        return generation, resolve(generation, spec)
 
     def words(self, prompt: str) -> list[PromptWord]:
         """The word features of ``prompt`` (:func:`prompt_words` with ``include_punctuation``).
@@ -886,8 +1249,8 @@ class PromptTokenExplainer(Explainer):
         self,
         result: SearchResult,
         *,
-        loaded: LoadedImage,
-        seg: Segmentation,
+        loaded: LoadedImage | None,
+        seg: Segmentation | None,
         generation: Generation,
         positions: list[int],
         p_full: np.ndarray,
@@ -903,8 +1266,8 @@ class PromptTokenExplainer(Explainer):
             {"n_words": scorer.n_words, "text_ablation": used, "text_ablation_requested": self.text_ablation}
         )
         out = PromptAttribution(
-            image=np.asarray(loaded.array),
-            labels=seg.labels,
+            image=NO_IMAGE.copy() if loaded is None else np.asarray(loaded.array),
+            labels=NO_REGIONS.copy() if seg is None else seg.labels,
             words=list(scorer.words),
             ordering=result.ordering,
             ins=result.ins,
@@ -930,7 +1293,7 @@ class PromptTokenExplainer(Explainer):
 
 def explain_prompt_tokens(
     adapter: ModelAdapter,
-    image: ImageLike,
+    image: ImageLike | None = None,
     generation: Generation | None = None,
     *,
     target: TargetLike = "all",
@@ -960,6 +1323,12 @@ def explain_prompt_tokens(
     the arguments are those of :class:`~mllm_attr.Explainer` (``labels=`` user segments
     included) plus ``text_ablation`` and ``include_punctuation`` (see the module docstring).
     Exact greedy costs ``(n + m)(n + m + 1)`` forwards. ``search`` is one of :data:`PROMPT_SEARCHES`.
+
+    For a text-only model (``load_adapter`` of a causal LM: a
+    :class:`~mllm_attr.adapters.text.TextAdapter`) pass ``image=None``: the ``m`` prompt words
+    are the only features (``m(m + 1)`` forwards for greedy), ablated as here (``"mask"`` by
+    default); the image options do not apply. E.g.
+    ``explain_prompt_tokens(adapter, prompt="What is the capital of France?", target="Paris")``.
 
     Returns:
         a :class:`PromptAttribution`.
@@ -1005,7 +1374,9 @@ __all__ = [
     "PromptWord",
     "delete_words",
     "explain_prompt_tokens",
+    "TextPromptScorer",
     "joint_scorer",
     "locate_prompt_words",
+    "plot_prompt_words",
     "prompt_words",
 ]

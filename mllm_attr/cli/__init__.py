@@ -7,6 +7,7 @@ module         subcommand
 ``diagnose``   ``mllm-attr diagnose``: POPE-style yes/no questions in bulk
 ``evaluate``   ``mllm-attr evaluate CONFIG``: a benchmark config (also ``eval/run.py``)
 ``report``     ``mllm-attr report DIR ...``: an HTML page from saved explanations
+``app``        ``mllm-attr app``: the interactive explorer in a local web page (Gradio extra)
 ``_common``    the shared flags (model, attribution) and their checks
 =============  ===========================================================================
 
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._version import __version__
-from . import diagnose, evaluate, explain, report
+from . import app, diagnose, evaluate, explain, report
 from ._common import (
     USER_ERRORS,
     ArgumentError,
@@ -45,11 +46,12 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     diagnose.add_subcommand,
     evaluate.add_subcommand,
     report.add_subcommand,
+    app.add_subcommand,
 )
 
 
 def build_parser() -> Parser:
-    """The ``mllm-attr`` parser: ``explain``, ``diagnose``, ``evaluate`` and ``report``."""
+    """The ``mllm-attr`` parser: ``explain``, ``diagnose``, ``evaluate``, ``report`` and ``app``."""
     parser = Parser(
         prog="mllm-attr", description="Explain which image regions a multimodal LLM's generated tokens rely on."
     )

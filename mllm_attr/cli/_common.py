@@ -419,15 +419,19 @@ def check_explainer_args(args: argparse.Namespace, loaded: Any = None, labels: n
         )
 
 
-def explainer_from_args(adapter: Any, args: argparse.Namespace, **extra: Any) -> Any:
-    """An :class:`~mllm_attr.explainer.Explainer` for ``adapter`` built from the parsed arguments, plus ``extra``."""
+def explainer_from_args(
+    adapter: Any, args: argparse.Namespace, *, explainer_class: Any = None, image_options: bool = True, **extra: Any
+) -> Any:
+    """An explainer for ``adapter`` built from the parsed arguments, plus ``extra``: an
+    :class:`~mllm_attr.explainer.Explainer` unless ``explainer_class`` names another (the
+    multi-image and prompt-word explainers take the same options); ``image_options=False``
+    leaves out the segmentation and fill options (a text-only model has no image)."""
     from ..explainer import Explainer
 
-    return Explainer(
+    if image_options:
+        extra = {"n_regions": args.n_regions, "segmenter": args.segmenter, "fill": args.fill, **extra}
+    return (explainer_class or Explainer)(
         adapter,
-        n_regions=args.n_regions,
-        segmenter=args.segmenter,
-        fill=args.fill,
         search=args.search,
         lambda1=args.lambda1,
         lambda2=args.lambda2,

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from ..search import SEARCHES
 from ._common import (
     ArgumentError,
     add_explainer_args,
@@ -34,8 +36,17 @@ def add_subcommand(subparsers: Any) -> None:
         "report.html, run.json; rerunning the same command resumes; exit code 1 if a request failed. Not with "
         "--image, --prompt, --target*, --answer, --occurrence, --labels, --masks",
     )
-    p.add_argument("--image", default=None, help="image path (default: the shipped example scene)")
-    p.add_argument("--prompt", default=None, help='prompt (default: "Describe the image.")')
+    p.add_argument(
+        "--image",
+        default=None,
+        action="append",
+        help="image path (default: the shipped example scene); not with a text-only model (a causal LM), whose "
+        "prompt words are explained. Repeat it for several images in one prompt (in order): their regions are "
+        "ranked in one ordering, with a map and a share of the attribution per image",
+    )
+    p.add_argument(
+        "--prompt", default=None, help='prompt (default: "Describe the image."; required for a text-only model)'
+    )
     tg = p.add_mutually_exclusive_group()
     tg.add_argument("--target", default=None, help='word or phrase of the answer, or "all" (default: all)')
     tg.add_argument("--target-index", type=parse_indices, default=None, help="token index(es), e.g. 3 or 3,4")
@@ -110,12 +121,23 @@ def run(args: argparse.Namespace) -> int:
             str(exc).replace("pass overwrite=True", "pass --overwrite or choose another --out")
         ) from None
     target = _target(args)
+    images = list(args.image or [])
+    if len(images) > 1:  # several images in one prompt
+        return run_multi(args, out, target, images)
+    args.image = images[0] if images else None  # one --image: exactly the single-image path
+    if args.image is None and _text_model(args):  # no image and a causal LM: its prompt words are explained
+        return run_text(args, out, target)
     image = args.image or str(example_image_path())
     prompt = args.prompt if args.prompt is not None else "Describe the image."
 
     loaded = load_image(image)  # fail on a bad image before loading the model
     labels, segments_source = segments_from_args(args, loaded)  # and on bad --labels / --masks
     check_explainer_args(args, loaded, labels)  # and on flags that do not fit this image
+    if args.image is not None and _text_model(args):
+        raise ArgumentError(
+            f"--image: {args.model!r} is a text-only model (a causal LM); it takes no image. Leave out --image to "
+            "explain the answer over the prompt words, or choose a multimodal --model"
+        )
     adapter = load_model_from_args(args)
     explainer = explainer_from_args(adapter, args, **({"labels": labels} if labels is not None else {}))
     expl = explainer(loaded, target=target, prompt=prompt)  # decoded once: notes kept, warnings once
@@ -123,14 +145,7 @@ def run(args: argparse.Namespace) -> int:
         expl.settings["segments_source"] = segments_source
     expl.save(out, overwrite=args.overwrite)
     s = expl.summary()
-    gen = expl.generation
-    print(f"prompt:           {prompt}")
-    if gen.counterfactual:
-        print(f"generated text:   {gen.generated_text}")
-        print(f"explained answer: {gen.text}  (counterfactual, teacher-forced)")
-    else:
-        print(f"generated text:   {gen.text}")
-    print(f"explained tokens: {', '.join(f'{p}:{t!r}' for p, t in zip(s['target_positions'], s['target_tokens']))}")
+    print_answer(prompt, expl.generation, s)
     print(f"insertion AUC:    {s['insertion_auc']:.4f}  (higher is better)")
     print(f"deletion AUC:     {s['deletion_auc']:.4f}  (lower is better)")
     print(f"highest conf.:    {s['highest_confidence']:.4f}")
@@ -140,6 +155,142 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(f"regions:          {expl.n_regions} (requested {args.n_regions})")
+    print(f"forwards:         {s['forwards']} in {s['seconds']:.1f}s")
+    print(f"wrote:            {', '.join(str(out / name) for name in _written(out))}")
+    return 0
+
+
+def print_answer(prompt: str, gen: Any, s: dict[str, Any]) -> None:
+    """The prompt, the generated (and a counterfactual explained) answer and the explained tokens."""
+    print(f"prompt:           {prompt}")
+    if gen.counterfactual:
+        print(f"generated text:   {gen.generated_text}")
+        print(f"explained answer: {gen.text}  (counterfactual, teacher-forced)")
+    else:
+        print(f"generated text:   {gen.text}")
+    print(f"explained tokens: {', '.join(f'{p}:{t!r}' for p, t in zip(s['target_positions'], s['target_tokens']))}")
+
+
+def run_multi(args: argparse.Namespace, out: Path, target: Any, images: list[str]) -> int:
+    """``mllm-attr explain --image A --image B ... --prompt TEXT [--target WORD] --out DIR``: the regions of
+    every image of one prompt in one ordering (:mod:`mllm_attr.analysis.multi_image`)."""
+    from ..analysis.multi_image import MULTI_IMAGE_SEARCHES, MultiImageExplainer
+    from ..image import load_image
+
+    given = [flag for dest, flag in _IMAGE_ONLY_FLAGS if getattr(args, dest, None) is not None]
+    if given:
+        raise ArgumentError(
+            f"{', '.join(given)}: one label map cannot cover {len(images)} images; with several --image the "
+            "segmenter makes the regions of each image (--n-regions per image)"
+        )
+    if args.search not in MULTI_IMAGE_SEARCHES:
+        raise ArgumentError(
+            f"--search {args.search}: it orders the regions of ONE label map by their geometry; with several "
+            f"--image use one of {', '.join(MULTI_IMAGE_SEARCHES)}"
+        )
+    prompt = args.prompt if args.prompt is not None else "Describe the images."
+    loaded = [load_image(path) for path in images]  # fail on a bad image before loading the model
+    for im in loaded:
+        check_explainer_args(args, im)
+    if args.max_forwards is not None:
+        from ..search import replay_cost
+        from ..segment import segment
+
+        n = sum(segment(im.array, args.n_regions, args.segmenter).n_regions for im in loaded)
+        needed = 2 + replay_cost(n - 1)
+        if args.max_forwards < needed:
+            raise ValueError(
+                f"--max-forwards: max_forwards={args.max_forwards} is too small for {n} regions over {len(loaded)} "
+                f"images: the full and blank images plus the insertion and deletion curves alone take {needed} "
+                "forwards (2 x regions); raise it or lower --n-regions"
+            )
+    if _text_model(args):
+        raise ArgumentError(f"--image: {args.model!r} is a text-only model (a causal LM); it takes no image")
+    adapter = load_model_from_args(args)
+    if not getattr(adapter, "supports_multi_image", lambda: False)():
+        raise ArgumentError(
+            f"--image given {len(images)} times: model family {getattr(adapter, 'family', '?')!r} is not supported "
+            "with several images in one prompt"
+        )
+    explainer = explainer_from_args(adapter, args, explainer_class=MultiImageExplainer)
+    attr = explainer(loaded, target=target, prompt=prompt)
+    attr.settings["image_paths"] = list(images)
+    attr.save(out, overwrite=args.overwrite)
+    s = attr.summary()
+    print_answer(prompt, attr.generation, s)
+    print(f"insertion AUC:    {s['insertion_auc']:.4f}  (over all images' area; higher is better)")
+    print(f"deletion AUC:     {s['deletion_auc']:.4f}  (over all images' area; lower is better)")
+    print(f"highest conf.:    {s['highest_confidence']:.4f}")
+    print(f"images:           {len(images)}, regions {' + '.join(map(str, attr.n_regions_per_image))}")
+    for share, path in zip(attr.image_shares(), images):
+        print(
+            f"image {share['image'] + 1}:          {path}: {share['score_share']:.0%} of the map, "
+            f"{share['top_k_share']:.0%} of the top {share['top_k']} regions, best rank {share['best_rank']}"
+        )
+    print(f"scoring path:     {attr.settings['multi_image']['scoring_path']}")
+    print(f"forwards:         {s['forwards']} in {s['seconds']:.1f}s")
+    print(f"wrote:            {', '.join(str(out / name) for name in _written(out))}")
+    return 0
+
+
+def _text_model(args: argparse.Namespace) -> bool:
+    """Whether ``--model`` is a text-only causal LM (family ``"text"``), read from its config (no weights).
+
+    Answered without torch or transformers for the embedded model, another forced family, and a
+    local folder whose config names no causal-LM class (so the image checks still come before
+    any heavy import); otherwise by :func:`~mllm_attr.adapters.registry.model_family`.
+    """
+    from ..assets import DEFAULT_MODEL_NAME
+
+    model = args.model or DEFAULT_MODEL_NAME
+    if args.family not in (None, "text") or (model == DEFAULT_MODEL_NAME and args.family is None):
+        return False
+    path = Path(model).expanduser()
+    if args.family is None and path.is_dir():
+        try:
+            archs = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+        except (OSError, ValueError, AttributeError):
+            return False  # load_adapter reports what is wrong with the folder
+        if not any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+            return False
+    from ..adapters.registry import model_family
+
+    family = model_family(model, family=args.family, trust_remote_code=args.trust_remote_code)
+    return family == "text"
+
+
+#: Flags about image regions, refused for a text-only model (dest, flag).
+_IMAGE_ONLY_FLAGS = (("labels", "--labels"), ("masks", "--masks"))
+
+
+def run_text(args: argparse.Namespace, out: Path, target: Any) -> int:
+    """``mllm-attr explain --model TEXT_MODEL --prompt TEXT [--target ...] --out DIR``: the answer of a
+    text-only model explained over its prompt words (the insight + necessity objective; no image)."""
+    from ..analysis.prompt_tokens import PromptTokenExplainer
+    from ..search import IMAGE_ONLY_SEARCHES
+
+    given = [flag for dest, flag in _IMAGE_ONLY_FLAGS if getattr(args, dest, None) is not None]
+    if given:
+        raise ArgumentError(f"{', '.join(given)}: {args.model!r} is a text-only model; there are no image regions")
+    if args.search in IMAGE_ONLY_SEARCHES:
+        raise ArgumentError(
+            f"--search {args.search}: it orders image regions by their geometry; a text-only model's prompt words "
+            f"are ordered by {', '.join(sorted(set(SEARCHES) - IMAGE_ONLY_SEARCHES))}"
+        )
+    if args.prompt is None or not args.prompt.strip():
+        raise ArgumentError(f"--prompt is required for a text-only model ({args.model!r})")
+    check_explainer_args(args)
+    adapter = load_model_from_args(args)
+    explainer = explainer_from_args(adapter, args, explainer_class=PromptTokenExplainer, image_options=False)
+    attr = explainer(None, target=target, prompt=args.prompt)
+    attr.save(out, overwrite=args.overwrite)
+    s = attr.summary()
+    print_answer(args.prompt, attr.generation, s)
+    print(f"insertion AUC:    {s['feature_insertion_auc']:.4f}  (over prompt words; higher is better)")
+    print(f"deletion AUC:     {s['feature_deletion_auc']:.4f}  (over prompt words; lower is better)")
+    print(f"highest conf.:    {s['highest_confidence']:.4f}")
+    ranked = sorted(attr.word_ranks(), key=lambda wr: wr[1])
+    print(f"prompt words:     {len(ranked)}, most important first: {', '.join(repr(w) for w, _ in ranked[:8])}")
     print(f"forwards:         {s['forwards']} in {s['seconds']:.1f}s")
     print(f"wrote:            {', '.join(str(out / name) for name in _written(out))}")
     return 0
@@ -189,6 +340,11 @@ def run_requests(args: argparse.Namespace) -> int:
             "prompt, target and answer (see mllm-attr explain --help)"
         )
     requests, source = load_requests(args.requests)  # the whole file, before the model loads
+    if _text_model(args):
+        raise ArgumentError(
+            f"--requests: {args.model!r} is a text-only model; bulk requests (image + prompt) are for multimodal "
+            "models. Explain a text model's answers one prompt at a time (--prompt)"
+        )
     command = _command_options(args)
     check_output(args.out, sha256=source["sha256"], command=command, overwrite=args.overwrite)
     check_explainer_args(args)

@@ -34,11 +34,31 @@ def check_report_path(out: str, *, overwrite: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mllm-attr report``; ``--out`` is checked before any explanation is read."""
-    from ..explanation import Explanation
     from ..report import write_report
 
     path = check_report_path(args.out, overwrite=args.overwrite)
-    expls = [Explanation.load(d) for d in args.explanations]
+    expls = [load_result(d) for d in args.explanations]
     out = write_report(expls, path, title=args.title)
     print(f"wrote: {out}")
     return 0
+
+
+def load_result(directory: str) -> Any:
+    """An :class:`~mllm_attr.Explanation` or a :class:`~mllm_attr.analysis.PromptAttribution`, by the
+    ``result_type`` its ``explanation.json`` records (files without one are explanations)."""
+    import json
+
+    from ..explanation import Explanation
+
+    meta = Path(directory) / "explanation.json"
+    kind = None
+    if meta.is_file():
+        try:
+            kind = json.loads(meta.read_text(encoding="utf-8")).get("result_type")
+        except (ValueError, AttributeError):
+            kind = None  # Explanation.load says what is wrong with the file
+    if kind == "prompt_attribution":
+        from ..analysis.prompt_tokens import PromptAttribution
+
+        return PromptAttribution.load(directory)
+    return Explanation.load(directory)

@@ -59,7 +59,15 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["FAMILIES", "build_tiny", "model_class", "save_tiny"]
+__all__ = [
+    "CAUSAL_LMS",
+    "FAMILIES",
+    "build_tiny",
+    "build_tiny_causal_lm",
+    "model_class",
+    "save_tiny",
+    "save_tiny_causal_lm",
+]
 
 # Common lower-case English words: enough for prompts such as "What colour is the cat?" and for
 # generated text to decode into words. Everything is lower-cased by the normaliser.
@@ -1136,3 +1144,92 @@ def model_class(family: str):
     if family not in _REGISTRY:
         raise ValueError(f"Unknown family {family!r}; expected one of {', '.join(FAMILIES)}.")
     return getattr(importlib.import_module("transformers"), _REGISTRY[family].model_class)
+
+
+# ----------------------------------------------------------------------------------------------
+# Text-only causal LMs (AutoModelForCausalLM): the language models of the families above, alone.
+# ----------------------------------------------------------------------------------------------
+
+# Llama 3 style: "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>..."
+_LLAMA3_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+_LLAMA3 = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad|>"]
+
+# Words of plain questions and answers ("What is the capital of France?" -> "Paris").
+_CAUSAL_LM_WORDS = [
+    "capital",
+    "city",
+    "country",
+    "france",
+    "paris",
+    "germany",
+    "berlin",
+    "london",
+    "river",
+    "sky",
+    "blue",
+]
+
+#: Tiny text-only causal LMs: ``name -> transformers class`` (see :func:`build_tiny_causal_lm`).
+CAUSAL_LMS: dict[str, str] = {"qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
+
+
+def build_tiny_causal_lm(kind: str = "qwen2", *, seed: int = 0, tokenizer=None):
+    """A tiny randomly initialised text-only ``(model, tokenizer)`` of a real causal-LM class, offline.
+
+    Args:
+        kind: ``"qwen2"`` (``Qwen2ForCausalLM``, ChatML template, no BOS, turns end with
+            ``<|im_end|>``) or ``"llama"`` (``LlamaForCausalLM``, a Llama 3 style template that
+            writes ``<|begin_of_text|>`` itself, turns end with ``<|eot_id|>``).
+        seed: weights are a deterministic function of the seed.
+        tokenizer: a tokenizer to use instead of the word-level one (e.g. a real Qwen2.5
+            tokenizer with a chat template); the embedding gets one row per token.
+
+    Returns:
+        ``(model, tokenizer)``: float32, eval mode, greedy ``generation_config`` of at most 20 tokens.
+    """
+    from types import SimpleNamespace
+
+    import transformers
+
+    if kind not in CAUSAL_LMS:
+        raise ValueError(f"Unknown causal LM {kind!r}; expected one of {', '.join(CAUSAL_LMS)}.")
+    if tokenizer is None:
+        if kind == "qwen2":
+            tokenizer = _tokenizer(
+                _chatml_template("", "You are a helpful assistant."),
+                bos=None,
+                eos="<|im_end|>",
+                pad="<|endoftext|>",
+                other_specials=_CHATML,
+                extra_words=_CAUSAL_LM_WORDS,
+            )
+        else:
+            tokenizer = _tokenizer(
+                _LLAMA3_TEMPLATE,
+                bos="<|begin_of_text|>",
+                eos="<|eot_id|>",
+                pad="<|finetune_right_pad|>",
+                other_specials=_LLAMA3,
+                extra_words=_CAUSAL_LM_WORDS,
+            )
+    config = (_qwen2_text if kind == "qwen2" else _llama_text)(tokenizer, tie_word_embeddings=True)
+    cls = getattr(transformers, CAUSAL_LMS[kind])
+    model, _ = finish(cls, config, SimpleNamespace(tokenizer=tokenizer), seed)
+    return model, tokenizer
+
+
+def save_tiny_causal_lm(kind: str, out_dir: str | os.PathLike, *, seed: int = 0) -> pathlib.Path:
+    """:func:`build_tiny_causal_lm` saved into ``out_dir`` (``config.json``, safetensors, tokenizer
+    with its chat template): it reloads with ``AutoModelForCausalLM`` / ``AutoTokenizer``, offline."""
+    model, tokenizer = build_tiny_causal_lm(kind, seed=seed)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

