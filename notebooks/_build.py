@@ -883,8 +883,27 @@ def _signature(out: nbformat.NotebookNode) -> tuple[str, dict[str, str], list[st
     return kind, texts, images
 
 
+def _merged_streams(outputs: Sequence[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
+    """``outputs`` with each run of consecutive stream outputs of one name joined into one: the
+    kernel splits a cell's prints into messages by timing, so their number is not the code's."""
+    merged: list[nbformat.NotebookNode] = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and out.get("output_type") == "stream"
+            and last.get("output_type") == "stream"
+            and out.get("name") == last.get("name")
+        ):
+            merged[-1] = nbformat.from_dict({**last, "text": last.get("text", "") + out.get("text", "")})
+        else:
+            merged.append(out)
+    return merged
+
+
 def compare_outputs(stored: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> list[str]:
-    """Where the stored outputs disagree with a fresh execution of the same code (empty: they agree)."""
+    """Where the stored outputs disagree with a fresh execution of the same code (empty: they agree).
+    Consecutive prints to one stream count as one output (:func:`_merged_streams`)."""
     problems: list[str] = []
     code_s = [c for c in stored.cells if c.cell_type == "code"]
     code_f = [c for c in fresh.cells if c.cell_type == "code"]
@@ -892,7 +911,7 @@ def compare_outputs(stored: nbformat.NotebookNode, fresh: nbformat.NotebookNode)
         return ["the code cells differ"]
     for cs, cf in zip(code_s, code_f, strict=True):
         where = f"cell {cs.get('id')} ({cs.source.splitlines()[0][:50] if cs.source else ''!r})"
-        so, fo = cs.get("outputs", []), cf.get("outputs", [])
+        so, fo = _merged_streams(cs.get("outputs", [])), _merged_streams(cf.get("outputs", []))
         if len(so) != len(fo):
             problems.append(f"{where}: {len(so)} stored outputs, {len(fo)} now")
             continue

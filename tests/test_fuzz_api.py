@@ -174,6 +174,14 @@ def test_load_image_random_modes_and_sizes(mode, size, seed, via, tmp_path_facto
             OUTCOMES[("load_image_modes", "format-cannot-hold-mode", "")] += 1
             return  # the format cannot hold this mode/size: nothing to load
         src = path
+        try:  # Pillow can write files it cannot read back (e.g. some YCbCr TIFFs): such a file is corrupt
+            with Image.open(path) as check:
+                check.load()
+        except (OSError, ValueError, SyntaxError):
+            OUTCOMES[("load_image_modes", "written-unreadable", "")] += 1
+            with pytest.raises(ValueError, match="could not be read as one"):
+                load_image(src)  # refused with the corrupt-file error, naming the file
+            return
     try:
         loaded = load_image(src)
     except BaseException as exc:  # noqa: BLE001 - judged below

@@ -74,6 +74,20 @@ def test_output_comparison_catches_a_stale_output() -> None:
     stream2["text"] = stream2["text"] + "done in 3.1s\n"
     assert BUILD.compare_outputs(timing, fresh) == []
 
+    # The kernel may deliver one cell's prints as one stream message or several: the same text
+    # split in two is no difference, a word changed in either part is.
+    split = nbformat.from_dict(nb)
+    cell = next(c for c in split.cells if c.get("id") == text_cell.id)
+    k = next(i for i, o in enumerate(cell.outputs) if o.get("output_type") == "stream")
+    text = cell.outputs[k]["text"]
+    cut = max(1, len(text) // 2)
+    first, second = nbformat.from_dict(dict(cell.outputs[k])), nbformat.from_dict(dict(cell.outputs[k]))
+    first["text"], second["text"] = text[:cut], text[cut:]
+    cell.outputs = [*cell.outputs[:k], first, second, *cell.outputs[k + 1 :]]
+    assert BUILD.compare_outputs(nb, split) == []
+    second["text"] = second["text"] + "extra line\n"
+    assert BUILD.compare_outputs(nb, split)
+
     changed = nbformat.from_dict(nb)
     out = next(o for c in changed.cells if c.get("id") == text_cell.id for o in c.outputs if "text" in o)
     out["text"] = out["text"].replace("0", "1", 1) if "0" in out["text"] else out["text"] + "x"

@@ -279,15 +279,19 @@ class HFScorer(Scorer):
         fast.update(_assembly_plan(fast, csc, per_element, n))
         return self._probe(fast, labels)
 
-    def _probe(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        """Score probe subsets (and complements) on both paths; accept or refuse ``fast``."""
-        n = int(labels.max()) + 1
+    def _probe_table(self, n: int) -> np.ndarray:
+        """``bool[2 * FAST_PROBES, n]``: the probe's region subsets (sizes 1 to n/2, a fixed seed)
+        and their complements, the same for every scorer of ``n`` regions."""
         rng = np.random.default_rng(12345)
         sizes = np.linspace(1, max(1, n // 2), self.FAST_PROBES).round().astype(int)
         table = np.zeros((len(sizes), n), dtype=bool)
         for row, size in enumerate(sizes):
             table[row, rng.choice(n, size=int(size), replace=False)] = True
-        table = np.concatenate([table, ~table])
+        return np.concatenate([table, ~table])
+
+    def _probe(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Score probe subsets (and complements) on both paths; accept or refuse ``fast``."""
+        table = self._probe_table(int(labels.max()) + 1)
         images = [np.where(t[labels][..., None], self.image, self.fill) for t in table]
         slow_pv = torch.cat([o["pixel_values"] for o in self._pixel_outputs(images)])
         fast_pv = self._fast_pixels(fast, table)
@@ -1399,13 +1403,7 @@ class HFMultiImageScorer(HFScorer):
 
     def _probe_multi(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Score probe subsets (and complements) of all regions on both paths; accept or refuse ``fast``."""
-        n = int(labels.max()) + 1
-        rng = np.random.default_rng(12345)
-        sizes = np.linspace(1, max(1, n // 2), self.FAST_PROBES).round().astype(int)
-        table = np.zeros((len(sizes), n), dtype=bool)
-        for row, size in enumerate(sizes):
-            table[row, rng.choice(n, size=int(size), replace=False)] = True
-        table = np.concatenate([table, ~table])
+        table = self._probe_table(int(labels.max()) + 1)
         slow, quick, pixel_err = [], [], 0.0
         with torch.inference_mode():
             for start in range(0, len(table), self.batch_size):
