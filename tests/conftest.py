@@ -21,3 +21,15 @@ def quadrant_weights() -> np.ndarray:
     w[:20, :20] = 3.0
     w[:20, 20:] = 1.0
     return w
+
+
+def load_eval_script(name: str):
+    """``eval/<name>.py`` (a script, not a package) imported as a module, for the benchmark-script tests."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "eval" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod

