@@ -33,6 +33,8 @@ _EXPORTS = {
     "generation_from_text": ".adapters.callable",
     "load_adapter": ".adapters.registry",
     "load_image": ".image",
+    "load_video": ".video",
+    "Video": ".video",
     "masks_to_labels": ".segment",
     "segment": ".segment",
     "supported_families": ".adapters.registry",

@@ -587,8 +587,16 @@ def _multi_image_section(attr: Any, idx: int) -> str:
     (:class:`~mllm_attr.analysis.multi_image.MultiImageAttribution`): each input image and its
     map (all maps on ONE scale, the top regions of the joint ordering outlined in whichever image
     they lie) with its share of the attribution, the curves over the fraction of the total image
-    area, the per-image share table and the numbers."""
+    area, the per-image share table and the numbers. A video
+    (:class:`~mllm_attr.analysis.video.VideoAttribution`) gets the same section over its frames,
+    each named with its time."""
     gen = attr.generation
+    unit = attr.unit
+    times = list(getattr(attr, "times", []) or [])
+
+    def name(i: int) -> str:
+        return f"frame {i + 1} ({times[i]:.2f} s)" if unit == "frame" and i < len(times) else f"{unit} {i + 1}"
+
     meta = [("prompt", gen.prompt)]
     if gen.counterfactual:
         meta += [
@@ -599,8 +607,12 @@ def _multi_image_section(attr: Any, idx: int) -> str:
         meta += [("answer", gen.text)]
     meta += [
         ("explained", f"{attr.target_text!r} (tokens {', '.join(str(p) for p in attr.positions)})"),
-        ("images", f"{attr.n_images} in one prompt, regions {' + '.join(map(str, attr.n_regions_per_image))}"),
     ]
+    regions = " + ".join(map(str, attr.n_regions_per_image))
+    if unit == "frame":
+        meta.append(("video", f"{attr.n_images} frames at {float(attr.fps):.3g} frames per second, regions {regions}"))
+    else:
+        meta.append(("images", f"{attr.n_images} in one prompt, regions {regions}"))
     meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
 
     n = attr.n_regions
@@ -619,33 +631,33 @@ def _multi_image_section(attr: Any, idx: int) -> str:
         mine = int(np.isin(top, labels).sum())
         picture = viz.map_image(im, values, outline=outline)
         figures.append(
-            f'<div class="panels image-row"><figure>{_img(im, f"input image {i + 1}")}'
-            f"<figcaption>input image {i + 1}, {w}×{h} px</figcaption></figure>"
-            f"<figure>{_img(picture, f'map of image {i + 1}')}"
-            f"<figcaption><b>image {i + 1}</b>: {share['score_share']:.1%} of the map, "
+            f'<div class="panels image-row"><figure>{_img(im, f"input {name(i)}")}'
+            f"<figcaption>input {_e(name(i))}, {w}×{h} px</figcaption></figure>"
+            f"<figure>{_img(picture, f'map of {name(i)}')}"
+            f"<figcaption><b>{_e(name(i))}</b>: {share['score_share']:.1%} of the map, "
             f"{share['gain_share']:.1%} of the objective's gains, {share['top_k_share']:.0%} of the "
             f"top {share['top_k']} regions; best rank {share['best_rank']} (0 = first of the ordering); "
-            f"{share['n_regions']} regions, {share['area']:.0%} of the total image area; "
+            f"{share['n_regions']} regions, {share['area']:.0%} of the total {unit} area; "
             f"{outlined_text(mine)}.</figcaption></figure></div>"
         )
     if len(top):
         area = float(np.isin(np.asarray(attr.labels), top).mean())
         outlined = (
             f"{ring}outlined: the top {len(top)} of {n} regions of the joint ordering ({area:.0%} of the total "
-            "image area), in whichever image they lie"
+            f"{unit} area), in whichever {unit} they lie"
         )
         if np.array_equal(np.asarray(attr.ordering)[: len(top)], top):
             _, y = attr.insertion_curve()
-            outlined += f"; shown alone: p = {float(y[len(top)]):.2f} (all images: {float(attr.p_full.mean()):.2f})"
+            outlined += f"; shown alone: p = {float(y[len(top)]):.2f} (all {unit}s: {float(attr.p_full.mean()):.2f})"
     else:
-        outlined = "no outline: no region raises the score above the empty images"
+        outlined = f"no outline: no region raises the score above the empty {unit}s"
     bar = (
         f'<div class="bar" style="background:{_gradient(None)}"></div>'
-        '<div class="barlabels"><span>0: no gain</span><span>1: as much as the top region of all images</span></div>'
+        f'<div class="barlabels"><span>0: no gain</span><span>1: as much as the top region of all {unit}s</span></div>'
         f'<div class="barname">{_e(viz.map_label(attr).replace(chr(10), " "))}</div>'
         f'<p class="muted">Each map is drawn over its greyed image, all on ONE scale: a region\'s marginal gain of '
-        "the objective (insight + necessity) when the search added it, relative to the top region of all images; "
-        f"the regions of every image are ranked in one ordering. {outlined}.</p>"
+        f"the objective (insight + necessity) when the search added it, relative to the top region of all {unit}s; "
+        f"the regions of every {unit} are ranked in one ordering. {outlined}.</p>"
     )
     xi, yi = attr.insertion_curve()
     xd, yd = attr.deletion_curve()
@@ -654,15 +666,15 @@ def _multi_image_section(attr: Any, idx: int) -> str:
             (f"insertion (AUC {attr.insertion_auc():.3f})", xi, yi, viz.INSERTION_COLOR, False),
             (f"deletion (AUC {attr.deletion_auc():.3f})", xd, yd, viz.DELETION_COLOR, True),
         ],
-        xlabel="fraction of the total image area (all images)",
+        xlabel=type(attr).x_axis,
         title="mean over explained tokens",
     )
     panels = f'<div class="panels"><div class="multi-maps">{"".join(figures)}{bar}</div><figure>{curves}</figure></div>'
 
-    share_header = ["image", "size", "regions", "area", "score_share", "gain_share", "top_k_share", "best_rank"]
+    share_header = [unit, "size", "regions", "area", "score_share", "gain_share", "top_k_share", "best_rank"]
     share_rows = [
         [
-            f"image {s['image'] + 1}",
+            name(s["image"]),
             f"{im.shape[1]}×{im.shape[0]}",
             s["n_regions"],
             s["area"],
@@ -674,7 +686,7 @@ def _multi_image_section(attr: Any, idx: int) -> str:
         for s, im in zip(shares, attr.images)
     ]
     share_table = (
-        _table(share_header, share_rows) + "<p class=\"muted\">score_share: the image's part of the map's mass; "
+        _table(share_header, share_rows) + f"<p class=\"muted\">score_share: the {unit}'s part of the map's mass; "
         "gain_share: its part of the positive objective gains; top_k_share: its part of the first regions of the "
         "ordering; best_rank: the rank of its highest region (0 = first); area: its share of all pixels (what a "
         "share would be with no preference).</p>"
@@ -717,7 +729,7 @@ def _multi_image_section(attr: Any, idx: int) -> str:
         )
     multi = attr.settings.get("multi_image", {}) if isinstance(attr.settings, Mapping) else {}
     run = {
-        "images": attr.n_images,
+        f"{unit}s": attr.n_images,
         "regions": f"{n} ({' + '.join(map(str, attr.n_regions_per_image))})",
         "forwards (candidates scored)": int(attr.forwards),
         "forward calls (batches)": attr.settings.get("forward_calls", "–"),
@@ -730,12 +742,13 @@ def _multi_image_section(attr: Any, idx: int) -> str:
         f"<details><summary>Settings</summary>{_kv_table(attr.settings)}</details>"
         f"<details><summary>Versions</summary>{_kv_table(attr.versions)}</details>"
     )
+    what = f"a video of {attr.n_images} frames" if unit == "frame" else f"{attr.n_images} images in one prompt"
     return (
         f'<section class="expl multi" id="e{idx}">'
         f"<h2>{idx + 1}. “{_e(attr.target_text)}”{' (counterfactual)' if gen.counterfactual else ''} "
-        f'<span class="muted">({attr.n_images} images in one prompt)</span></h2>'
+        f'<span class="muted">({_e(what)})</span></h2>'
         f'<dl class="meta">{meta_html}</dl>{panels}'
-        f"<h3>Shares per image</h3>{share_table}"
+        f"<h3>Shares per {unit}</h3>{share_table}"
         f"<h3>Numbers</h3>{_table(header, rows)}{_kv_table(run)}{settings}</section>"
     )
 

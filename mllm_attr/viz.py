@@ -1293,7 +1293,9 @@ __all__ = [
     "plot_heatmap",
     "plot_mean_curves",
     "plot_methods",
+    "plot_multi_image",
     "plot_token_heatmaps",
+    "plot_video",
     "png_bytes",
     "render_modality_text",
     "save_figure",
@@ -1360,6 +1362,70 @@ def plot_multi_image(
         if colorbar:
             _bar(fig, list(axes), map_label(attr, rule=rule, token=token), cmap=cmap, alpha=alpha)
         fig.suptitle(heatmap_title(attr, token, width=max(52, 30 * n)), fontsize=8.5)
+    return fig
+
+
+def plot_video(
+    attr: ExplanationLike,
+    *,
+    token: int | None = None,
+    rule: str = "evidence",
+    outline: bool = True,
+    alpha: float | None = None,
+    cmap: str | Colormap | None = None,
+    colorbar: bool = True,
+    max_columns: int = 8,
+) -> Figure:
+    """The frame strip of a video attribution (:class:`~mllm_attr.analysis.video.VideoAttribution`):
+    each frame's map on ONE scale (the look of :func:`plot_heatmap`; the top regions of the joint
+    ordering outlined in whichever frame they lie), titled with its time and share of the map,
+    ``max_columns`` frames per row, and below them one bar per frame: its share of the map
+    (``score_share``) against its share of the area (the dashed line: no preference for any frame).
+
+    Returns:
+        the figure.
+    """
+    frames = attr.frames
+    maps = attr.saliencies(rule=rule, token=token)
+    shares = attr.frame_shares(rule=rule, token=token)
+    top = np.isin(np.asarray(attr.labels), top_regions(attr, token)) if outline else None
+    shapes = attr.image_shapes
+    masks = [
+        top.reshape(-1)[s : s + h * w].reshape(h, w) if top is not None else None
+        for s, (h, w) in zip(_starts(shapes), shapes)
+    ]
+    n = len(frames)
+    cols = max(1, min(int(max_columns), n))
+    rows = -(-n // cols)
+    h, w = shapes[0]
+    cell = min(2.2, 15.0 / cols)
+    with _style():
+        fig = _new_figure(cell * cols + 1.0, rows * cell * h / w + 0.9 * rows + 1.9)
+        grid = fig.add_gridspec(rows + 1, cols, height_ratios=[*([h / w * 1.25] * rows), 0.55])
+        axes = []
+        for i, (im, values, m, share) in enumerate(zip(frames, maps, masks, shares)):
+            ax = fig.add_subplot(grid[i // cols, i % cols])
+            ax.imshow(overlay(im, values, alpha, cmap), interpolation="nearest")
+            if m is not None:
+                _outline(ax, m)
+            ax.set_title(f"frame {i + 1} · {share['time']:.2f} s\n{share['score_share']:.0%} of the map", fontsize=7.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            axes.append(ax)
+        bars = fig.add_subplot(grid[rows, :])
+        x = np.arange(n)
+        bars.bar(x, [s["score_share"] for s in shares], color=INSERTION_COLOR, width=0.6, label="share of the map")
+        bars.plot(x, [s["area"] for s in shares], linestyle="--", color="0.4", linewidth=1, label="share of the area")
+        bars.set_xticks(x, [f"{i + 1}\n{s['time']:.2f} s" for i, s in enumerate(shares)], fontsize=7)
+        bars.set_ylabel("share", fontsize=7.5)
+        bars.tick_params(axis="y", labelsize=7)
+        bars.set_ylim(0, max(1e-9, max([s["score_share"] for s in shares] + [s["area"] for s in shares])) * 1.15)
+        bars.legend(fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
+        if colorbar:
+            _bar(fig, axes, map_label(attr, rule=rule, token=token), cmap=cmap, alpha=alpha)
+        fig.suptitle(heatmap_title(attr, token, width=max(52, 22 * cols)), fontsize=8.5)
     return fig
 
 

@@ -732,6 +732,153 @@ print(path.name, path.stat().st_size > 10_000)""",
     ),
 ]
 
+VIDEO: list[Cell] = [
+    (
+        "md",
+        """\
+# Video: which frames, and which regions of them?
+
+`explain_video` explains an answer about a video over frames x regions as ONE feature set: every
+frame is segmented on its own, all frames' regions are ranked in one ordering by the insight +
+necessity objective, and each candidate goes through the model's own video input (the frames in
+temporal patches, one video token per merged patch; Qwen2-VL, Qwen2.5-VL, Qwen3-VL and
+LLaVA-OneVision).
+
+**What runs here.** The shipped model is a LLaVA class that takes no video, and no real
+checkpoint can be downloaded on the machines this notebook is executed on, so part 1 (a real
+Qwen2.5-VL on a GPU) runs only where the weights and a GPU are present, and parts 2-4 run on a
+TINY RANDOM Qwen2.5-VL of the real transformers class: they show what the toolkit does with a
+video (loading, the frame strip, frame shares, whole-frame ablation, the report), not what a
+trained model sees. The checks that its scores are the model's own are in `tests/test_video.py`.""",
+    ),
+    ("code", SETUP),
+    (
+        "md",
+        """\
+## 1. A real Qwen2.5-VL (GPU and weights only)
+Cells tagged `requires-gpu` run only when `RUN_REAL_MODEL` is True; elsewhere they say so.
+`MLLM_ATTR_REAL_MODEL` may name another hub id or a local folder of Qwen2-VL / 2.5-VL / 3-VL.""",
+    ),
+    (
+        "code",
+        """\
+import os
+from pathlib import Path
+
+import torch
+
+MODEL_ID = os.environ.get("MLLM_ATTR_REAL_MODEL", "Qwen/Qwen2.5-VL-3B-Instruct")
+
+
+def weights_available(model_id: str) -> bool:
+    \"\"\"True for a local model directory, or a hub id whose files are already cached (never downloads).\"\"\"
+    if Path(model_id).is_dir():
+        return (Path(model_id) / "config.json").is_file()
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+RUN_REAL_MODEL = torch.cuda.is_available() and weights_available(MODEL_ID)
+print("RUN_REAL_MODEL =", RUN_REAL_MODEL)""",
+    ),
+    (
+        "gpu",
+        """\
+# requires-gpu: four frames of a panning scene, which frames carry the answer's words
+from mllm_attr import load_video
+from mllm_attr.analysis import explain_video
+
+if RUN_REAL_MODEL:
+    real = load_adapter(MODEL_ID, dtype="bfloat16", device_map="auto")
+    scene = load_image(example_image_path()).array
+    video = load_video([np.roll(scene, 12 * k, axis=1) for k in range(4)], fps=1.0)  # or load_video("clip.mp4")
+    real_attr = explain_video(real, video, prompt="Describe the video.", n_regions=6, max_new_tokens=24)
+    print(real_attr.generation.text)
+    real_attr.show()
+else:
+    print("skipped: needs a CUDA GPU and the weights of", MODEL_ID)""",
+    ),
+    (
+        "md",
+        """\
+## 2. A video file, and a tiny random Qwen2.5-VL
+`load_video` decodes a file with PyAV (the optional extra `mllm_attr[video]`) and samples
+`num_frames` frames uniformly over the clip; a list of frames with their `fps` works too. Here a
+short clip is written first: a red square crossing a dark field.""",
+    ),
+    (
+        "code",
+        """\
+import av
+from mllm_attr import load_video
+from mllm_attr.testing.tiny_models import build_tiny
+
+os.makedirs(OUT, exist_ok=True)
+with av.open(f"{OUT}/clip.mp4", "w") as container:
+    stream = container.add_stream("mpeg4", rate=6)
+    stream.width, stream.height, stream.pix_fmt = 112, 56, "yuv420p"
+    stream.options = {"qscale": "1"}
+    for k in range(12):
+        frame = np.full((56, 112, 3), 30, np.uint8)
+        frame[14:42, 4 + 7 * k : 32 + 7 * k] = (220, 40, 40)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+video = load_video(f"{OUT}/clip.mp4", num_frames=4)
+print(video.n_frames, "frames of", video.size, f"at {video.fps:g} fps, times", video.times)
+torch.manual_seed(0)
+qwen = load_adapter(build_tiny("qwen2_5_vl"))  # TINY and RANDOM: shows the mechanics only
+gen = qwen.generate(video, "What moves?", max_new_tokens=3)
+print(type(qwen).__name__, "answers", repr(gen.text))""",
+    ),
+    (
+        "md",
+        """\
+## 3. Frames x regions in one ordering
+`n_regions` is per frame (here a 2 x 3 grid of each frame); exact greedy costs `n(n + 1)`
+forwards for the `n` regions of all frames. `frame_shares()` says how the attribution splits
+between the frames (time, score share, gain share, top-k share, best rank); `show()` draws the
+frame strip: each frame's map on ONE scale, the top regions outlined, a bar of every frame's
+share under it.""",
+    ),
+    (
+        "code",
+        """\
+from mllm_attr.analysis import explain_video
+
+attr = explain_video(qwen, video, gen, n_regions=6, segmenter="grid")
+print(f"{attr.n_regions} regions, {attr.forwards} forwards, scoring path {attr.settings['multi_image']['scoring_path']!r}")
+for s in attr.frame_shares():
+    print(f"frame {s['frame'] + 1} at {s['time']:.2f} s: {s['score_share']:.0%} of the map, best rank {s['best_rank']}")""",
+    ),
+    ("code", "attr.show()"),
+    (
+        "md",
+        """\
+## 4. Whole frames, a frame the fill hides, the report
+`whole_frames=True` makes one region per frame, the coarse "which frames?" question. A frame
+that equals the fill (black) cannot carry anything: hiding it changes no pixel, so its gain is
+exactly zero, whatever the model.""",
+    ),
+    (
+        "code",
+        """\
+frames = list(video.frames)
+frames[1] = np.zeros_like(frames[1])
+dark = load_video(frames, fps=video.fps)
+coarse = explain_video(qwen, dark, prompt="What moves?", whole_frames=True, max_new_tokens=3)
+print("ordering of the frames:", (coarse.ordering + 1).tolist(), f"({coarse.forwards} forwards)")
+print("gain share of the black frame:", coarse.frame_shares()[1]["gain_share"])
+path = write_report([attr, coarse], f"{OUT}/video.html")
+print(path.name, path.stat().st_size > 10_000)""",
+    ),
+]
+
 NOTEBOOKS: dict[str, list[Cell]] = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_word_vs_sentence.ipynb": WORD_VS_SENTENCE,
@@ -740,6 +887,7 @@ NOTEBOOKS: dict[str, list[Cell]] = {
     "05_real_hub_model.ipynb": REAL_MODEL,
     "06_prompt_words_and_text_models.ipynb": TEXT_MODELS,
     "07_several_images.ipynb": SEVERAL_IMAGES,
+    "08_video.ipynb": VIDEO,
 }
 
 

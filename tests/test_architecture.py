@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "mllm_attr.store": 0,
     "mllm_attr.types": 0,
     "mllm_attr.image": 0,
+    "mllm_attr.video": 0,
     "mllm_attr.mask": 0,
     "mllm_attr.maps": 0,
     "mllm_attr.metrics": 0,

@@ -310,6 +310,9 @@ def test_cli_repeated_image_writes_the_multi_image_result(tmp_path):
     assert "image 2:" in out and "scoring path:" in out
     attr = MultiImageAttribution.load(tmp_path / "o")
     assert attr.n_images == 2 and attr.target_text == "diamond"
+    code, _, err = run_cli(["report", str(tmp_path / "o"), "--out", str(tmp_path / "r.html")])
+    assert code == 0, err  # the report command reads a several-images result by its result_type
+    assert "2 images in one prompt" in (tmp_path / "r.html").read_text()
     code, _, err = run_cli([*argv, "--labels", "x.npy", "--out", str(tmp_path / "p")])
     assert code == 2 and "one label map" in err and not (tmp_path / "p").exists()
     code, _, err = run_cli([*argv, "--search", "hierarchical", "--out", str(tmp_path / "q")])

@@ -117,10 +117,11 @@ def test_output_comparison_catches_a_stale_output() -> None:
     assert any("pixels differ" in p for p in BUILD.compare_outputs(nb, repainted))
 
 
-def test_gpu_cells_are_tagged_and_guarded() -> None:
-    nb = nbformat.reads(BUILD.render("05_real_hub_model.ipynb"), as_version=4)
+@pytest.mark.parametrize("name", ["05_real_hub_model.ipynb", "08_video.ipynb"])
+def test_gpu_cells_are_tagged_and_guarded(name: str) -> None:
+    nb = nbformat.reads(BUILD.render(name), as_version=4)
     gpu = [c for c in nb.cells if "requires-gpu" in c.metadata.get("tags", [])]
-    assert gpu, "the real-model notebook has no requires-gpu cells"
+    assert gpu, f"{name} has no requires-gpu cells"
     assert all("if RUN_REAL_MODEL:" in c.source for c in gpu)
     flag = [c for c in nb.cells if c.cell_type == "code" and "RUN_REAL_MODEL =" in c.source]
     assert flag and "torch.cuda.is_available()" in flag[0].source
@@ -145,6 +146,7 @@ EXPECTED_FILES = {
     "05_real_hub_model.ipynb": [],
     "06_prompt_words_and_text_models.ipynb": ["prompt_words.html", "tiny-qwen2/config.json"],
     "07_several_images.ipynb": ["several_images.html"],
+    "08_video.ipynb": ["video.html", "clip.mp4"],
 }
 
 

@@ -39,7 +39,7 @@ def section(heading: str) -> str:
 
 
 def test_the_readme_has_the_blocks_these_tests_run():
-    assert len(blocks("python")) == 6
+    assert len(blocks("python")) == 7
     assert len(blocks("bash", section("## CLI"))) == 2
     # Nothing but the synopsis is schematic: a block with placeholders is ```text, never ```bash.
     for _, code in blocks("bash"):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,12 +24,16 @@ from ..image import ImageLike, image_sha256, load_image
 from ..mask import compose, make_fill
 from ..targets import token_spans
 from ..types import Generation
+from ..video import Video, is_video
 from .base import ModelAdapter, Scorer, as_pil
 
 logger = logging.getLogger(__name__)
 
 #: Keys of a processor's output that belong to the text and are repeated across a batch.
 TEXT_KEYS: tuple[str, ...] = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+#: Floating-point model inputs that are NOT pixels and keep their own dtype (never cast to the
+#: model's): Qwen2.5-VL's seconds per temporal patch of a video, which set its time positions.
+KEEP_DTYPE_KEYS: frozenset[str] = frozenset({"second_per_grid_ts"})
 
 _DTYPES = {
     "float32": torch.float32,
@@ -480,7 +485,7 @@ class HFScorer(Scorer):
         else:
             inputs = {k: v.to(device) for k, v in text.items()}
         for key, value in pixel_inputs.items():
-            if torch.is_floating_point(value):
+            if torch.is_floating_point(value) and key not in KEEP_DTYPE_KEYS:
                 value = value.to(device=device, dtype=self.adapter.dtype)
             else:
                 value = value.to(device)
@@ -893,6 +898,209 @@ class HFAdapter(ModelAdapter):
         bs = batch_size or self.default_batch_size()
         return HFMultiImageScorer(self, arrays, base, generation, positions, bs, fast_path)
 
+    # -- video -------------------------------------------------------------------------------
+    def supports_video(self) -> bool:
+        """Whether this family takes a video (:data:`VIDEO_FAMILIES`)."""
+        return self.family in VIDEO_FAMILIES
+
+    def check_video(self, video: Any = None) -> None:
+        """Refuse what this adapter cannot take as a video (``video=None``: check the family only).
+
+        Raises:
+            TypeError: ``video`` is not a :class:`~mllm_attr.video.Video` (see :func:`~mllm_attr.video.load_video`).
+            ValueError: a family outside :data:`VIDEO_FAMILIES` (the message lists those that are).
+        """
+        if video is not None and not is_video(video):
+            raise TypeError(f"expected a Video (mllm_attr.load_video); got {type(video).__name__}")
+        if not self.supports_video():
+            raise ValueError(
+                f"model family {self.family!r} ({type(self).__name__}) is not supported with video input; families "
+                f"that are: {', '.join(sorted(VIDEO_FAMILIES))} (a list of frames can go in as several images "
+                "with families that take them, which is not the model's video input)"
+            )
+
+    def video_messages(self, prompt: str) -> list[dict[str, Any]]:
+        """The chat messages of one user turn: a video placeholder followed by ``prompt``."""
+        return [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+
+    def _video_token(self) -> str:
+        token = getattr(self.processor, "video_token", None) or getattr(self.tokenizer, "video_token", None)
+        if not token:
+            raise ValueError(f"model {self.name!r}: the processor names no video token")
+        return str(token)
+
+    def video_chat_text(self, prompt: str) -> str:
+        """The prompt string with ONE video placeholder token (expanded by :meth:`video_prompt_inputs`).
+
+        Raises:
+            ValueError: no chat template, or a template that renders no (or several) video tokens.
+        """
+        template = getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if not template:
+            raise ValueError(
+                f"model {self.name!r} has no chat template: there is no way to place a video in its prompt"
+            )
+        text = self.processor.apply_chat_template(
+            self.video_messages(prompt), add_generation_prompt=True, tokenize=False
+        )
+        token = self._video_token()
+        if text.count(token) != 1:
+            raise ValueError(
+                f"model {self.name!r}: its chat template renders {text.count(token)} video tokens {token!r} for one "
+                "video entry (expected 1): the template has no video entry"
+            )
+        return text
+
+    def _video_geometry(self) -> tuple[int, int, int]:
+        """``(patch_size, temporal_patch_size, merge_size)`` of the family's vision input."""
+        ip = self.processor.image_processor
+        return int(ip.patch_size), int(ip.temporal_patch_size), int(ip.merge_size)
+
+    def video_frame_inputs(self, frames: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Each frame's tensors in the layout of a one-frame video, from the family's image processor.
+
+        Qwen-VL: its ``pixel_values`` ``[F * N, D]`` (the frame in every temporal slot of a patch) and
+        ``image_grid_thw`` ``[F, 3]``; their video processors apply the same resize, rescale,
+        normalisation and patch layout, frame by frame. LLaVA-OneVision: the first view of its
+        image processor's output, ``pixel_values`` ``[F, C, S, S]`` (the frame resized to the
+        square input size, as its video processor resizes frames), without the anyres crops.
+        """
+        out = self.image_inputs([as_pil(f) for f in frames])
+        if self.family == "llava_onevision":
+            return {"pixel_values": out["pixel_values"][:, 0].contiguous()}
+        return out
+
+    def assemble_video(
+        self, pixels: torch.Tensor, const: dict[str, torch.Tensor], fps: float
+    ) -> dict[str, torch.Tensor]:
+        """The video inputs of ``B`` candidates from their frames' tensors.
+
+        ``pixels``: ``[B, F, *frame]``, each frame's ``pixel_values`` from :meth:`video_frame_inputs`
+        (``frame`` its shape for one frame); ``const``: the other tensors of one frame (Qwen-VL's
+        ``image_grid_thw``).
+
+        Qwen-VL: ``frame = (N, D)``, ``N`` patches of ``D = C * T * p * p`` values with the frame in
+        each of the ``T`` temporal slots. Frame ``f`` goes to temporal slot ``f mod T`` of temporal
+        patch ``f // T``; a frame count that is not a multiple of ``T`` is padded with copies of the
+        last frame (as the video processors pad). Returns ``pixel_values_videos`` ``[B * G * N, D]``
+        (``G = ceil(F / T)``), ``video_grid_thw`` ``[B, 3]`` and, for Qwen2.5-VL,
+        ``second_per_grid_ts`` ``[B]`` = ``T / fps``. LLaVA-OneVision: ``frame = (C, S, S)``;
+        ``pixel_values_videos`` ``[B, F, C, S, S]``.
+        """
+        if self.family == "llava_onevision":
+            return {"pixel_values_videos": pixels.contiguous()}
+        patch, temporal, _ = self._video_geometry()
+        b, f, n, d = pixels.shape
+        channels = d // (temporal * patch * patch)
+        if channels * temporal * patch * patch != d:
+            raise ValueError(f"frame rows of {d} values do not split into temporal patches of {temporal} x {patch}^2")
+        x = pixels.reshape(b, f, n, channels, temporal, patch * patch)[:, :, :, :, 0, :]
+        pad = -f % temporal
+        if pad:
+            x = torch.cat([x, x[:, -1:].expand(b, pad, *x.shape[2:])], dim=1)
+        g = (f + pad) // temporal
+        x = x.reshape(b, g, temporal, n, channels, patch * patch).permute(0, 1, 3, 4, 2, 5)
+        grid = const["image_grid_thw"][0]
+        out = {
+            "pixel_values_videos": x.reshape(b * g * n, d).contiguous(),
+            "video_grid_thw": torch.tensor([[g, int(grid[1]), int(grid[2])]] * b, dtype=torch.long),
+        }
+        if self.family == "qwen2_5_vl":
+            out["second_per_grid_ts"] = torch.full((b,), temporal / float(fps), dtype=torch.float32)
+        return out
+
+    def video_inputs(self, frames: Sequence[Any], fps: float) -> dict[str, torch.Tensor]:
+        """The video-side model inputs of one video (frames in order): :meth:`assemble_video` of
+        :meth:`video_frame_inputs`."""
+        per = self.video_frame_inputs(frames)
+        for key, value in per.items():
+            if key != "pixel_values" and len({tuple(row.tolist()) for row in value}) != 1:
+                raise ValueError("the frames of a video must all have one size")
+        pixels = per["pixel_values"]
+        pixels = pixels.reshape(1, len(frames), pixels.shape[0] // len(frames), *pixels.shape[1:])
+        if self.family == "llava_onevision":
+            pixels = pixels[:, :, 0]
+        return self.assemble_video(pixels, {k: v[:1] for k, v in per.items() if k != "pixel_values"}, fps)
+
+    def _video_placeholder(self, video: Video, grid_thw: torch.Tensor) -> tuple[str, int]:
+        """What replaces the chat template's one video token, and how many video tokens it holds.
+
+        Qwen2-VL / Qwen2.5-VL: one video token per merged patch (``G * h * w / merge^2``). Qwen3-VL
+        (as its processor expands it): per temporal patch, its time ``<t seconds>`` (the mean of its
+        first and last frame's times, one decimal) then ``<|vision_start|>``, the patch's video tokens
+        and ``<|vision_end|>``, inside the template's own start / end pair.
+        """
+        token = self._video_token()
+        if self.family == "llava_onevision":
+            # As LlavaOnevisionProcessor counts them: each frame's tokens pooled 2 x 2 (rounded up),
+            # and one newline token after the last frame.
+            side = math.ceil(math.isqrt(int(self.processor.num_image_tokens)) / 2)
+            count = video.n_frames * side * side + 1
+            return token * count, count
+        _, temporal, merge = self._video_geometry()
+        g, h, w = (int(v) for v in grid_thw)
+        per_patch = h * w // merge**2
+        if self.family != "qwen3_vl":
+            return token * (g * per_patch), g * per_patch
+        start = getattr(self.processor, "vision_start_token", None) or "<|vision_start|>"
+        end = getattr(self.processor, "vision_end_token", None) or "<|vision_end|>"
+        times = list(video.times)
+        parts = []
+        for k in range(g):
+            first, last = (
+                times[min(k * temporal, len(times) - 1)],
+                times[min(k * temporal + temporal - 1, len(times) - 1)],
+            )
+            parts.append(f"<{(first + last) / 2:.1f} seconds>{start}{token * per_patch}{end}")
+        return "".join(parts), g * per_patch
+
+    def video_prompt_inputs(self, video: Video, prompt: str) -> dict[str, torch.Tensor]:
+        """Model inputs for a video and the chat-formatted prompt: the video placeholder expanded as
+        the family's processor expands it (:meth:`_video_placeholder`), tokenised, with
+        ``mm_token_type_ids`` 2 on the video tokens, plus :meth:`video_inputs`.
+
+        Raises:
+            TypeError / ValueError: see :meth:`check_video` and :meth:`video_chat_text`.
+        """
+        self.check_video(video)
+        visual = self.video_inputs(list(video.frames), video.fps)
+        token = self._video_token()
+        placeholder, count = self._video_placeholder(video, visual.get("video_grid_thw", torch.zeros(1, 3))[0])
+        text = self.video_chat_text(prompt).replace(token, placeholder)
+        extra = {"add_special_tokens": False} if self._starts_with_bos(text) else {}
+        out = {k: v for k, v in dict(self.tokenizer([text], return_tensors="pt", **extra)).items() if k in TEXT_KEYS}
+        ids = out["input_ids"]
+        video_id = self.tokenizer.convert_tokens_to_ids(token)
+        if int((ids == video_id).sum()) != count:
+            raise ValueError(
+                f"the tokenised prompt holds {int((ids == video_id).sum())} video tokens; expected {count}"
+            )
+        if getattr(type(self.processor), "return_mm_token_type_ids", False):
+            types = torch.zeros_like(ids)
+            image_id = getattr(self.processor, "image_token_id", None)
+            if image_id is not None:
+                types[ids == int(image_id)] = 1
+            types[ids == video_id] = 2
+            out["mm_token_type_ids"] = types
+        out.update(visual)
+        return out
+
+    def video_scorer(
+        self,
+        video: Video,
+        generation: Generation,
+        positions: Sequence[int],
+        *,
+        fills: Sequence[np.ndarray] | None = None,
+        batch_size: int | None = None,
+        fast_path: bool | str = "auto",
+    ) -> HFVideoScorer:
+        """Per-explanation scorer of a video's frames (:class:`HFVideoScorer`); ``fills`` default to
+        black, ``fast_path`` as for :meth:`scorer`."""
+        base = [make_fill(f) for f in video.frames] if fills is None else [np.asarray(f) for f in fills]
+        bs = batch_size or self.default_batch_size()
+        return HFVideoScorer(self, video, base, generation, positions, bs, fast_path)
+
     def _starts_with_bos(self, text: str) -> bool:
         bos = getattr(self.tokenizer, "bos_token", None)
         return bool(bos) and text.startswith(bos)
@@ -1049,13 +1257,20 @@ class HFAdapter(ModelAdapter):
 
     @torch.inference_mode()
     def generate(
-        self, image: ImageLike | Sequence[ImageLike], prompt: str, *, max_new_tokens: int = 64, **gen_kwargs: Any
+        self,
+        image: ImageLike | Sequence[ImageLike] | Video,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        **gen_kwargs: Any,
     ) -> Generation:
         """Greedy decoding; per-token probabilities come from the raw logits of each step.
 
         ``image`` may be a list of images: several images in one prompt, in order (one image entry
         each in the chat template; families of :data:`MULTI_IMAGE_FAMILIES`); the Generation then
-        records :func:`images_sha256` of them.
+        records :func:`images_sha256` of them. It may be a :class:`~mllm_attr.video.Video`: the
+        frames go in as the family's video input (:meth:`video_prompt_inputs`; families of
+        :data:`VIDEO_FAMILIES`), and the Generation records the video's ``sha256``.
 
         Whatever the checkpoint's ``generation_config`` says (sampling, temperature, top-k/p,
         repetition penalty, n-gram blocking, ...), decoding is greedy with no logits processor:
@@ -1070,7 +1285,10 @@ class HFAdapter(ModelAdapter):
             raise ValueError(f"expected a non-empty prompt string; got {prompt!r}")
         self._check_greedy_kwargs(gen_kwargs)
         # The pixels the explainer will score (load_image: EXIF orientation, RGB, downscale), hashed once.
-        if is_image_list(image):  # several images in one prompt, in order
+        if is_video(image):  # a video: its frames through the family's video input
+            sha = image.sha256
+            inputs = self.video_prompt_inputs(image, prompt)
+        elif is_image_list(image):  # several images in one prompt, in order
             loaded_all = [load_image(im) for im in image]
             self.check_multi_image(len(loaded_all))
             sha = images_sha256([im.sha256 for im in loaded_all])
@@ -1080,24 +1298,39 @@ class HFAdapter(ModelAdapter):
             sha = loaded.sha256
             inputs = self.prompt_inputs(loaded.pil, prompt)
         inputs = {
-            k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
+            k: (
+                v.to(self.device, self.dtype)
+                if torch.is_floating_point(v) and k not in KEEP_DTYPE_KEYS
+                else v.to(self.device)
+            )
             for k, v in inputs.items()
         }
         ids, probs = self._greedy_decode(inputs, max_new_tokens, gen_kwargs)
         return self._generation(prompt, ids, probs, image_sha256=sha)
 
     def teacher_force(
-        self, image: ImageLike | Sequence[ImageLike], prompt: str, answer: str, *, generated_text: str | None = None
+        self,
+        image: ImageLike | Sequence[ImageLike] | Video,
+        prompt: str,
+        answer: str,
+        *,
+        generated_text: str | None = None,
     ) -> Generation:
         """Teacher-force a user-given ``answer``; probabilities are scored under the full image
-        (a list of images: all of them, in one prompt, as :meth:`generate` takes them)."""
+        (a list of images: all of them, in one prompt; a video: all its frames; as :meth:`generate`
+        takes them)."""
         if not isinstance(answer, str) or not answer.strip():
             raise ValueError(f"expected a non-empty counterfactual answer; got {answer!r}")
         ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
         if not ids:
             raise ValueError(f"answer {answer!r} tokenises to nothing")
         placeholder = self._generation(prompt, ids, [0.0] * len(ids))
-        if is_image_list(image):  # several images in one prompt: scored with all of them shown
+        if is_video(image):  # a video: scored with every frame shown
+            frames = list(image.frames)
+            video_scorer = HFVideoScorer(self, image, frames, placeholder, list(range(len(ids))), 1, False)
+            probs = video_scorer.score_images(video_scorer.image[None])[0]
+            sha = image.sha256
+        elif is_image_list(image):  # several images in one prompt: scored with all of them shown
             arrays = [load_image(im).array for im in image]
             self.check_multi_image(len(arrays))
             multi = HFMultiImageScorer(self, arrays, arrays, placeholder, list(range(len(ids))), 1, False)
@@ -1219,9 +1452,25 @@ class _ImageTables(HFScorer):
     (region images through the image processor, inclusion-exclusion terms, assembly plan) without
     text, forward or single-image probe; :class:`HFMultiImageScorer` probes the assembled inputs."""
 
-    def __init__(self, adapter: HFAdapter, image: np.ndarray, fill: np.ndarray, batch_size: int):
+    def __init__(
+        self,
+        adapter: HFAdapter,
+        image: np.ndarray,
+        fill: np.ndarray,
+        batch_size: int,
+        inputs: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
+    ):
         Scorer.__init__(self, image, fill, (0,), batch_size)
         self.adapter = adapter
+        #: What turns a batch of images into their tensors (default: the adapter's image processor).
+        self._inputs = inputs or adapter.image_inputs
+
+    def _pixel_outputs(self, images: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        out: list[dict[str, torch.Tensor]] = []
+        for start in range(0, len(images), max(1, self.batch_size)):
+            chunk = images[start : start + self.batch_size]
+            out.extend(_split_images(self._inputs([as_pil(im) for im in chunk]), len(chunk)))
+        return out
 
     def _probe(self, fast: dict[str, Any], labels: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         return fast, {"used": True}
@@ -1280,7 +1529,7 @@ class HFMultiImageScorer(HFScorer):
     ):
         images = [np.asarray(im) for im in images]
         fills = [np.asarray(f) for f in fills]
-        adapter.check_multi_image(len(images))
+        self._check_count(adapter, len(images))
         if len(fills) != len(images):
             raise ValueError(f"got {len(fills)} fills for {len(images)} images")
         for i, (im, f) in enumerate(zip(images, fills)):
@@ -1295,7 +1544,21 @@ class HFMultiImageScorer(HFScorer):
         self.fills = fills
         self.shapes = [tuple(int(d) for d in im.shape) for im in images]
         self._check_request(adapter, generation, fast_path)
-        self._set_text(adapter.prompt_inputs([as_pil(im) for im in images], generation.prompt), generation)
+        self._set_text(self._prompt_inputs(generation.prompt), generation)
+
+    #: The image-side key that carries the pixels (what the fast path builds, the probe compares).
+    pixel_key: ClassVar[str] = "pixel_values"
+
+    def _check_count(self, adapter: HFAdapter, n_images: int) -> None:
+        adapter.check_multi_image(n_images)
+
+    def _image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
+        """One image's tensors for the per-image fast-path tables (the image processor)."""
+        return self.adapter.image_inputs(images)
+
+    def _prompt_inputs(self, prompt: str) -> dict[str, torch.Tensor]:
+        """The processor's output for the full images and the prompt (text tensors and all)."""
+        return self.adapter.prompt_inputs([as_pil(im) for im in self.images], prompt)
 
     @property
     def n_images(self) -> int:
@@ -1367,7 +1630,7 @@ class HFMultiImageScorer(HFScorer):
             blocks.append((lo, hi))
         tables = []
         for i, ((lo, _), m) in enumerate(zip(blocks, maps)):
-            helper = _ImageTables(self.adapter, self.images[i], self.fills[i], self.batch_size)
+            helper = _ImageTables(self.adapter, self.images[i], self.fills[i], self.batch_size, self._image_inputs)
             fast_i, report_i = helper._prepare_fast((m - lo).astype(labels.dtype))
             if fast_i is None:
                 return None, {"used": False, "reason": f"image {i}: {report_i.get('reason')}"}
@@ -1376,11 +1639,11 @@ class HFMultiImageScorer(HFScorer):
         # The assembled layout must be the processor's (keys, shapes, every non-pixel tensor).
         n = self.n_regions or 0
         ends = self._fast_inputs(fast, np.stack([np.ones(n, bool), np.zeros(n, bool)]))
-        ref = _concat_inputs([self.adapter.image_inputs([as_pil(im) for im in c]) for c in (self.images, self.fills)])
+        ref = self._candidate_inputs([self.images, self.fills])
         if set(ends) != set(ref):
             return None, {"used": False, "reason": f"assembled keys {sorted(ends)} differ from the processor's"}
         for k, v in ref.items():
-            if tuple(ends[k].shape) != tuple(v.shape) or (k != "pixel_values" and not torch.equal(ends[k], v)):
+            if tuple(ends[k].shape) != tuple(v.shape) or (k != self.pixel_key and not torch.equal(ends[k], v)):
                 return None, {"used": False, "reason": f"assembled {k!r} differs from the processor's layout"}
         return self._probe_multi(fast, labels)
 
@@ -1410,9 +1673,9 @@ class HFMultiImageScorer(HFScorer):
                 rows = table[start : start + self.batch_size]
                 slow_in = self._candidate_inputs([self.split(compose(self.image, self.fill, r[labels])) for r in rows])
                 fast_in = self._fast_inputs(fast, rows)
-                ref = slow_in["pixel_values"].double()
+                ref = slow_in[self.pixel_key].double()
                 span = float((ref.max() - ref.min()).clamp_min(1e-12))
-                pixel_err = max(pixel_err, float((fast_in["pixel_values"].double() - ref).abs().max()) / span)
+                pixel_err = max(pixel_err, float((fast_in[self.pixel_key].double() - ref).abs().max()) / span)
                 slow.append(self._forward(slow_in, len(rows)))
                 quick.append(self._forward(fast_in, len(rows)))
         slow_p, quick_p = np.concatenate(slow), np.concatenate(quick)
@@ -1440,3 +1703,72 @@ class HFMultiImageScorer(HFScorer):
             )
             return None, {**report, "used": False, "reason": reason}
         return fast, report
+
+
+# -- video ------------------------------------------------------------------------------------------
+#: Families that take a video (their model's ``pixel_values_videos`` / ``video_grid_thw`` input,
+#: video placeholder tokens, temporal M-RoPE). Checked on tiny models of the real transformers
+#: classes (``tests/test_video.py``). Their video processors need torchvision; the frames are
+#: prepared by the family's image processor instead (:meth:`HFAdapter.video_frame_inputs`).
+VIDEO_FAMILIES: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision"})
+
+
+class HFVideoScorer(HFMultiImageScorer):
+    """Scores candidates of a VIDEO's frames (one explanation): every frame's regions in one label
+    space, as :class:`HFMultiImageScorer` holds several images (the frames, in time order, are the
+    strip's images), fed through the family's video input.
+
+    Per candidate the video tensors are built from the masked frames: on the fast path from each
+    frame's exact inclusion-exclusion tables (set up frame by frame through the image processor,
+    as for several images), assembled into temporal patches (:meth:`HFAdapter.assemble_video`);
+    else by the image processor on each masked frame, assembled the same way. The probe against
+    the processor path, the batching, the counting and the float64 softmax at the target
+    positions are those of :class:`HFMultiImageScorer`.
+
+    Args:
+        adapter: a transformers adapter of a family of :data:`VIDEO_FAMILIES`.
+        video: the :class:`~mllm_attr.video.Video`.
+        fills: what hidden pixels of each frame show (the frames' shapes).
+        generation, positions, batch_size, fast_path: as for :class:`HFScorer`.
+    """
+
+    pixel_key: ClassVar[str] = "pixel_values_videos"
+
+    def __init__(
+        self,
+        adapter: HFAdapter,
+        video: Video,
+        fills: Sequence[np.ndarray],
+        generation: Generation,
+        positions: Sequence[int],
+        batch_size: int,
+        fast_path: bool | str = "auto",
+    ):
+        adapter.check_video(video)
+        self.video = video
+        super().__init__(adapter, list(video.frames), fills, generation, positions, batch_size, fast_path)
+
+    def _check_count(self, adapter: HFAdapter, n_images: int) -> None:
+        adapter.check_video(self.video)
+
+    def _prompt_inputs(self, prompt: str) -> dict[str, torch.Tensor]:
+        return self.adapter.video_prompt_inputs(self.video, prompt)
+
+    def _image_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
+        return self.adapter.video_frame_inputs(images)
+
+    def _candidate_inputs(self, candidates: Sequence[Sequence[np.ndarray]]) -> dict[str, torch.Tensor]:
+        """Video inputs of candidates (lists of frames): the image processor on each candidate's
+        frames, assembled into temporal patches, concatenated over the batch."""
+        return _concat_inputs([self.adapter.video_inputs(list(c), self.video.fps) for c in candidates])
+
+    def _fast_inputs(self, fast: dict[str, Any], table: np.ndarray) -> dict[str, torch.Tensor]:
+        """Video inputs of ``bool[B, n]`` region rows from the per-frame tables, assembled."""
+        table = np.asarray(table, dtype=bool)
+        b = len(table)
+        frames = []
+        for (lo, hi), t in zip(fast["blocks"], fast["tables"]):
+            pv = self._fast_pixels(t, table[:, lo:hi])
+            frames.append(pv.reshape(b, *t["shape"]) if len(t["shape"]) == 2 else pv)
+        const = fast["tables"][0]["const"]
+        return self.adapter.assemble_video(torch.stack(frames, dim=1), const, self.video.fps)

@@ -5,7 +5,8 @@
 - :mod:`.yes_no`: why a wrong yes/no (POPE) answer, and the minimal correcting removal (AMCR);
 - :mod:`.captions`: caption object words (CHAIR) with their modality;
 - :mod:`.prompt_tokens`: image regions and prompt words ranked in one ordering;
-- :mod:`.multi_image`: the regions of several images of one prompt ranked in one ordering.
+- :mod:`.multi_image`: the regions of several images of one prompt ranked in one ordering;
+- :mod:`.video`: the regions of a video's frames ranked in one ordering (the model's video input).
 
 Bulk POPE runs and their summary (CSR@10%) are evaluation: :mod:`mllm_attr.evaluation.pope`.
 Names are imported on first use.
@@ -41,6 +42,7 @@ _EXPORTS = {
         ("PromptAttribution", "PromptWord", "explain_prompt_tokens", "joint_scorer", "prompt_words"), ".prompt_tokens"
     ),
     **dict.fromkeys(("MultiImageAttribution", "MultiImageExplainer", "explain_multi_image"), ".multi_image"),
+    **dict.fromkeys(("VideoAttribution", "VideoExplainer", "explain_video"), ".video"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -101,6 +101,8 @@ class MultiImageAttribution(AttributionResult):
     _noun: ClassVar[str] = "multi-image attribution"
     _float_fields: ClassVar[tuple[str, ...]] = ("areas", "ins", "dele", "value", "p_full", "p_blank")
     _meta_keys: ClassVar[tuple[str, ...]] = AttributionResult._meta_keys + ("image_shapes",)
+    #: What one image of the result is called in displays and reports.
+    unit: ClassVar[str] = "image"
 
     image: np.ndarray
     labels: np.ndarray
@@ -277,10 +279,10 @@ class MultiImageAttribution(AttributionResult):
         rows += [
             ("counterfactual answer" if gen.counterfactual else "answer", short_text(gen.text, 120)),
             ("explained", short_text(f"{self.target_text!r} (tokens {', '.join(map(str, self.positions))})", 160)),
-            ("images", str(self.n_images)),
+            (f"{self.unit}s", str(self.n_images)),
             ("regions", " + ".join(map(str, self.n_regions_per_image))),
             (
-                "image shares (score / top-k)",
+                f"{self.unit} shares (score / top-k)",
                 ", ".join(
                     f"#{s['image'] + 1}: {s['score_share']:.0%} / {s['top_k_share']:.0%}" for s in self.image_shares()
                 ),
@@ -489,6 +491,38 @@ class MultiImageExplainer(Explainer):
         """Not supported for several images (explain them with :meth:`__call__`)."""
         raise NotImplementedError("replay of a given ordering is not supported for several images")
 
+    # -- what a subclass for other inputs (a video's frames) changes ---------------------------
+    #: What one of the inputs is called in messages.
+    _unit: ClassVar[str] = "image"
+    #: The result class.
+    _result_class: ClassVar[type[MultiImageAttribution]] = MultiImageAttribution
+
+    def _load_inputs(self, image: Any) -> tuple[list[LoadedImage], str, Any]:
+        """``(loaded images, the hash a Generation made on them records, what the adapter takes)``."""
+        loaded = [load_image(im) for im in image]
+        self.adapter.check_multi_image(len(loaded))
+        return loaded, images_sha256([im.sha256 for im in loaded]), [im.array for im in loaded]
+
+    def _make_scorer(
+        self,
+        model_input: Any,
+        generation: Generation,
+        positions: Sequence[int],
+        fills: list[np.ndarray],
+        batch_size: int,
+    ) -> HFMultiImageScorer:
+        return self.adapter.multi_image_scorer(
+            model_input, generation, positions, fills=fills, batch_size=batch_size, fast_path=self.fast_path
+        )
+
+    def _extra_settings(self, model_input: Any) -> dict[str, Any]:
+        """Settings entries of this kind of input, added to every result."""
+        return {}
+
+    def _result_fields(self, model_input: Any) -> dict[str, Any]:
+        """Fields of :attr:`_result_class` beyond those of :class:`MultiImageAttribution`."""
+        return {}
+
     def _explain_steps(  # type: ignore[override]
         self,
         image: Sequence[ImageLike | LoadedImage],
@@ -501,8 +535,8 @@ class MultiImageExplainer(Explainer):
         n_threads: int,
     ) -> MultiImageAttribution:
         t0 = time.perf_counter()
-        loaded = [load_image(im) for im in image]
-        self.adapter.check_multi_image(len(loaded))
+        loaded, sha, model_input = self._load_inputs(image)
+        unit = self._unit
         # Regions and budget first: bad label maps or a too small budget fail before any model work.
         segs = self.image_segmentations(loaded)
         maps = offset_label_maps([s.labels for s in segs])
@@ -510,34 +544,31 @@ class MultiImageExplainer(Explainer):
         needed = 2 + replay_cost(n - 1)
         if self.max_forwards is not None and self.max_forwards < needed:
             raise ValueError(
-                f"max_forwards={self.max_forwards} is too small for {n} regions over {len(loaded)} images: the full "
-                f"and blank images plus the insertion and deletion curves alone take {needed} forwards "
+                f"max_forwards={self.max_forwards} is too small for {n} regions over {len(loaded)} {unit}s: the full "
+                f"and blank {unit}s plus the insertion and deletion curves alone take {needed} forwards "
                 "(2 x regions); raise max_forwards or lower n_regions"
             )
         arrays = [im.array for im in loaded]
-        sha = images_sha256([im.sha256 for im in loaded])
         spec = as_target(target)
         if generation is None:
             if prompt is None:
                 raise ValueError("pass either a Generation or a prompt to generate one")
-            generation = self.adapter.generate(arrays, prompt, max_new_tokens=self.max_new_tokens)
+            generation = self.adapter.generate(model_input, prompt, max_new_tokens=self.max_new_tokens)
         elif not isinstance(generation, Generation):
             raise TypeError(f"expected a Generation (from adapter.generate); got {type(generation).__name__}")
         elif generation.image_sha256 is not None and generation.image_sha256 != sha:
             raise ValueError(
-                f"this Generation was made on other images (hash {generation.image_sha256[:8]}… vs {sha[:8]}… of "
-                f"the {len(loaded)} images given here, in this order): call adapter.generate on these images"
+                f"this Generation was made on other {unit}s (hash {generation.image_sha256[:8]}… vs {sha[:8]}… of "
+                f"the {len(loaded)} {unit}s given here, in this order): call adapter.generate on these {unit}s"
             )
         if isinstance(spec, Answer):
             generation = self.adapter.teacher_force(
-                arrays, generation.prompt, spec.text, generated_text=generation.text
+                model_input, generation.prompt, spec.text, generated_text=generation.text
             )
         positions = resolve(generation, spec)
         fills = [make_fill(a, self.fill) for a in arrays]
         batch_size = self.batch_size or self.adapter.default_batch_size()
-        scorer: HFMultiImageScorer = self.adapter.multi_image_scorer(
-            arrays, generation, positions, fills=fills, batch_size=batch_size, fast_path=self.fast_path
-        )
+        scorer = self._make_scorer(model_input, generation, positions, fills, batch_size)
         strip_labels = images_to_strip([m[..., None].repeat(3, axis=-1) for m in maps])[..., 0].astype(np.int32)
         objective = Objective(
             scorer, strip_labels, lambda1=self.lambda1, lambda2=self.lambda2, max_forwards=self.max_forwards
@@ -571,6 +602,7 @@ class MultiImageExplainer(Explainer):
                     "region_offsets": [int(m.min()) for m in maps],
                     "scoring_path": "fast" if fast.get("used") else "processor",
                 },
+                **self._extra_settings(model_input),
                 "target": repr(spec),
                 "search_info": result.info,
                 "forward_calls": scorer.counter.calls,
@@ -580,7 +612,7 @@ class MultiImageExplainer(Explainer):
         sizes = np.bincount(strip_labels.ravel(), minlength=n) / strip_labels.size
         areas = np.cumsum(sizes[np.asarray(result.ordering)])
         areas[-1] = 1.0
-        out = MultiImageAttribution(
+        out = self._result_class(
             image=images_to_strip(arrays),
             labels=strip_labels,
             image_shapes=[tuple(a.shape[:2]) for a in arrays],
@@ -596,9 +628,12 @@ class MultiImageExplainer(Explainer):
             forwards=scorer.forwards,
             seconds=time.perf_counter() - t0,
             settings=settings,
+            **self._result_fields(model_input),
         )
         logger.info(
-            "multi-image attribution: %d images, %d regions, %d forwards (%s path), insertion AUC %.3f",
+            "%s: %d %ss, %d regions, %d forwards (%s path), insertion AUC %.3f",
+            out._noun,
+            unit,
             out.n_images,
             n,
             out.forwards,

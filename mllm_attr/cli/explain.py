@@ -44,6 +44,40 @@ def add_subcommand(subparsers: Any) -> None:
         "prompt words are explained. Repeat it for several images in one prompt (in order): their regions are "
         "ranked in one ordering, with a map and a share of the attribution per image",
     )
+    vg = p.add_mutually_exclusive_group()
+    vg.add_argument(
+        "--video",
+        default=None,
+        metavar="FILE",
+        help="explain over a video file's frames x regions, through the model's video input (Qwen2-VL, Qwen2.5-VL, "
+        'Qwen3-VL, LLaVA-OneVision; decoding needs PyAV: pip install "mllm_attr[video]"); --num-frames frames '
+        "sampled uniformly; --n-regions per frame. Not with --image, --labels, --masks",
+    )
+    vg.add_argument(
+        "--frames",
+        default=None,
+        nargs="+",
+        metavar="IMAGE",
+        help="a video given as its frames (image files, in time order, one size); --fps says how far apart",
+    )
+    p.add_argument(
+        "--num-frames",
+        type=int_at_least(1, "num_frames"),
+        default=None,
+        help="frames of --video to sample uniformly (default 8), or of --frames to keep (default all)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frames per second of --frames (default 2; Qwen2.5-VL places frames in time by it)",
+    )
+    p.add_argument(
+        "--whole-frames",
+        action="store_true",
+        help="with --video / --frames: one region per frame (which frames carried the tokens; 2 x frames forwards "
+        "for the curves)",
+    )
     p.add_argument(
         "--prompt", default=None, help='prompt (default: "Describe the image."; required for a text-only model)'
     )
@@ -122,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     target = _target(args)
     images = list(args.image or [])
+    if args.video is not None or args.frames is not None:  # a video: frames x regions
+        return run_video(args, out, target)
+    video_only = [f for d, f in (("num_frames", "--num-frames"), ("fps", "--fps")) if getattr(args, d) is not None]
+    if args.whole_frames:
+        video_only.append("--whole-frames")
+    if video_only:
+        raise ArgumentError(f"{', '.join(video_only)}: only with --video or --frames")
     if len(images) > 1:  # several images in one prompt
         return run_multi(args, out, target, images)
     args.image = images[0] if images else None  # one --image: exactly the single-image path
@@ -225,6 +266,79 @@ def run_multi(args: argparse.Namespace, out: Path, target: Any, images: list[str
     for share, path in zip(attr.image_shares(), images):
         print(
             f"image {share['image'] + 1}:          {path}: {share['score_share']:.0%} of the map, "
+            f"{share['top_k_share']:.0%} of the top {share['top_k']} regions, best rank {share['best_rank']}"
+        )
+    print(f"scoring path:     {attr.settings['multi_image']['scoring_path']}")
+    print(f"forwards:         {s['forwards']} in {s['seconds']:.1f}s")
+    print(f"wrote:            {', '.join(str(out / name) for name in _written(out))}")
+    return 0
+
+
+def run_video(args: argparse.Namespace, out: Path, target: Any) -> int:
+    """``mllm-attr explain --video FILE | --frames F0 F1 ... --prompt TEXT [--target WORD] --out DIR``: the
+    regions of every frame in one ordering, scored through the model's video input
+    (:mod:`mllm_attr.analysis.video`)."""
+    from ..analysis.multi_image import MULTI_IMAGE_SEARCHES
+    from ..analysis.video import VideoExplainer
+    from ..video import load_video
+
+    given = [flag for dest, flag in (*_IMAGE_ONLY_FLAGS, ("image", "--image")) if getattr(args, dest, None)]
+    if given:
+        raise ArgumentError(
+            f"{', '.join(given)}: not with --video / --frames (the segmenter makes the regions of each frame, "
+            "--n-regions per frame, or --whole-frames)"
+        )
+    if args.search not in MULTI_IMAGE_SEARCHES:
+        raise ArgumentError(
+            f"--search {args.search}: it orders the regions of ONE label map by their geometry; with a video use one "
+            f"of {', '.join(MULTI_IMAGE_SEARCHES)}"
+        )
+    if args.video is not None and args.fps is not None:
+        raise ArgumentError("--fps: only with --frames (a video file's rate follows from --num-frames and its length)")
+    if args.fps is not None and not args.fps > 0:
+        raise ArgumentError(f"--fps: expected a positive number of frames per second; got {args.fps}")
+    source = args.video if args.video is not None else list(args.frames)
+    video = load_video(source, num_frames=args.num_frames, fps=args.fps)  # fail on a bad video before the model
+    from ..image import LoadedImage
+
+    for f in video.frames:
+        check_explainer_args(args, LoadedImage(f, (f.shape[1], f.shape[0]), "RGB"))
+    n = video.n_frames if args.whole_frames else None
+    if args.max_forwards is not None:
+        from ..search import replay_cost
+        from ..segment import segment
+
+        n = n or sum(segment(f, args.n_regions, args.segmenter).n_regions for f in video.frames)
+        needed = 2 + replay_cost(n - 1)
+        if args.max_forwards < needed:
+            raise ValueError(
+                f"--max-forwards: max_forwards={args.max_forwards} is too small for {n} regions over "
+                f"{video.n_frames} frames: the full and blank frames plus the insertion and deletion curves alone "
+                f"take {needed} forwards (2 x regions); raise it or lower --n-regions"
+            )
+    if _text_model(args):
+        raise ArgumentError(f"--video / --frames: {args.model!r} is a text-only model (a causal LM); it takes no video")
+    adapter = load_model_from_args(args)
+    if not getattr(adapter, "supports_video", lambda: False)():
+        raise ArgumentError(
+            f"--video / --frames: model family {getattr(adapter, 'family', '?')!r} is not supported with video input "
+            "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision are)"
+        )
+    prompt = args.prompt if args.prompt is not None else "Describe the video."
+    explainer = explainer_from_args(adapter, args, explainer_class=VideoExplainer, whole_frames=args.whole_frames)
+    attr = explainer(video, target=target, prompt=prompt)
+    attr.settings["video_source"] = args.video if args.video is not None else list(args.frames)
+    attr.save(out, overwrite=args.overwrite)
+    s = attr.summary()
+    print_answer(prompt, attr.generation, s)
+    print(f"insertion AUC:    {s['insertion_auc']:.4f}  (over all frames' area; higher is better)")
+    print(f"deletion AUC:     {s['deletion_auc']:.4f}  (over all frames' area; lower is better)")
+    print(f"highest conf.:    {s['highest_confidence']:.4f}")
+    regions = " + ".join(map(str, attr.n_regions_per_image))
+    print(f"frames:           {attr.n_frames} at {attr.fps:.3g} fps, regions {regions}")
+    for share in attr.frame_shares():
+        print(
+            f"frame {share['frame'] + 1:<3}        {share['time']:.2f} s: {share['score_share']:.0%} of the map, "
             f"{share['top_k_share']:.0%} of the top {share['top_k']} regions, best rank {share['best_rank']}"
         )
     print(f"scoring path:     {attr.settings['multi_image']['scoring_path']}")

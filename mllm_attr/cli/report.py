@@ -44,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_result(directory: str) -> Any:
-    """An :class:`~mllm_attr.Explanation` or a :class:`~mllm_attr.analysis.PromptAttribution`, by the
-    ``result_type`` its ``explanation.json`` records (files without one are explanations)."""
+    """An :class:`~mllm_attr.Explanation`, a :class:`~mllm_attr.analysis.PromptAttribution`, a
+    :class:`~mllm_attr.analysis.MultiImageAttribution` or a :class:`~mllm_attr.analysis.VideoAttribution`,
+    by the ``result_type`` its ``explanation.json`` records (files without one are explanations)."""
     import json
 
     from ..explanation import Explanation
@@ -61,4 +62,12 @@ def load_result(directory: str) -> Any:
         from ..analysis.prompt_tokens import PromptAttribution
 
         return PromptAttribution.load(directory)
+    if kind == "multi_image_attribution":
+        from ..analysis.multi_image import MultiImageAttribution
+
+        return MultiImageAttribution.load(directory)
+    if kind == "video_attribution":
+        from ..analysis.video import VideoAttribution
+
+        return VideoAttribution.load(directory)
     return Explanation.load(directory)

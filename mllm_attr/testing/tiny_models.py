@@ -603,7 +603,9 @@ _LLAVA_NEXT_TEMPLATE = (
 
 # ChatML with a per-family image placeholder, as used by Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
 # InternVL (Qwen2.5 text) and LLaVA-OneVision (Qwen2 text).
-def _chatml_template(image_placeholder: str, default_system: str | None, user_sep: str = "\n") -> str:
+def _chatml_template(
+    image_placeholder: str, default_system: str | None, user_sep: str = "\n", video_placeholder: str | None = None
+) -> str:
     system = (
         f"{{% if messages[0]['role'] != 'system' %}}<|im_start|>system\n{default_system}<|im_end|>\n{{% endif %}}"
         if default_system
@@ -615,8 +617,11 @@ def _chatml_template(image_placeholder: str, default_system: str | None, user_se
         "{% if message['content'] is string %}{{ message['content'] }}"
         "{% else %}"
         "{% for c in message['content'] %}"
-        "{% if c['type'] == 'image' %}" + image_placeholder + ""
-        "{% elif c['type'] == 'text' %}"
+        "{% if c['type'] == 'image' %}"
+        + image_placeholder
+        + ""
+        + ("{% elif c['type'] == 'video' %}" + video_placeholder if video_placeholder else "")
+        + "{% elif c['type'] == 'text' %}"
         "{% if message['role'] == 'assistant' %}{% generation %}{{ c['text'] }}{% endgeneration %}"
         "{% else %}{{ c['text'] }}{% endif %}"
         "{% endif %}"
@@ -796,7 +801,7 @@ def _llava_next():
 def _llava_onevision():
     size, patch = 32, 8
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
-    template = _chatml_template("<image>\n", None, user_sep=" ")
+    template = _chatml_template("<image>\n", None, user_sep=" ", video_placeholder="<video>")
     tokenizer = _chatml_tokenizer(template, {"image_token": "<image>", "video_token": "<video>"})
     image_processor = _image_processor(
         "LlavaOnevisionImageProcessor", size=_square(size), crop_size=_square(size), image_grid_pinpoints=pinpoints
@@ -837,7 +842,11 @@ def _qwen_vl(name: str, *, patch: int, system: str | None, vision: dict, text: d
     ``vision``: the vision config's own settings; ``text`` is merged into the text config, ``drop``
     names text-config keys left out.
     """
-    template = _chatml_template("<|vision_start|><|image_pad|><|vision_end|>", system)
+    template = _chatml_template(
+        "<|vision_start|><|image_pad|><|vision_end|>",
+        system,
+        video_placeholder="<|vision_start|><|video_pad|><|vision_end|>",
+    )
     tokenizer = _chatml_tokenizer(template, _QWEN_VL_SPECIALS)
     # A 2x2 grid of merged tokens at least (min_pixels) and 4x4 at most (max_pixels): a
     # 56x56 image (patch 14) becomes 4x4 patches -> 4 image tokens.
