@@ -37,7 +37,7 @@ DEFAULT_NUM_FRAMES = 8
 DEFAULT_FPS = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # frames are arrays: compare videos by sha256
 class Video:
     """Frames of a video, in time order, and when each was shown.
 
@@ -82,9 +82,11 @@ class Video:
 
     @cached_property
     def sha256(self) -> str:
-        """Hex SHA-256 of the frames (in order, each by :func:`~mllm_attr.image.image_sha256`) and the
-        frame rate: what a :class:`~mllm_attr.types.Generation` made on the video records."""
-        text = "video:" + ",".join(image_sha256(f) for f in self.frames) + f";fps={float(self.fps)!r}"
+        """Hex SHA-256 of the frames (in order, each by :func:`~mllm_attr.image.image_sha256`), the
+        frame rate and the frame times (Qwen2.5-VL and Qwen3-VL place frames in time by them): what
+        a :class:`~mllm_attr.types.Generation` made on the video records."""
+        times = ",".join(repr(float(t)) for t in self.times)
+        text = "video:" + ",".join(image_sha256(f) for f in self.frames) + f";fps={float(self.fps)!r};times={times}"
         return hashlib.sha256(text.encode("ascii")).hexdigest()
 
     def describe(self) -> dict[str, Any]:
@@ -109,8 +111,9 @@ def is_video(value: Any) -> bool:
 
 
 def _sample_indices(total: int, num_frames: int) -> np.ndarray:
-    """``num_frames`` frame indices spread uniformly over ``total`` frames (first frame included)."""
-    return np.floor(np.arange(num_frames) * (total / num_frames)).astype(np.int64)
+    """``num_frames`` frame indices spread uniformly over ``total`` frames: ``floor(i * total / num_frames)``
+    in exact integer arithmetic (the first frame included)."""
+    return (np.arange(num_frames, dtype=np.int64) * int(total)) // int(num_frames)
 
 
 def _check_count(num_frames: Any) -> int:
@@ -127,11 +130,16 @@ def _check_fps(fps: Any) -> float:
     return float(fps)
 
 
-def decode_video(path: str | os.PathLike, *, num_frames: int = DEFAULT_NUM_FRAMES) -> Video:
+def decode_video(
+    path: str | os.PathLike, *, num_frames: int = DEFAULT_NUM_FRAMES, max_pixels: int = MAX_PIXELS
+) -> Video:
     """Decode ``num_frames`` frames spread uniformly over the video file ``path`` (PyAV).
 
     The frames are taken at indices ``floor(i * total / num_frames)`` of the decoded stream (the
-    uniform sampling of the Qwen-VL video processors); their rate is ``num_frames / duration``.
+    uniform sampling of the Qwen-VL video processors); their times are the decoder's presentation
+    times (from the first frame), their rate ``num_frames / duration``. The stream is decoded twice
+    (once to count the frames, once to convert only the sampled ones to RGB), so memory holds
+    ``num_frames`` frames, not the clip.
 
     Raises:
         ImportError: PyAV is not installed (the message names the ``video`` extra).
@@ -148,27 +156,37 @@ def decode_video(path: str | os.PathLike, *, num_frames: int = DEFAULT_NUM_FRAME
         raise ImportError(
             'reading a video file needs PyAV: pip install "mllm_attr[video]" (or pass the frames as a list of images)'
         ) from exc
-    frames: list[np.ndarray] = []
+
+    def frames_of(container: Any) -> Any:
+        if not container.streams.video:
+            raise ValueError(f"{str(p)!r} has no video stream")
+        return container.decode(container.streams.video[0])
+
     try:
         with av.open(str(p)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{str(p)!r} has no video stream")
-            stream = container.streams.video[0]
-            rate = float(stream.average_rate) if stream.average_rate else None
-            times: list[float] = []
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                times.append(float(frame.time) if frame.time is not None else float("nan"))
+            stream = container.streams.video[0] if container.streams.video else None
+            rate = float(stream.average_rate) if stream is not None and stream.average_rate else None
+            times = [float(f.time) if f.time is not None else float("nan") for f in frames_of(container)]
+        total = len(times)
+        if total == 0:
+            raise ValueError(f"{str(p)!r} holds no decodable video frames")
+        if num_frames > total:
+            raise ValueError(f"asked for {num_frames} frames but {str(p)!r} has only {total}; lower num_frames")
+        idx = _sample_indices(total, num_frames)
+        wanted = set(idx.tolist())
+        picked: dict[int, np.ndarray] = {}
+        with av.open(str(p)) as container:
+            for k, frame in enumerate(frames_of(container)):
+                if k in wanted:
+                    picked[k] = frame.to_ndarray(format="rgb24")
+                if k >= idx[-1]:
+                    break
     except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
         raise ValueError(f"cannot decode {str(p)!r} as a video: {exc}") from exc
-    total = len(frames)
-    if total == 0:
-        raise ValueError(f"{str(p)!r} holds no decodable video frames")
-    if num_frames > total:
-        raise ValueError(f"asked for {num_frames} frames but {str(p)!r} has only {total}; lower num_frames")
-    idx = _sample_indices(total, num_frames)
-    start = times[0] if np.isfinite(times[0]) else 0.0
+    if len(picked) != len(wanted):
+        raise ValueError(f"{str(p)!r} decoded to fewer frames the second time ({len(picked)} of {len(wanted)})")
     if all(np.isfinite(times)):
+        start = times[0]
         duration = times[-1] - start + (1.0 / rate if rate else 0.0)
         picked_times = [times[i] - start for i in idx]
     else:
@@ -176,7 +194,7 @@ def decode_video(path: str | os.PathLike, *, num_frames: int = DEFAULT_NUM_FRAME
         picked_times = [i / rate if rate else float(i) for i in idx]
     fps = num_frames / duration if duration > 0 else DEFAULT_FPS
     notes = [f"decoded {total} frames of {p.name}, sampled {num_frames} uniformly ({fps:.3g} frames per second)"]
-    loaded = [load_image(frames[i]) for i in idx]
+    loaded = [load_image(picked[int(i)], max_pixels=max_pixels) for i in idx]
     for i, im in zip(idx, loaded):
         notes.extend(f"frame {int(i)}: {n}" for n in im.notes)
     return Video(tuple(im.array for im in loaded), fps, tuple(picked_times), str(p), tuple(notes))
@@ -194,10 +212,11 @@ def load_video(
     Args:
         video: a video file path (decoded with PyAV), a list of frames (paths, PIL images or
             ``uint8`` arrays: each through :func:`~mllm_attr.image.load_image`), or a :class:`Video`.
-        num_frames: frames to sample from a file (default :data:`DEFAULT_NUM_FRAMES`); for a list,
-            the number of frames to keep, spread uniformly (default: all of them).
+        num_frames: frames to sample from a file (default :data:`DEFAULT_NUM_FRAMES`); for a list
+            or a :class:`Video`, the number of frames to keep, spread uniformly (default: all),
+            each keeping its time.
         fps: the rate of a list of frames (default :data:`DEFAULT_FPS`); not for a file (its rate
-            follows from the sampling) or a :class:`Video`.
+            follows from the sampling) or a :class:`Video` (it has its own).
         max_pixels: frames larger than this are downscaled (as images are).
 
     Raises:
@@ -210,12 +229,23 @@ def load_video(
             raise ValueError(f"a Video carries its own rate ({video.fps:g} fps); got fps={fps!r}")
         if num_frames is None or num_frames == video.n_frames:
             return video
-        fps = video.fps
-        video = list(video.frames)  # type: ignore[assignment]
+        n = _check_count(num_frames)
+        if n > video.n_frames:
+            raise ValueError(f"asked for {n} frames of a video of {video.n_frames}; lower num_frames")
+        idx = _sample_indices(video.n_frames, n)
+        note = f"kept {n} of {video.n_frames} frames, spread uniformly"
+        return Video(
+            tuple(video.frames[int(i)] for i in idx),
+            video.fps * n / video.n_frames,
+            tuple(video.times[int(i)] for i in idx),
+            video.source,
+            (*video.notes, note),
+        )
     if isinstance(video, (str, os.PathLike)):
         if fps is not None:
             raise ValueError("fps applies to a list of frames; a file's rate follows from num_frames and its length")
-        return decode_video(video, num_frames=DEFAULT_NUM_FRAMES if num_frames is None else num_frames)
+        count = DEFAULT_NUM_FRAMES if num_frames is None else num_frames
+        return decode_video(video, num_frames=count, max_pixels=max_pixels)
     if isinstance(video, np.ndarray) and video.ndim == 4:
         video = list(video)  # type: ignore[assignment]
     if not isinstance(video, (list, tuple)):
@@ -225,12 +255,13 @@ def load_video(
     rate = DEFAULT_FPS if fps is None else _check_fps(fps)
     items = list(video)
     idx = np.arange(len(items))
+    kept_rate = rate
     if num_frames is not None:
         n = _check_count(num_frames)
         if n > len(items):
             raise ValueError(f"asked for {n} frames of a list of {len(items)}; lower num_frames")
         idx = _sample_indices(len(items), n)
-        rate = rate * n / len(items)
+        kept_rate = rate * n / len(items)
     loaded: list[LoadedImage] = []
     for i in idx:
         try:
@@ -244,8 +275,8 @@ def load_video(
             + ", ".join(f"frame {int(i)}: {s[1]}x{s[0]}" for i, s in zip(idx, shapes))
         )
     notes = [f"frame {int(i)}: {n}" for i, im in zip(idx, loaded) for n in im.notes]
-    times = tuple(float(k) / rate for k in range(len(loaded)))
-    return Video(tuple(im.array for im in loaded), rate, times, None, tuple(notes))
+    times = tuple(float(i) / rate for i in idx)  # frame i of the list is shown at i / fps
+    return Video(tuple(im.array for im in loaded), kept_rate, times, None, tuple(notes))
 
 
 __all__ = ["DEFAULT_FPS", "DEFAULT_NUM_FRAMES", "Video", "decode_video", "is_video", "load_video"]

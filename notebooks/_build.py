@@ -879,6 +879,80 @@ print(path.name, path.stat().st_size > 10_000)""",
     ),
 ]
 
+EXPLORER: list[Cell] = [
+    (
+        "md",
+        """\
+# The interactive explorer, and the pieces it is made of
+
+`mllm-attr app` (the optional extra `pip install "mllm_attr[app]"`, Gradio) serves a page on
+`http://127.0.0.1:7860/`: upload an image, type a prompt, press Generate; the answer comes back
+as tokens coloured by modality; click a token to see its map, its curves, its modality label and
+its numbers. The page is a thin layer over `mllm_attr.app.Explorer`, which this notebook drives
+directly, on the embedded model: what the page shows is exactly what these two calls return.
+
+![the explorer in a browser](../docs/figures/app.png)""",
+    ),
+    ("code", SETUP),
+    ("code", LOAD_DEFAULT),
+    (
+        "md",
+        """\
+## 1. Generate: the answer and each token's modality
+`Explorer.generate` answers and labels every token with the cheap two-forward modality test
+(the full image against the blank one): what the page colours.""",
+    ),
+    (
+        "code",
+        """\
+from mllm_attr.app import Explorer
+
+explorer = Explorer(adapter, n_regions=16)
+answer = explorer.generate(image, "Describe the image.")
+print(answer.generation.text)
+for token, label in answer.spans():
+    print(f"{token!r:>12}  {label}")""",
+    ),
+    (
+        "md",
+        """\
+## 2. Click a token: its map, curves and modality
+`Explorer.explain(answer, position)` is what a click runs: an explanation of that one token (the
+page's region count and search), its heatmap and curves as pictures, and its modality with the
+numbers behind it.""",
+    ),
+    (
+        "code",
+        """\
+position = next(p for p in answer.positions if answer.generation.tokens[p].strip() == "diamond")
+view = explorer.explain(answer, position)
+print(view.summary)
+print(view.modality_text)
+fig, axes = plt.subplots(1, 2, figsize=(8, 4), layout="constrained")
+for ax, picture in zip(axes, (view.map_rgb, view.curves_rgb)):
+    ax.imshow(picture)
+    ax.axis("off")
+plt.show()""",
+    ),
+    (
+        "md",
+        """\
+## 3. The page itself
+`build_app(explorer)` makes the Gradio page around the same explorer (without serving it);
+`launch(explorer)` serves it (what `mllm-attr app` runs: local address only, no share link, no
+analytics), and `mllm-attr app --model Qwen/Qwen2.5-VL-3B-Instruct` does the same for a real
+model. `tests/test_app.py` starts the app and clicks through it in headless Chromium.""",
+    ),
+    (
+        "code",
+        """\
+from mllm_attr.app import build_app
+
+page = build_app(explorer)
+print(type(page).__name__, "with", len(page.blocks), "components")""",
+    ),
+]
+
 NOTEBOOKS: dict[str, list[Cell]] = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_word_vs_sentence.ipynb": WORD_VS_SENTENCE,
@@ -888,6 +962,7 @@ NOTEBOOKS: dict[str, list[Cell]] = {
     "06_prompt_words_and_text_models.ipynb": TEXT_MODELS,
     "07_several_images.ipynb": SEVERAL_IMAGES,
     "08_video.ipynb": VIDEO,
+    "09_explorer.ipynb": EXPLORER,
 }
 
 

@@ -147,6 +147,7 @@ EXPECTED_FILES = {
     "06_prompt_words_and_text_models.ipynb": ["prompt_words.html", "tiny-qwen2/config.json"],
     "07_several_images.ipynb": ["several_images.html"],
     "08_video.ipynb": ["video.html", "clip.mp4"],
+    "09_explorer.ipynb": [],
 }
 
 

@@ -258,6 +258,63 @@ def test_scores_equal_a_full_forward_on_hand_masked_frames(tiny, fast_path):
         np.testing.assert_allclose(got, want, rtol=0, atol=max(1e-7, 3e-3 * spread))
 
 
+def test_resampled_frames_fast_path_matches_the_processor_path():
+    """Frames the image processor resizes (50 x 70 -> 56 x 84): every processed element mixes
+    regions, and the fast path's scores still match the processor path's within its probe's rule."""
+    torch.manual_seed(0)
+    tiny = load_adapter(build_tiny("qwen2_vl"))
+    rng = np.random.default_rng(8)
+    frames = [rng.integers(1, 255, (50, 70, 3), dtype=np.uint8) for _ in range(3)]
+    video = load_video(frames, fps=2.0)
+    gen = tiny.teacher_force(video, PROMPT, "the red ball")
+    maps = offset_label_maps([segment(f, 4, "grid").labels for f in frames])
+    table = np.random.default_rng(2).random((8, int(maps[-1].max()) + 1)) < 0.5
+    scores = {}
+    for path in (False, True):
+        scorer = tiny.video_scorer(video, gen, range(len(gen)), batch_size=4, fast_path=path)
+        scorer.set_regions(strip(maps))
+        scores[path] = scorer.score_regions(table)
+    spread = float(scores[False].max() - scores[False].min())
+    assert spread > 1e-6
+    np.testing.assert_allclose(scores[True], scores[False], rtol=0, atol=0.01 * spread)
+
+
+def test_second_per_grid_ts_stays_float32_in_a_bfloat16_model():
+    torch.manual_seed(0)
+    tiny = load_adapter(build_tiny("qwen2_5_vl"))
+    tiny.model.to(torch.bfloat16)
+    seen = {}
+
+    def hook(module, args, kwargs):
+        seen.update({k: v.dtype for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+
+    video = load_video(frames_of(4, seed=9), fps=3.0)  # 2 / 3 s per temporal patch: not a bfloat16 number
+    gen = tiny.teacher_force(video, PROMPT, "the red ball")
+    handle = tiny.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        scorer = tiny.video_scorer(video, gen, range(len(gen)), batch_size=2, fast_path=False)
+        scorer.score_images(scorer.image[None])
+    finally:
+        handle.remove()
+    assert seen["second_per_grid_ts"] == torch.float32 and seen["pixel_values_videos"] == torch.bfloat16
+
+
+def test_a_checkpoints_video_pixel_bounds_are_used(tmp_path):
+    """With ``video_preprocessor_config.json`` (the video processor's own bounds) frames are resized
+    within those bounds, not the image processor's."""
+    folder = save_tiny("qwen2_5_vl", tmp_path / "q")
+    frames = frames_of(2, seed=10, unit=28)  # 56 x 84
+    plain = load_adapter(str(folder))
+    assert plain.video_size is None
+    (folder / "video_preprocessor_config.json").write_text(
+        json.dumps({"size": {"shortest_edge": 4 * 28 * 28, "longest_edge": 4 * 28 * 28}})
+    )
+    bounded = load_adapter(str(folder))
+    assert bounded.video_size == {"shortest_edge": 4 * 28 * 28, "longest_edge": 4 * 28 * 28}
+    assert plain.video_inputs(frames, 2.0)["video_grid_thw"].tolist() == [[1, 4, 6]]
+    assert bounded.video_inputs(frames, 2.0)["video_grid_thw"].tolist() == [[1, 2, 4]]
+
+
 def test_teacher_forcing_and_the_video_hash(qwen25):
     frames = frames_of(2, seed=2)
     video = load_video(frames, fps=1.0)
@@ -265,6 +322,8 @@ def test_teacher_forcing_and_the_video_hash(qwen25):
     assert gen.image_sha256 == video.sha256
     assert load_video(frames[::-1], fps=1.0).sha256 != video.sha256
     assert load_video(frames, fps=2.0).sha256 != video.sha256
+    shifted = Video(video.frames, video.fps, (0.5, 1.5))  # same frames and rate, other times
+    assert shifted.sha256 != video.sha256
     forced = qwen25.teacher_force(video, PROMPT, "a red ball")
     assert forced.counterfactual and forced.image_sha256 == video.sha256
     np.testing.assert_allclose(
@@ -328,6 +387,12 @@ def test_whole_frames_is_one_region_per_frame(qwen25):
     assert attr.settings["segmenter"] == "whole-frame"
     with pytest.raises(ValueError, match="one region per frame"):
         VideoExplainer(qwen25, whole_frames=True, labels=[np.zeros((56, 84), int)] * 4)
+    with pytest.raises(ValueError, match="it takes no n_regions, segmenter"):
+        VideoExplainer(qwen25, whole_frames=True, n_regions=4, segmenter="grid")
+    frames = frames_of(2, seed=6)
+    gen = qwen25.teacher_force(load_video(frames, fps=0.5), PROMPT, "the red ball")
+    listed = VideoExplainer(qwen25, whole_frames=True, fps=0.5)(frames, gen)  # a list of frames at 0.5 fps
+    assert listed.fps == 0.5 and listed.times == [0.0, 2.0]
 
 
 def test_geometry_searches_and_budgets_are_refused_before_model_work(qwen25):
@@ -356,6 +421,12 @@ def test_frame_lists_are_checked():
     with pytest.raises(ValueError, match="own rate"):
         load_video(kept, fps=1.0)
     assert load_video(kept) is kept
+    again = load_video(kept, num_frames=2)  # a Video resampled keeps its frames' times
+    assert again.times == pytest.approx((0, 2 / 3)) and again.notes[-1].startswith("kept 2 of 3")
+    np.testing.assert_array_equal(again.frames[1], kept.frames[1])
+    # floor(i * total / n) in exact arithmetic: 30 frames, 22 kept -> the 12th is frame 15 (not 14)
+    many = load_video([np.full((8, 8, 3), k, np.uint8) for k in range(30)], num_frames=22, fps=30.0)
+    assert int(many.frames[11][0, 0, 0]) == 15 and many.times[11] == pytest.approx(15 / 30)
     with pytest.raises(ValueError, match="one size"):
         Video((np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)), 1.0, (0.0, 1.0))
 
@@ -451,7 +522,19 @@ def test_cli_frames_and_refusals(saved_qwen25, tmp_path):
         Image.fromarray(f).save(paths[-1])
     base = ["explain", "--model", str(saved_qwen25), "--prompt", PROMPT, "--max-new-tokens", "2", "--threads", "1"]
     code, text, err = run_cli(
-        [*base, "--frames", *paths, "--fps", "0.5", "--whole-frames", "-q", "--out", str(tmp_path / "o")]
+        [
+            *base,
+            "--frames",
+            *paths,
+            "--fps",
+            "0.5",
+            "--whole-frames",
+            "--max-forwards",
+            "8",
+            "-q",
+            "--out",
+            str(tmp_path / "o"),
+        ]
     )
     assert code == 0, err
     assert VideoAttribution.load(tmp_path / "o").times == [0.0, 2.0]
@@ -460,6 +543,11 @@ def test_cli_frames_and_refusals(saved_qwen25, tmp_path):
         (["--frames", *paths, "--search", "hierarchical"], "geometry"),
         (["--video", paths[0], "--fps", "2"], "only with --frames"),
         (["--num-frames", "2"], "only with --video or --frames"),
+        (["--frames", *paths, "--whole-frames", "--n-regions", "4"], "one region per frame"),
+        (
+            ["--requests", str(tmp_path / "r.jsonl"), "--video", paths[0]],
+            "--requests cannot be combined with --prompt, --video",
+        ),
         (["--frames", paths[0], "/no/such.png"], "frame 1"),
     ]:
         target = tmp_path / "x"

@@ -255,6 +255,23 @@ def _read_json(name_or_path: str, filename: str, kwargs: dict) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def video_size_bounds(name_or_path: str | os.PathLike, **kwargs: Any) -> dict[str, int] | None:
+    """The frame pixel bounds of a checkpoint's video processor (``video_preprocessor_config.json``:
+    ``size`` with ``shortest_edge`` / ``longest_edge``, or ``min_pixels`` / ``max_pixels``), as
+    ``{"shortest_edge": ..., "longest_edge": ...}``; None when the checkpoint has no such file (or
+    it names no bounds), which is when transformers builds the video processor from the image
+    processor's own configuration."""
+    data = _read_json(os.path.expanduser(os.fspath(name_or_path)), "video_preprocessor_config.json", kwargs)
+    if not data:
+        return None
+    size = data.get("size") if isinstance(data.get("size"), dict) else {}
+    low = size.get("shortest_edge", data.get("min_pixels"))
+    high = size.get("longest_edge", data.get("max_pixels"))
+    if not isinstance(low, int) or not isinstance(high, int) or isinstance(low, bool) or isinstance(high, bool):
+        return None
+    return {"shortest_edge": low, "longest_edge": high}
+
+
 def _describe_checkpoint(name_or_path: str, kwargs: dict) -> dict[str, Any]:
     """What the checkpoint's files say: candidate processor classes, model type, multimodality."""
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES

@@ -722,6 +722,9 @@ class HFAdapter(ModelAdapter):
         self.model = model.eval()
         self.processor = processor
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+        #: Frame pixel bounds of the checkpoint's video processor (``from_pretrained`` reads them from
+        #: ``video_preprocessor_config.json``); None: the image processor's own.
+        self.video_size: dict[str, int] | None = None
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -742,7 +745,7 @@ class HFAdapter(ModelAdapter):
         ``load_in_4bit``/``load_in_8bit`` use bitsandbytes; ``device_map="auto"`` uses accelerate.
         ``trust_remote_code`` stays off unless you turn it on.
         """
-        from ._processors import load_processor
+        from ._processors import load_processor, video_size_bounds
 
         model = load_weights(
             cls.model_class,
@@ -755,7 +758,11 @@ class HFAdapter(ModelAdapter):
             **model_kwargs,
         )
         processor = load_processor(name_or_path, trust_remote_code=trust_remote_code, **(processor_kwargs or {}))
-        return cls(model, processor, name=str(name_or_path))
+        adapter = cls(model, processor, name=str(name_or_path))
+        where = ("revision", "subfolder", "cache_dir", "token")
+        hub = {k: v for k, v in (processor_kwargs or {}).items() if k in where}
+        adapter.video_size = video_size_bounds(name_or_path, **hub)
+        return adapter
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -965,10 +972,29 @@ class HFAdapter(ModelAdapter):
         image processor's output, ``pixel_values`` ``[F, C, S, S]`` (the frame resized to the
         square input size, as its video processor resizes frames), without the anyres crops.
         """
-        out = self.image_inputs([as_pil(f) for f in frames])
+        images = [as_pil(f) for f in frames]
         if self.family == "llava_onevision":
+            # One anyres grid, the input square itself: the first view is all that is used.
+            ip = self.processor.image_processor
+            square = [[int(ip.size["height"]), int(ip.size["width"])]]
+            out = self.processor.image_processor(images=images, return_tensors="pt", image_grid_pinpoints=square)
             return {"pixel_values": out["pixel_values"][:, 0].contiguous()}
-        return out
+        bounds = self.frame_size_bounds()
+        if bounds is None:
+            return self.image_inputs(images)
+        kwargs = {**self.processor_image_kwargs(), "size": dict(bounds)}
+        return dict(self.processor.image_processor(images=images, return_tensors="pt", **kwargs))
+
+    def frame_size_bounds(self) -> dict[str, int] | None:
+        """The pixel bounds frames are resized within (Qwen-VL): the processor's video processor's when
+        it has one (torchvision present), else :attr:`video_size` (the checkpoint's video processor
+        configuration), else None (the image processor's own bounds)."""
+        video_processor = getattr(self.processor, "video_processor", None)
+        size = getattr(video_processor, "size", None)
+        low, high = getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None)
+        if isinstance(low, int) and isinstance(high, int):
+            return {"shortest_edge": low, "longest_edge": high}
+        return self.video_size
 
     def assemble_video(
         self, pixels: torch.Tensor, const: dict[str, torch.Tensor], fps: float

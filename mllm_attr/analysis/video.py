@@ -142,9 +142,11 @@ class VideoExplainer(MultiImageExplainer):
         adapter: a transformers adapter of a family of :data:`~mllm_attr.adapters.hf.VIDEO_FAMILIES`.
         n_regions: regions per frame (one count for every frame, or one per frame; default 8).
         whole_frames: one region per frame (the coarse "which frames?" question); not with
-            ``labels``, a callable segmenter or ``segmenter_options``.
+            ``n_regions``, ``labels``, a ``segmenter`` or ``segmenter_options``.
         num_frames: frames to keep (sampled uniformly) when the explainer loads the video itself
-            (a file: default 8; a list of frames: all).
+            (a file: default 8; a list of frames or a Video: all).
+        fps: the rate of a list of frames the explainer loads (default 2; see
+            :func:`~mllm_attr.video.load_video`).
         labels: your own label maps, one ``int[H, W]`` per frame.
         options: the rest of :class:`~mllm_attr.analysis.multi_image.MultiImageExplainer`'s
             (``segmenter``, ``search``, ``fill``, ``batch_size``, ``max_forwards``, ``fast_path``, ...).
@@ -161,9 +163,10 @@ class VideoExplainer(MultiImageExplainer):
         self,
         adapter: ModelAdapter,
         *,
-        n_regions: int | list[int] = 8,
+        n_regions: int | list[int] | None = None,
         whole_frames: bool = False,
         num_frames: int | None = None,
+        fps: float | None = None,
         **options: Any,
     ):
         if isinstance(adapter, HFAdapter):
@@ -171,14 +174,15 @@ class VideoExplainer(MultiImageExplainer):
         if not isinstance(whole_frames, bool):
             raise TypeError(f"whole_frames must be True or False; got {whole_frames!r}")
         if whole_frames:
-            user = [k for k in ("labels", "segmenter_options") if options.get(k) is not None]
-            if callable(options.get("segmenter")) and not isinstance(options.get("segmenter"), str):
-                user.append("segmenter (a callable)")
+            user = [k for k in ("labels", "segmenter_options", "segmenter") if options.get(k) is not None]
+            if n_regions is not None:
+                user.insert(0, "n_regions")
             if user:
                 raise ValueError(f"whole_frames=True makes one region per frame; it takes no {', '.join(user)}")
-        super().__init__(adapter, n_regions=n_regions, **options)
+        super().__init__(adapter, n_regions=8 if n_regions is None else n_regions, **options)
         self.whole_frames = whole_frames
         self.num_frames = num_frames
+        self.fps = fps
 
     def settings(self) -> dict[str, Any]:
         """The explainer's settings with ``method = "eagle-video"`` and ``whole_frames``."""
@@ -210,7 +214,7 @@ class VideoExplainer(MultiImageExplainer):
             ValueError: a ``generation`` made on another video (its ``image_sha256`` differs), a
                 budget too small for all regions, and what :func:`~mllm_attr.video.load_video` refuses.
         """
-        loaded = load_video(video, num_frames=self.num_frames)
+        loaded = load_video(video, num_frames=self.num_frames, fps=self.fps)
         return self._explain(loaded, generation, target=target, prompt=prompt)  # type: ignore[return-value]
 
     explain = __call__

@@ -341,15 +341,20 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def add_explainer_args(p: argparse.ArgumentParser, *, n_regions: int = 64) -> None:
-    """Add the "attribution" argument group (regions, segmenter, fill, search, weights, budget, ...) to ``p``."""
+def add_explainer_args(
+    p: argparse.ArgumentParser, *, n_regions: int | None = 64, n_regions_help: str | None = None
+) -> None:
+    """Add the "attribution" argument group (regions, segmenter, fill, search, weights, budget, ...) to ``p``.
+
+    ``n_regions=None`` leaves ``--n-regions`` unset when not given (the subcommand then picks the
+    default for its input; ``n_regions_help`` says which)."""
     g = p.add_argument_group("attribution")
     g.add_argument(
         "--n-regions",
         dest="n_regions",
         type=int_at_least(2, "n_regions"),
         default=n_regions,
-        help=f"requested number of regions (default {n_regions})",
+        help=n_regions_help or f"requested number of regions (default {n_regions})",
     )
     add_alias(g, "--regions", "--n-regions", "n_regions", type=int_at_least(2, "n_regions"))
     g.add_argument("--segmenter", choices=SEGMENTERS, default="slic")

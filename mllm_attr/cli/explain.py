@@ -119,7 +119,12 @@ def add_subcommand(subparsers: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_model_args(p)
-    add_explainer_args(p)
+    add_explainer_args(
+        p,
+        n_regions=None,
+        n_regions_help=f"requested number of regions (default {N_REGIONS}; with --video / --frames: "
+        f"{VIDEO_N_REGIONS} per frame)",
+    )
     p.set_defaults(func=run)
 
 
@@ -140,8 +145,18 @@ def _target(args: argparse.Namespace) -> Any:
     return target
 
 
+#: ``--n-regions`` when not given: for one image (or each of several), and per frame of a video.
+N_REGIONS = 64
+VIDEO_N_REGIONS = 8
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``mllm-attr explain``; every input is checked before the model is loaded."""
+    video = getattr(args, "video", None) is not None or getattr(args, "frames", None) is not None
+    #: whether --n-regions was given (``--whole-frames`` refuses it)
+    args.n_regions_given = args.n_regions is not None
+    if args.n_regions is None:
+        args.n_regions = VIDEO_N_REGIONS if video else N_REGIONS
     if args.requests is not None:
         return run_requests(args)
     from ..assets import example_image_path
@@ -297,18 +312,23 @@ def run_video(args: argparse.Namespace, out: Path, target: Any) -> int:
         raise ArgumentError("--fps: only with --frames (a video file's rate follows from --num-frames and its length)")
     if args.fps is not None and not args.fps > 0:
         raise ArgumentError(f"--fps: expected a positive number of frames per second; got {args.fps}")
+    if args.whole_frames and args.n_regions_given:
+        raise ArgumentError("--n-regions: --whole-frames makes one region per frame")
     source = args.video if args.video is not None else list(args.frames)
     video = load_video(source, num_frames=args.num_frames, fps=args.fps)  # fail on a bad video before the model
-    from ..image import LoadedImage
-
-    for f in video.frames:
-        check_explainer_args(args, LoadedImage(f, (f.shape[1], f.shape[0]), "RGB"))
-    n = video.n_frames if args.whole_frames else None
+    check_explainer_args(args)  # the flags; the regions are checked over all frames below
+    h, w = video.frames[0].shape[:2]
+    if not args.whole_frames and args.n_regions > h * w:
+        raise ValueError(f"--n-regions {args.n_regions} is more than the {w}x{h}={h * w} pixels of a frame")
     if args.max_forwards is not None:
         from ..search import replay_cost
         from ..segment import segment
 
-        n = n or sum(segment(f, args.n_regions, args.segmenter).n_regions for f in video.frames)
+        n = (
+            video.n_frames
+            if args.whole_frames
+            else sum(segment(f, args.n_regions, args.segmenter).n_regions for f in video.frames)
+        )
         needed = 2 + replay_cost(n - 1)
         if args.max_forwards < needed:
             raise ValueError(
@@ -325,7 +345,11 @@ def run_video(args: argparse.Namespace, out: Path, target: Any) -> int:
             "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision are)"
         )
     prompt = args.prompt if args.prompt is not None else "Describe the video."
-    explainer = explainer_from_args(adapter, args, explainer_class=VideoExplainer, whole_frames=args.whole_frames)
+    if args.whole_frames:  # one region per frame: no region count, no segmenter
+        extra = {"image_options": False, "whole_frames": True, "fill": args.fill}
+    else:
+        extra = {}
+    explainer = explainer_from_args(adapter, args, explainer_class=VideoExplainer, **extra)
     attr = explainer(video, target=target, prompt=prompt)
     attr.settings["video_source"] = args.video if args.video is not None else list(args.frames)
     attr.save(out, overwrite=args.overwrite)
@@ -425,10 +449,15 @@ _SINGLE_ONLY = (
     ("occurrence", "--occurrence"),
     ("labels", "--labels"),
     ("masks", "--masks"),
+    ("video", "--video"),
+    ("frames", "--frames"),
+    ("num_frames", "--num-frames"),
+    ("fps", "--fps"),
 )
 #: Arguments that do not change a bulk run's results (left out of run.json's "command").
 _NOT_SETTINGS = frozenset(
     {"func", "command", "requests", "out", "overwrite", "quiet", "verbose", "batch_size", "device_map", "threads"}
+    | {"whole_frames", "n_regions_given"}
     | {dest for dest, _ in _SINGLE_ONLY}
 )
 
@@ -448,10 +477,12 @@ def run_requests(args: argparse.Namespace) -> int:
     from ..evaluation.requests import check_output, explain_requests, load_requests
 
     given = [flag for dest, flag in _SINGLE_ONLY if getattr(args, dest, None) is not None]
+    if getattr(args, "whole_frames", False):
+        given.append("--whole-frames")
     if given:
         raise ArgumentError(
             f"--requests cannot be combined with {', '.join(given)}: each request of the file sets its own image, "
-            "prompt, target and answer (see mllm-attr explain --help)"
+            "prompt, target and answer; requests are images, not videos (see mllm-attr explain --help)"
         )
     requests, source = load_requests(args.requests)  # the whole file, before the model loads
     if _text_model(args):
