@@ -446,25 +446,8 @@ print("wrote", path)""",
     ),
 ]
 
-REAL_MODEL: list[Cell] = [
-    (
-        "md",
-        """\
-# Using a real hub model
-
-The same three lines work with real checkpoints (LLaVA, Qwen2-VL, Qwen2.5-VL, ...): pass a hub
-id or a local directory to `load_adapter`. Real models need a GPU for explanations to take
-minutes rather than hours, and their weights must be on disk (downloaded beforehand, or in the
-Hugging Face cache).
-
-**Cells tagged `requires-gpu` run only when `RUN_REAL_MODEL` is True** (a CUDA GPU *and* the
-weights are available); otherwise they print that they were skipped, so the notebook always
-runs to the end.""",
-    ),
-    ("code", SETUP),
-    (
-        "code",
-        """\
+#: Whether the real-model cells run: a CUDA GPU and the weights on disk (never downloads).
+REAL_MODEL_CHECK = """\
 import os
 from pathlib import Path
 
@@ -487,8 +470,25 @@ def weights_available(model_id: str) -> bool:
 
 RUN_REAL_MODEL = torch.cuda.is_available() and weights_available(MODEL_ID)
 print(f"CUDA available: {torch.cuda.is_available()}; weights for {MODEL_ID!r} available: {weights_available(MODEL_ID)}")
-print("RUN_REAL_MODEL =", RUN_REAL_MODEL)""",
+print("RUN_REAL_MODEL =", RUN_REAL_MODEL)"""
+
+REAL_MODEL: list[Cell] = [
+    (
+        "md",
+        """\
+# Using a real hub model
+
+The same three lines work with real checkpoints (LLaVA, Qwen2-VL, Qwen2.5-VL, ...): pass a hub
+id or a local directory to `load_adapter`. Real models need a GPU for explanations to take
+minutes rather than hours, and their weights must be on disk (downloaded beforehand, or in the
+Hugging Face cache).
+
+**Cells tagged `requires-gpu` run only when `RUN_REAL_MODEL` is True** (a CUDA GPU *and* the
+weights are available); otherwise they print that they were skipped, so the notebook always
+runs to the end.""",
     ),
+    ("code", SETUP),
+    ("code", REAL_MODEL_CHECK),
     (
         "gpu",
         """\
@@ -759,31 +759,7 @@ trained model sees. The checks that its scores are the model's own are in `tests
 Cells tagged `requires-gpu` run only when `RUN_REAL_MODEL` is True; elsewhere they say so.
 `MLLM_ATTR_REAL_MODEL` may name another hub id or a local folder of Qwen2-VL / 2.5-VL / 3-VL.""",
     ),
-    (
-        "code",
-        """\
-import os
-from pathlib import Path
-
-import torch
-
-MODEL_ID = os.environ.get("MLLM_ATTR_REAL_MODEL", "Qwen/Qwen2.5-VL-3B-Instruct")
-
-
-def weights_available(model_id: str) -> bool:
-    \"\"\"True for a local model directory, or a hub id whose files are already cached (never downloads).\"\"\"
-    if Path(model_id).is_dir():
-        return (Path(model_id) / "config.json").is_file()
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
-
-
-RUN_REAL_MODEL = torch.cuda.is_available() and weights_available(MODEL_ID)
-print("RUN_REAL_MODEL =", RUN_REAL_MODEL)""",
-    ),
+    ("code", REAL_MODEL_CHECK),
     (
         "gpu",
         """\

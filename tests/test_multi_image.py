@@ -315,5 +315,7 @@ def test_cli_repeated_image_writes_the_multi_image_result(tmp_path):
     assert "2 images in one prompt" in (tmp_path / "r.html").read_text()
     code, _, err = run_cli([*argv, "--labels", "x.npy", "--out", str(tmp_path / "p")])
     assert code == 2 and "one label map" in err and not (tmp_path / "p").exists()
+    code, _, err = run_cli([*argv, "--n-regions", "3", "--max-forwards", "7", "--out", str(tmp_path / "b")])
+    assert code != 0 and "over 2 images" in err and not (tmp_path / "b").exists()
     code, _, err = run_cli([*argv, "--search", "hierarchical", "--out", str(tmp_path / "q")])
     assert code == 2 and "hierarchical" in err and not (tmp_path / "q").exists()

@@ -544,6 +544,7 @@ def test_cli_frames_and_refusals(saved_qwen25, tmp_path):
         (["--video", paths[0], "--fps", "2"], "only with --frames"),
         (["--num-frames", "2"], "only with --video or --frames"),
         (["--frames", *paths, "--whole-frames", "--n-regions", "4"], "one region per frame"),
+        (["--frames", *paths, "--max-forwards", "20"], "regions over 2 frames: the full and blank frames"),
         (
             ["--requests", str(tmp_path / "r.jsonl"), "--video", paths[0]],
             "--requests cannot be combined with --prompt, --video",

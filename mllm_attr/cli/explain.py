@@ -248,18 +248,7 @@ def run_multi(args: argparse.Namespace, out: Path, target: Any, images: list[str
     loaded = [load_image(path) for path in images]  # fail on a bad image before loading the model
     for im in loaded:
         check_explainer_args(args, im)
-    if args.max_forwards is not None:
-        from ..search import replay_cost
-        from ..segment import segment
-
-        n = sum(segment(im.array, args.n_regions, args.segmenter).n_regions for im in loaded)
-        needed = 2 + replay_cost(n - 1)
-        if args.max_forwards < needed:
-            raise ValueError(
-                f"--max-forwards: max_forwards={args.max_forwards} is too small for {n} regions over {len(loaded)} "
-                f"images: the full and blank images plus the insertion and deletion curves alone take {needed} "
-                "forwards (2 x regions); raise it or lower --n-regions"
-            )
+    _check_budget(args, [im.array for im in loaded], "image")
     if _text_model(args):
         raise ArgumentError(f"--image: {args.model!r} is a text-only model (a causal LM); it takes no image")
     adapter = load_model_from_args(args)
@@ -287,6 +276,28 @@ def run_multi(args: argparse.Namespace, out: Path, target: Any, images: list[str
     print(f"forwards:         {s['forwards']} in {s['seconds']:.1f}s")
     print(f"wrote:            {', '.join(str(out / name) for name in _written(out))}")
     return 0
+
+
+def _check_budget(args: argparse.Namespace, pictures: list[Any], unit: str, *, one_region_each: bool = False) -> None:
+    """With ``--max-forwards``: refuse a budget below what the curves over the regions of all
+    ``pictures`` (images or frames, each segmented as the explainer will) alone take."""
+    if args.max_forwards is None:
+        return
+    from ..search import replay_cost
+    from ..segment import segment
+
+    n = (
+        len(pictures)
+        if one_region_each
+        else sum(segment(p, args.n_regions, args.segmenter).n_regions for p in pictures)
+    )
+    needed = 2 + replay_cost(n - 1)
+    if args.max_forwards < needed:
+        raise ValueError(
+            f"--max-forwards: max_forwards={args.max_forwards} is too small for {n} regions over {len(pictures)} "
+            f"{unit}s: the full and blank {unit}s plus the insertion and deletion curves alone take {needed} "
+            "forwards (2 x regions); raise it or lower --n-regions"
+        )
 
 
 def run_video(args: argparse.Namespace, out: Path, target: Any) -> int:
@@ -320,22 +331,7 @@ def run_video(args: argparse.Namespace, out: Path, target: Any) -> int:
     h, w = video.frames[0].shape[:2]
     if not args.whole_frames and args.n_regions > h * w:
         raise ValueError(f"--n-regions {args.n_regions} is more than the {w}x{h}={h * w} pixels of a frame")
-    if args.max_forwards is not None:
-        from ..search import replay_cost
-        from ..segment import segment
-
-        n = (
-            video.n_frames
-            if args.whole_frames
-            else sum(segment(f, args.n_regions, args.segmenter).n_regions for f in video.frames)
-        )
-        needed = 2 + replay_cost(n - 1)
-        if args.max_forwards < needed:
-            raise ValueError(
-                f"--max-forwards: max_forwards={args.max_forwards} is too small for {n} regions over "
-                f"{video.n_frames} frames: the full and blank frames plus the insertion and deletion curves alone "
-                f"take {needed} forwards (2 x regions); raise it or lower --n-regions"
-            )
+    _check_budget(args, list(video.frames), "frame", one_region_each=args.whole_frames)
     if _text_model(args):
         raise ArgumentError(f"--video / --frames: {args.model!r} is a text-only model (a causal LM); it takes no video")
     adapter = load_model_from_args(args)
