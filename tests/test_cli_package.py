@@ -25,11 +25,10 @@ def test_flags_carry_the_api_names():
     args = _explain_args("--n-regions", "9", "--fill", "blur")
     assert (args.n_regions, args.fill) == (9, "blur")
     defaults = _explain_args()
-    # --n-regions left unset until the input is known: 64 for images, 8 per frame of a video
-    assert (defaults.n_regions, defaults.fill) == (None, "black")
-    from mllm_attr.cli.explain import N_REGIONS, VIDEO_N_REGIONS
-
-    assert (N_REGIONS, VIDEO_N_REGIONS) == (64, 8)
+    assert (defaults.n_regions, defaults.fill) == (64, "black")
+    # whether the flag was given: a video's default is 8 regions per frame, not 64
+    assert defaults.n_regions_given is False and args.n_regions_given is True
+    assert _explain_args("--regions", "7").n_regions_given is True
     explain_help = build_parser()._subparsers._group_actions[0].choices["explain"].format_help()
     assert "(default 64; with --video / --frames: 8 per frame)" in " ".join(explain_help.split())
     assert build_parser().parse_args(["diagnose", "--pope", "p", "--images", "i", "--out", "o"]).n_regions == 16

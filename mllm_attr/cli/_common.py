@@ -165,6 +165,22 @@ class DeprecatedAlias(argparse.Action):
     ) -> None:
         print(f"mllm-attr: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
         setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+class StoreGiven(argparse.Action):
+    """``store``, and ``<dest>_given = True`` on the namespace: whether the flag was on the command
+    line at all (a subcommand whose default depends on its input tells "not given" from the default)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def add_alias(group: Any, old: str, new: str, dest: str, **kwargs: Any) -> None:
@@ -341,21 +357,21 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def add_explainer_args(
-    p: argparse.ArgumentParser, *, n_regions: int | None = 64, n_regions_help: str | None = None
-) -> None:
+def add_explainer_args(p: argparse.ArgumentParser, *, n_regions: int = 64, n_regions_help: str | None = None) -> None:
     """Add the "attribution" argument group (regions, segmenter, fill, search, weights, budget, ...) to ``p``.
 
-    ``n_regions=None`` leaves ``--n-regions`` unset when not given (the subcommand then picks the
-    default for its input; ``n_regions_help`` says which)."""
+    ``args.n_regions_given`` says whether ``--n-regions`` was on the command line (a subcommand
+    whose default depends on its input, ``n_regions_help`` saying so, reads it)."""
     g = p.add_argument_group("attribution")
     g.add_argument(
         "--n-regions",
         dest="n_regions",
+        action=StoreGiven,
         type=int_at_least(2, "n_regions"),
         default=n_regions,
         help=n_regions_help or f"requested number of regions (default {n_regions})",
     )
+    p.set_defaults(n_regions_given=False)
     add_alias(g, "--regions", "--n-regions", "n_regions", type=int_at_least(2, "n_regions"))
     g.add_argument("--segmenter", choices=SEGMENTERS, default="slic")
     g.add_argument("--fill", choices=FILLS, default="black", help="what hidden regions show (default black)")

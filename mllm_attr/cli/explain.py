@@ -21,6 +21,10 @@ from ._common import (
     segments_from_args,
 )
 
+#: ``--n-regions`` when not given: for one image (or each of several), and per frame of a video.
+N_REGIONS = 64
+VIDEO_N_REGIONS = 8
+
 
 def add_subcommand(subparsers: Any) -> None:
     """Register ``mllm-attr explain`` on the CLI's subparsers."""
@@ -121,7 +125,7 @@ def add_subcommand(subparsers: Any) -> None:
     add_model_args(p)
     add_explainer_args(
         p,
-        n_regions=None,
+        n_regions=N_REGIONS,
         n_regions_help=f"requested number of regions (default {N_REGIONS}; with --video / --frames: "
         f"{VIDEO_N_REGIONS} per frame)",
     )
@@ -145,18 +149,11 @@ def _target(args: argparse.Namespace) -> Any:
     return target
 
 
-#: ``--n-regions`` when not given: for one image (or each of several), and per frame of a video.
-N_REGIONS = 64
-VIDEO_N_REGIONS = 8
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``mllm-attr explain``; every input is checked before the model is loaded."""
     video = getattr(args, "video", None) is not None or getattr(args, "frames", None) is not None
-    #: whether --n-regions was given (``--whole-frames`` refuses it)
-    args.n_regions_given = args.n_regions is not None
-    if args.n_regions is None:
-        args.n_regions = VIDEO_N_REGIONS if video else N_REGIONS
+    if video and not getattr(args, "n_regions_given", True):
+        args.n_regions = VIDEO_N_REGIONS  # per frame, when --n-regions was not given
     if args.requests is not None:
         return run_requests(args)
     from ..assets import example_image_path
