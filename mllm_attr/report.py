@@ -582,6 +582,11 @@ def _prompt_section(attr: Any, idx: int) -> str:
     )
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """``one`` for 1, else ``many`` with ``n`` in its ``{}``."""
+    return one if int(n) == 1 else many.format(int(n))
+
+
 def _multi_image_section(attr: Any, idx: int) -> str:
     """One section for several images in one prompt
     (:class:`~mllm_attr.analysis.multi_image.MultiImageAttribution`): each input image and its
@@ -636,8 +641,9 @@ def _multi_image_section(attr: Any, idx: int) -> str:
             f"<figure>{_img(picture, f'map of {name(i)}')}"
             f"<figcaption><b>{_e(name(i))}</b>: {share['score_share']:.1%} of the map, "
             f"{share['gain_share']:.1%} of the objective's gains, {share['top_k_share']:.0%} of the "
-            f"top {share['top_k']} regions; best rank {share['best_rank']} (0 = first of the ordering); "
-            f"{share['n_regions']} regions, {share['area']:.0%} of the total {unit} area; "
+            f"{_count(share['top_k'], 'top region', 'top {} regions')}; best rank {share['best_rank']} (0 = first of "
+            f"the ordering); {_count(share['n_regions'], '1 region', '{} regions')}, {share['area']:.0%} of the total "
+            f"{unit} area; "
             f"{outlined_text(mine)}.</figcaption></figure></div>"
         )
     if len(top):
