@@ -3,7 +3,8 @@ the rate they were sampled at.
 
 A video comes in as a file (decoded with PyAV, the optional extra ``video``:
 ``pip install "mllm_attr[video]"``; ``num_frames`` frames sampled uniformly over the whole
-clip, as the Qwen-VL video processors sample), as a list of frames (paths, PIL images or
+clip, as the Qwen2-VL / Qwen2.5-VL video processors sample with ``num_frames``; Qwen3-VL's run
+from the first to the last frame), as a list of frames (paths, PIL images or
 ``uint8`` arrays; ``fps`` says how far apart they are), or as a :class:`Video` already made.
 Every frame goes through :func:`~mllm_attr.image.load_image` (EXIF orientation, RGB, downscale
 of very large frames), and all frames must then have one size.
@@ -136,7 +137,7 @@ def decode_video(
     """Decode ``num_frames`` frames spread uniformly over the video file ``path`` (PyAV).
 
     The frames are taken at indices ``floor(i * total / num_frames)`` of the decoded stream (the
-    uniform sampling of the Qwen-VL video processors); their times are the decoder's presentation
+    uniform sampling of the Qwen2-VL / Qwen2.5-VL video processors); their times are the decoder's presentation
     times (from the first frame), their rate ``num_frames / duration``. The stream is decoded twice
     (once to count the frames, once to convert only the sampled ones to RGB), so memory holds
     ``num_frames`` frames, not the clip.

@@ -1,6 +1,6 @@
 """Write and run the tutorial notebooks from the Python cell lists below.
 
-    python notebooks/_build.py            # rebuild all seven, executed, outputs (figures included) stored
+    python notebooks/_build.py            # rebuild all nine, executed, outputs (figures included) stored
     python notebooks/_build.py 01 03      # only these
 
 The notebooks are generated so that they stay reviewable as plain Python in code review:
@@ -741,8 +741,8 @@ VIDEO: list[Cell] = [
 `explain_video` explains an answer about a video over frames x regions as ONE feature set: every
 frame is segmented on its own, all frames' regions are ranked in one ordering by the insight +
 necessity objective, and each candidate goes through the model's own video input (the frames in
-temporal patches, one video token per merged patch; Qwen2-VL, Qwen2.5-VL, Qwen3-VL and
-LLaVA-OneVision).
+temporal patches, one video token per merged patch for Qwen2-VL, Qwen2.5-VL and Qwen3-VL; one
+token per pooled 2 x 2 block of each frame for LLaVA-OneVision).
 
 **What runs here.** The shipped model is a LLaVA class that takes no video, and no real
 checkpoint can be downloaded on the machines this notebook is executed on, so part 1 (a real
@@ -757,7 +757,8 @@ trained model sees. The checks that its scores are the model's own are in `tests
         """\
 ## 1. A real Qwen2.5-VL (GPU and weights only)
 Cells tagged `requires-gpu` run only when `RUN_REAL_MODEL` is True; elsewhere they say so.
-`MLLM_ATTR_REAL_MODEL` may name another hub id or a local folder of Qwen2-VL / 2.5-VL / 3-VL.""",
+`MLLM_ATTR_REAL_MODEL` may name another hub id or a local folder of Qwen2-VL / 2.5-VL / 3-VL or
+LLaVA-OneVision.""",
     ),
     ("code", REAL_MODEL_CHECK),
     (
@@ -839,7 +840,7 @@ for s in attr.frame_shares():
 ## 4. Whole frames, a frame the fill hides, the report
 `whole_frames=True` makes one region per frame, the coarse "which frames?" question. A frame
 that equals the fill (black) cannot carry anything: hiding it changes no pixel, so its gain is
-exactly zero, whatever the model.""",
+zero up to floating-point noise, whatever the model (0.0 here).""",
     ),
     (
         "code",
@@ -862,7 +863,7 @@ EXPLORER: list[Cell] = [
 # The interactive explorer, and the pieces it is made of
 
 `mllm-attr app` (the optional extra `pip install "mllm_attr[app]"`, Gradio) serves a page on
-`http://127.0.0.1:7860/`: upload an image, type a prompt, press Generate; the answer comes back
+`http://127.0.0.1:7860/` (or the next free port): upload an image, type a prompt, press Generate; the answer comes back
 as tokens coloured by modality; click a token to see its map, its curves, its modality label and
 its numbers. The page is a thin layer over `mllm_attr.app.Explorer`, which this notebook drives
 directly, on the embedded model: what the page shows is exactly what these two calls return.

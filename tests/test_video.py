@@ -5,7 +5,7 @@ documented patch order (frames normalised by hand, temporal patches of two frame
 repeated to fill one), and candidate scores against ONE full forward on hand-masked frames with
 a prompt tokenised here (Qwen3-VL's timestamped placeholder from transformers' own
 ``Qwen3VLProcessor.replace_video_token``), on tiny models of the real transformers classes
-(Qwen2-VL, Qwen2.5-VL, Qwen3-VL).
+(Qwen2-VL, Qwen2.5-VL, Qwen3-VL) and LLaVA-OneVision (frames resized, one token per pooled block).
 """
 
 from __future__ import annotations

@@ -967,8 +967,9 @@ class HFAdapter(ModelAdapter):
         """Each frame's tensors in the layout of a one-frame video, from the family's image processor.
 
         Qwen-VL: its ``pixel_values`` ``[F * N, D]`` (the frame in every temporal slot of a patch) and
-        ``image_grid_thw`` ``[F, 3]``; their video processors apply the same resize, rescale,
-        normalisation and patch layout, frame by frame. LLaVA-OneVision: the first view of its
+        ``image_grid_thw`` ``[F, 3]``: the resize rule and patch layout of their video processors,
+        frame by frame; resampling (PIL here), normalisation and per-frame caps may differ (README,
+        "Video"). LLaVA-OneVision: the first view of its
         image processor's output, ``pixel_values`` ``[F, C, S, S]`` (the frame resized to the
         square input size, as its video processor resizes frames), without the anyres crops.
         """

@@ -74,7 +74,7 @@ def add_subcommand(subparsers: Any) -> None:
         "--fps",
         type=float,
         default=None,
-        help="frames per second of --frames (default 2; Qwen2.5-VL places frames in time by it)",
+        help="frames per second of --frames (default 2; Qwen2.5-VL and Qwen3-VL place frames in time by it)",
     )
     p.add_argument(
         "--whole-frames",
@@ -83,7 +83,10 @@ def add_subcommand(subparsers: Any) -> None:
         "for the curves)",
     )
     p.add_argument(
-        "--prompt", default=None, help='prompt (default: "Describe the image."; required for a text-only model)'
+        "--prompt",
+        default=None,
+        help='prompt (default: "Describe the image."; "Describe the video." with --video / --frames; required for a '
+        "text-only model)",
     )
     tg = p.add_mutually_exclusive_group()
     tg.add_argument("--target", default=None, help='word or phrase of the answer, or "all" (default: all)')

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -103,6 +104,20 @@ def screenshot(
     return png
 
 
+def _remove_tree(path: Path, *, attempts: int = 50, pause: float = 0.1) -> None:
+    """``shutil.rmtree(path)``, retried while files still appear in it (a process that is ending may
+    write one more); a warning, not an error, if it is still there after ``attempts``."""
+    for _ in range(attempts):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(pause)
+    logger.warning("could not remove the Chromium profile %s; leaving it", path)
+
+
 class DevToolsError(RuntimeError):
     """Chromium did not start, a DevTools command failed, or a wait ran out of time."""
 
@@ -151,7 +166,9 @@ class DevToolsPage:
         """Start Chromium on a blank page, connect to it and enable the page, runtime and network events."""
         from websockets.sync.client import connect
 
-        self._profile = tempfile.TemporaryDirectory(prefix="mllm-attr-chromium-")
+        # Chromium's helper processes (zygote, renderer, crashpad) may still write into the profile
+        # for a moment after the browser process ends: the folder is removed with retries (close).
+        self._profile = tempfile.TemporaryDirectory(prefix="mllm-attr-chromium-", ignore_cleanup_errors=True)
         profile = Path(self._profile.name)
         cmd = chromium_command(
             str(self.exe),
@@ -161,7 +178,8 @@ class DevToolsPage:
             profile=profile,
             window=self.window,
         )
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A session of its own, so that close() can end the helper processes with the browser.
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + self.timeout
         while not (port_file.is_file() and port_file.read_text().strip()):
@@ -199,11 +217,14 @@ class DevToolsPage:
                 except subprocess.TimeoutExpired:
                     self._proc.kill()
                     self._proc.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # the helpers, if any are left
+                os.killpg(self._proc.pid, signal.SIGKILL)
             if self._proc.stderr is not None:
                 self._proc.stderr.close()
             self._proc = None
         if self._profile is not None:
-            self._profile.cleanup()
+            _remove_tree(Path(self._profile.name))
+            self._profile.cleanup()  # ignores what could not be removed (logged by _remove_tree)
             self._profile = None
 
     # -- the protocol ----------------------------------------------------------------------------
