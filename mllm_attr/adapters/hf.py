@@ -1011,11 +1011,11 @@ class HFAdapter(ModelAdapter):
         patch ``f // T``; a frame count that is not a multiple of ``T`` is padded with copies of the
         last frame (as the video processors pad). Returns ``pixel_values_videos`` ``[B * G * N, D]``
         (``G = ceil(F / T)``), ``video_grid_thw`` ``[B, 3]`` and, for Qwen2.5-VL,
-        ``second_per_grid_ts`` ``[B]`` = ``T / fps``. LLaVA-OneVision: ``frame = (C, S, S)``;
+        ``second_per_grid_ts`` ``[B]`` = ``T / fps``. LLaVA-OneVision: ``frame = (1, C, S, S)`` (one view);
         ``pixel_values_videos`` ``[B, F, C, S, S]``.
         """
         if self.family == "llava_onevision":
-            return {"pixel_values_videos": pixels.contiguous()}
+            return {"pixel_values_videos": pixels[:, :, 0].contiguous()}  # each frame's one view
         patch, temporal, _ = self._video_geometry()
         b, f, n, d = pixels.shape
         channels = d // (temporal * patch * patch)
@@ -1045,8 +1045,6 @@ class HFAdapter(ModelAdapter):
                 raise ValueError("the frames of a video must all have one size")
         pixels = per["pixel_values"]
         pixels = pixels.reshape(1, len(frames), pixels.shape[0] // len(frames), *pixels.shape[1:])
-        if self.family == "llava_onevision":
-            pixels = pixels[:, :, 0]
         return self.assemble_video(pixels, {k: v[:1] for k, v in per.items() if k != "pixel_values"}, fps)
 
     def _video_placeholder(self, video: Video, grid_thw: torch.Tensor) -> tuple[str, int]:
@@ -1771,8 +1769,7 @@ class HFVideoScorer(HFMultiImageScorer):
         batch_size: int,
         fast_path: bool | str = "auto",
     ):
-        adapter.check_video(video)
-        self.video = video
+        self.video = video  # checked by _check_count, which the base class calls first
         super().__init__(adapter, list(video.frames), fills, generation, positions, batch_size, fast_path)
 
     def _check_count(self, adapter: HFAdapter, n_images: int) -> None:
@@ -1796,6 +1793,6 @@ class HFVideoScorer(HFMultiImageScorer):
         frames = []
         for (lo, hi), t in zip(fast["blocks"], fast["tables"]):
             pv = self._fast_pixels(t, table[:, lo:hi])
-            frames.append(pv.reshape(b, *t["shape"]) if len(t["shape"]) == 2 else pv)
+            frames.append(pv.reshape(b, *t["shape"]))
         const = fast["tables"][0]["const"]
         return self.adapter.assemble_video(torch.stack(frames, dim=1), const, self.video.fps)
