@@ -43,6 +43,11 @@ SETTINGS: list[tuple[str, str, dict]] = [
     ("efficient(8, 6, 10)", "efficient", {"search_scope": 8, "pending_samples": 6, "update_step": 10}),
     ("bidirectional(pending=4)", "bidirectional", {"pending_samples": 4}),
     ("phasewin", "phasewin", {}),
+    # One-sided scans where the curves are decided, the rest checked against its own replay,
+    # planned at a share of greedy's n(n+1) forwards (curves included).
+    ("scan(10%)", "scan", {"forward_share": 0.10}),
+    ("scan(20%)", "scan", {"forward_share": 0.20}),
+    ("scan(40%)", "scan", {"forward_share": 0.40}),
     # Exact greedy cut by a forward budget (``max_forwards`` = that fraction of greedy's
     # n(n+1)): the steps stop when the next one and the replay no longer fit, the rest
     # follows the last scores.
@@ -50,7 +55,7 @@ SETTINGS: list[tuple[str, str, dict]] = [
     ("greedy(budget=20%)", "greedy", {"budget": 0.20}),
     ("greedy(budget=40%)", "greedy", {"budget": 0.40}),
 ]
-TINY_SETTINGS = SETTINGS[:2] + SETTINGS[-1:]
+TINY_SETTINGS = SETTINGS[:2] + [row for row in SETTINGS if row[1] == "scan"][:1] + SETTINGS[-1:]
 TASKS = ("color", "object", "caption")
 #: The published PhaseWin point (fraction of greedy's forwards, fraction of its insertion AUC).
 PHASEWIN_PUBLISHED = {"forwards_ratio": 1531 / 4297, "insertion_ratio": 0.98}
@@ -184,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument(
+        "--first-scene", type=int, default=0, help="index of the first test scene (scenes first..first+N-1)"
+    )
+    ap.add_argument(
+        "--only", default="", help="comma-separated setting labels to run (default: all); greedy always runs"
+    )
     ap.add_argument("--tiny", action="store_true", help="1 scene, 8 regions, two settings (for the tests)")
     ap.add_argument("--out", default="eval/results/fast_search_benchmark.json")
     ap.add_argument("--figure", default="docs/figures/budget_curve.png")
@@ -201,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.scenes, args.regions = 1, 8
     settings = TINY_SETTINGS if args.tiny else SETTINGS
+    if args.only:
+        wanted = [label.strip() for label in args.only.split(",") if label.strip()]
+        missing = sorted(set(wanted) - {label for label, _, _ in settings})
+        if missing:
+            ap.error(f"unknown setting(s) {missing}; expected some of {[label for label, _, _ in settings]}")
+        settings = [row for row in settings if row[0] in wanted]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
@@ -209,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     adapter = load_adapter("shapes-llava")
     t_start = time.perf_counter()
     samples = []
-    for i in range(args.scenes):
+    for i in range(args.first_scene, args.first_scene + args.scenes):
         scene = make_scene(scene_rng(args.seed, "test", i), split="test", min_objects=2, max_objects=3)
         labels = segment(scene.image, args.regions, "slic").labels
         for task, found in targets(adapter, scene).items():

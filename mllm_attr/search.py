@@ -422,6 +422,153 @@ def lazy_greedy(objective: Objective, *, refresh: int = 4, show_progress: bool =
     return _finish(objective, chosen + _stale_order(remaining, last_value), known, {"budget_cut": cut})
 
 
+#: :func:`scan`: a scan's side counts as barely moving when its best gain is under this share
+#: of what the other side could still gain (and that is over :data:`_SCAN_ROOM`).
+_SCAN_WEAK_GAIN = 0.1
+_SCAN_ROOM = 0.05
+_SCAN_SPARE_MOVES = 3
+_SCAN_BIG_DROP = 0.05
+
+
+def scan(
+    objective: Objective,
+    *,
+    forward_share: float = 0.20,
+    pool: int = 6,
+    chunk: int = 1,
+    tolerance: float = 0.002,
+    show_progress: bool = False,
+) -> SearchResult:
+    """Greedy steps from one-sided scans where the curves are decided, then the rest checked
+    against its own replay; plans to spend ``forward_share`` of exact greedy's ``n(n+1)``
+    forwards, curves included.
+
+    1. **Scans** (as many as the plan allows after reserving the replay): each scores every
+       remaining region on ONE side, the side of F with more room (``λ2·deletion`` still to
+       remove vs ``λ1·(p_full − insertion)`` still to gain: one image per region, half a greedy
+       step), then the other side of its best ``pool`` candidates (a third of that after the
+       first scan), and accepts the candidate with the highest F. When the scanned side barely
+       moves (evidence spread over several regions: no single removal changes the answer) the
+       other side is scanned in full too, which is exact greedy's step.
+    2. **The rest** follows the last scan's ranking and is replayed in chunks of ``chunk``
+       prefixes (the curves, which any search pays for); a region whose step lowers F by more
+       than ``tolerance`` (it brings the token back when removed, or hides it when shown) is
+       moved to the end and the replay goes on from the prefix before it.
+
+    Measured against exact greedy sample by sample in BENCHMARKS.md ("Fast searches sample by
+    sample"). ``objective.max_forwards`` caps it as every search: when it runs short, the rest
+    of the ordering is taken as ranked. Ties go to the lowest region id.
+    """
+    if not 0 < forward_share <= 1:
+        raise ValueError(f"forward_share must be in (0, 1]; got {forward_share}")
+    for name, value in (("pool", pool), ("chunk", chunk)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value}")
+    if not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance must be in [0, 1); got {tolerance}")
+    n = objective.n_regions
+    p_full, p_blank = objective.endpoints()
+    lam_ins, lam_del = objective.lambda1, objective.lambda2
+    # The plan: the share of greedy's forwards, and never less than one scan plus the replay.
+    reserve = _SCAN_SPARE_MOVES * 2 * chunk  # kept for moves that bring the token back (below)
+    plan = max(int(forward_share * n * (n + 1)), 2 + n + min(pool, n) + replay_cost(n - 2) + reserve)
+    known: Rows = {}
+    chosen: list[int] = []
+    rest = list(range(n))
+    rank: dict[int, float] = {}  # the last scan's score of each region, higher = better next
+    info: dict[str, Any] = {"plan": plan, "scans": 0, "two_sided_scans": 0, "moved_to_end": 0, "budget_cut": False}
+
+    def fits(cost: int, after: int, spare: int = 0) -> bool:
+        """Can ``cost`` be paid now, with the replay of every prefix not known after it (and
+        ``spare`` forwards left in the plan)?"""
+        need = cost + replay_cost((n - 1) - len(known) - after)
+        if objective.forwards + need + spare > plan:
+            return False
+        if not objective.can_afford(need):
+            info["budget_cut"] = True
+            return False
+        return True
+
+    def current() -> tuple[np.ndarray, np.ndarray]:
+        return known[len(chosen)] if chosen else (p_blank, p_full)
+
+    bar = _Progress(n - 1, show_progress, "scan")
+    while len(rest) > 1:
+        ins_now, del_now = current()
+        room = {
+            "deletion": lam_del * float(del_now.mean()),
+            "insertion": lam_ins * (float(p_full.mean() - ins_now.mean())),
+        }
+        side = "deletion" if room["deletion"] >= room["insertion"] else "insertion"
+        other = "insertion" if side == "deletion" else "deletion"
+        m = min(pool if not chosen else max(1, pool // 3), len(rest))
+        # A scan leaves room for a few moves in the replay below (each wastes a chunk at most).
+        if not fits(len(rest) + m, after=1, spare=reserve):
+            break
+        a = objective.evaluate_side([chosen + [r] for r in rest], side)
+        a_mean = a.mean(axis=1)
+        score = -a_mean if side == "deletion" else a_mean  # higher = better on this side
+        best = np.argsort(-score, kind="stable")[:m]
+        gain = (
+            (float(del_now.mean()) - float(a_mean.min()))
+            if side == "deletion"
+            else (float(a_mean.max()) - float(ins_now.mean()))
+        )
+        lam_side = lam_del if side == "deletion" else lam_ins
+        weak = room[other] > _SCAN_ROOM and lam_side * gain < _SCAN_WEAK_GAIN * room[other]
+        if weak and fits(len(rest) - m, after=1):  # the other side of the rest, beyond the pool reserved above
+            rows = np.arange(len(rest))
+            info["two_sided_scans"] += 1
+        else:
+            rows = np.sort(best)  # ascending region ids: exact ties go to the lowest
+        b = objective.evaluate_side([chosen + [rest[j]] for j in rows], other)
+        ins, dele = (b, a[rows]) if side == "deletion" else (a[rows], b)
+        j = int(np.argmax(objective.value(ins, dele)))
+        pick = rest[rows[j]]
+        known[len(chosen) + 1] = (ins[j], dele[j])
+        rank = {r: float(v) for r, v in zip(rest, score)}
+        chosen.append(pick)
+        rest.remove(pick)
+        info["scans"] += 1
+        bar.update()
+
+    # The rest in the last scan's order, replayed in chunks; a step that lowers F by more than
+    # ``tolerance`` moves its region to the end (once) and the replay resumes before it.
+    queue = sorted(rest, key=lambda r: (-rank.get(r, -np.inf), r))
+    moved: set[int] = set()
+    f_now = float(objective.value(*(x[None] for x in current()))[0])
+    while len(queue) > 1 and not all(r in moved for r in queue):
+        block = queue[:chunk]
+        subsets = [chosen + block[: t + 1] for t in range(len(block)) if len(chosen) + t + 1 < n]
+        if not subsets or not fits(2 * len(subsets), after=len(subsets)):
+            break
+        ev = objective.evaluate(subsets)
+        stop = len(subsets)
+        for t in range(len(subsets)):
+            # Moving the region leaves the prefixes after it unknown: only if their replay still fits.
+            drop = f_now - float(ev.value[t])
+            if (
+                block[t] not in moved
+                and drop > tolerance
+                and fits(0, after=0, spare=0 if drop > _SCAN_BIG_DROP else reserve)
+            ):
+                stop = t
+                break
+            known[len(chosen) + 1] = (ev.ins[t], ev.dele[t])
+            f_now = float(ev.value[t])
+            chosen.append(block[t])
+        bar.update(stop)
+        queue = queue[stop:]
+        if stop < len(subsets):
+            moved.add(queue[0])
+            queue = queue[1:] + queue[:1]
+            info["moved_to_end"] += 1
+        elif len(subsets) < len(block):
+            break
+    bar.close()
+    return _finish(objective, chosen + [r for r in queue if r not in chosen], known, info)
+
+
 def region_adjacency(labels: np.ndarray) -> np.ndarray:
     """``bool[n, n]``: which regions of a label map share an edge (4-neighbourhood)."""
     n = int(labels.max()) + 1
@@ -601,6 +748,7 @@ SEARCHES: dict[str, Callable[..., SearchResult]] = {
     "phasewin": phasewin,
     "lazy": lazy_greedy,
     "hierarchical": hierarchical,
+    "scan": scan,
 }
 
 #: Searches that read the label map's geometry (colour groups, adjacent regions): they order
@@ -632,6 +780,10 @@ _OPTION_RANGES: dict[str, tuple[type, float, float, bool, bool]] = {
     "window": (float, 0.0, 1.0, False, True),
     "accept_ratio": (float, 0.0, 1.0, False, True),
     "prune_ratio": (float, 0.0, 1.0, True, False),
+    "forward_share": (float, 0.0, 1.0, False, True),
+    "pool": (int, 1, float("inf"), True, False),
+    "chunk": (int, 1, float("inf"), True, False),
+    "tolerance": (float, 0.0, 1.0, True, False),
 }
 
 

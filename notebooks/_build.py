@@ -504,8 +504,10 @@ else:
     (
         "md",
         """\
-On a real model, exact greedy over 64 regions costs ~4,000 forwards. The `efficient` search
-(EAGLE's fast variant) or `phasewin` cut that to a fraction; `max_forwards` caps the budget and
+On a real model, exact greedy over 64 regions costs ~4,000 forwards. `search="scan"` plans
+about a fifth of that (`search_options={"forward_share": 0.2}`, its default) and matched greedy
+sample by sample on the shipped model's held-out scenes (BENCHMARKS.md, "Fast searches");
+`hierarchical` takes about 8 % for a whole answer. `max_forwards` caps the budget and
 `batch_size` (default: chosen from free GPU memory) sets images per forward.""",
     ),
     (

@@ -161,7 +161,8 @@ def test_geometry_searches_are_refused_for_prompt_words(rgb_image):
     adapter = circle_adapter(rgb_image)
     with pytest.raises(
         ValueError,
-        match=r"'hierarchical' .* prompt word.*supports \['bidirectional', 'efficient', 'greedy', 'lazy', 'phasewin'\]",
+        match=r"'hierarchical' .* prompt word.*supports "
+        r"\['bidirectional', 'efficient', 'greedy', 'lazy', 'phasewin', 'scan'\]",
     ):
         explain_prompt_tokens(
             adapter, rgb_image, prompt="What color is the circle?", n_regions=4, segmenter="grid", search="hierarchical"

@@ -52,6 +52,14 @@ CASES = [
     (["--image", "{img}", "--lambda1", "-1"], "lambda1 must be a finite number >= 0"),
     (["--image", "{img}", "--family", "martian"], "unknown model family 'martian'"),
     (["--image", "{img}", "--dtype", "float7"], "unknown dtype"),
+    (["--image", "{img}", "--search", "scan", "--search-option", "forward_share=2"], "forward_share must be a number"),
+    (["--image", "{img}", "--search", "scan", "--search-option", "groups=4"], "unknown option(s) ['groups']"),
+    (["--image", "{img}", "--search-option", "pool"], "expected KEY=VALUE"),
+    (["--image", "{img}", "--search", "scan", "--search-option", "pool=a"], "must be a number"),
+    (
+        ["--image", "{img}", "--search", "scan", "--search-option", "pool=2", "--search-option", "pool=3"],
+        "pool is given twice",
+    ),
 ]
 
 
@@ -370,3 +378,24 @@ def test_evaluate_lists_every_file_written(capsys, monkeypatch, tmp_path):
     assert main(["evaluate", str(config), "--output", str(out), "-q"]) == 0
     wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote: ")]
     assert wrote == ["wrote: " + ", ".join(str(out / n) for n in names)]
+
+
+def test_search_options_reach_the_search_and_the_stored_settings(capsys, tmp_path):
+    from mllm_attr import Explanation
+
+    code, out = _shapes_cli(
+        tmp_path,
+        "--n-regions",
+        "24",
+        "--search",
+        "scan",
+        "--search-option",
+        "forward_share=0.2",
+        "--search-option",
+        "pool=4",
+    )
+    assert code == 0, capsys.readouterr().err
+    expl = Explanation.load(out)
+    assert expl.settings["search"] == "scan" and expl.settings["search_options"] == {"forward_share": 0.2, "pool": 4}
+    n = expl.n_regions
+    assert expl.forwards <= max(int(0.2 * n * (n + 1)), 2 + n + 4 + 2 * (n - 2) + 6) < n * (n + 1)

@@ -172,7 +172,7 @@ OPTIONS: dict[str, tuple[list[str], list[str]]] = {
     "--occurrence": (["1", "2"], ["0", "-1", "x"]),
     "--segmenter": (["slic", "grid", "felzenszwalb"], ["bogus"]),
     "--baseline": (["black", "blur", "mean"], ["white"]),
-    "--search": (["greedy", "efficient", "bidirectional", "phasewin", "lazy"], ["exact"]),
+    "--search": (["greedy", "scan", "efficient", "bidirectional", "phasewin", "lazy"], ["exact"]),
     "--lambda1": (["1", "0.5", "0"], ["nan", "inf", "-1", "x", "1e308"]),
     "--lambda2": (["1", "2"], ["0", "nan", "-inf", "x"]),
     "--batch-size": (["1", "4", "16"], ["0", "-1", "x"]),

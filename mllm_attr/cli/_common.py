@@ -378,6 +378,15 @@ def add_explainer_args(p: argparse.ArgumentParser, *, n_regions: int = 64, n_reg
     add_alias(g, "--baseline", "--fill", "fill", choices=FILLS)
     g.add_argument("--search", choices=sorted(SEARCHES), default="greedy")
     g.add_argument(
+        "--search-option",
+        dest="search_options",
+        action="append",
+        type=search_option_pair,
+        default=None,
+        metavar="KEY=VALUE",
+        help="an option of the search, repeatable (e.g. --search scan --search-option forward_share=0.2)",
+    )
+    g.add_argument(
         "--lambda1", type=non_negative_float("lambda1"), default=1.0, help="weight of insight/sufficiency (default 1)"
     )
     g.add_argument("--lambda2", type=non_negative_float("lambda2"), default=1.0, help="weight of necessity (default 1)")
@@ -404,6 +413,38 @@ def add_explainer_args(p: argparse.ArgumentParser, *, n_regions: int = 64, n_reg
     )
 
 
+def search_option_pair(text: str) -> tuple[str, float | int]:
+    """``KEY=VALUE`` -> ``(key, number)``: an integer when VALUE is one, else a float."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. forward_share=0.2); got {text!r}")
+    try:
+        return key, int(value)
+    except ValueError:
+        pass
+    try:
+        return key, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {key} must be a number; got {value!r}") from None
+
+
+def search_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--search-option`` pairs as a dict, checked for ``--search`` (a key given twice is an error)."""
+    from ..search import search_options
+
+    pairs = getattr(args, "search_options", None) or []
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"--search-option {key} is given twice")
+        out[key] = value
+    try:
+        return search_options(args.search, out)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--search-option: {exc}") from None
+
+
 def check_explainer_args(args: argparse.Namespace, loaded: Any = None, labels: np.ndarray | None = None) -> None:
     """Every check of the attribution flags that can be made before the model is loaded.
 
@@ -418,6 +459,7 @@ def check_explainer_args(args: argparse.Namespace, loaded: Any = None, labels: n
 
     if args.lambda1 == 0 and args.lambda2 == 0:
         raise ValueError("--lambda1 and --lambda2 are both 0; the objective would be constant")
+    search_options_from_args(args)
     if loaded is None:
         return
     h, w = int(loaded.array.shape[0]), int(loaded.array.shape[1])
@@ -454,6 +496,7 @@ def explainer_from_args(
     return (explainer_class or Explainer)(
         adapter,
         search=args.search,
+        search_options=search_options_from_args(args),
         lambda1=args.lambda1,
         lambda2=args.lambda2,
         batch_size=args.batch_size,
