@@ -466,6 +466,7 @@ def scan(
             raise ValueError(f"{name} must be an integer >= 1; got {value}")
     if not 0 <= tolerance < 1:
         raise ValueError(f"tolerance must be in [0, 1); got {tolerance}")
+    pool, chunk = int(pool), int(chunk)
     n = objective.n_regions
     p_full, p_blank = objective.endpoints()
     lam_ins, lam_del = objective.lambda1, objective.lambda2
@@ -495,11 +496,12 @@ def scan(
     bar = _Progress(n - 1, show_progress, "scan")
     while len(rest) > 1:
         ins_now, del_now = current()
+        # What each side of F can still gain (never below 0); a side with no weight is never scanned.
         room = {
-            "deletion": lam_del * float(del_now.mean()),
-            "insertion": lam_ins * (float(p_full.mean() - ins_now.mean())),
+            "deletion": lam_del * max(0.0, float(del_now.mean())),
+            "insertion": lam_ins * max(0.0, float(p_full.mean() - ins_now.mean())),
         }
-        side = "deletion" if room["deletion"] >= room["insertion"] else "insertion"
+        side = "deletion" if lam_ins == 0 or (lam_del > 0 and room["deletion"] >= room["insertion"]) else "insertion"
         other = "insertion" if side == "deletion" else "deletion"
         m = min(pool if not chosen else max(1, pool // 3), len(rest))
         # A scan leaves room for a few moves in the replay below (each wastes a chunk at most).
@@ -516,7 +518,7 @@ def scan(
         )
         lam_side = lam_del if side == "deletion" else lam_ins
         weak = room[other] > _SCAN_ROOM and lam_side * gain < _SCAN_WEAK_GAIN * room[other]
-        if weak and fits(len(rest) - m, after=1):  # the other side of the rest, beyond the pool reserved above
+        if weak and fits(len(rest), after=1):  # the other side of all the rest instead of the pool
             rows = np.arange(len(rest))
             info["two_sided_scans"] += 1
         else:

@@ -139,3 +139,37 @@ def test_evaluate_side_scores_the_images_evaluate_does():
     assert obj.forwards - before == 2 * len(subsets)  # one image per subset and side
     with pytest.raises(ValueError, match="side"):
         obj.evaluate_side(subsets, "both")
+
+
+@pytest.mark.parametrize("budget", range(28, 40))
+def test_the_full_other_side_scan_is_paid_for_before_it_is_made(budget):
+    # Found in review: the check before the full other-side scan counted the pool reserved
+    # before it as already paid, so at these budgets the replay no longer fitted.
+    obj = objective(redundant_pair, max_forwards=budget)
+    res = scan(obj, forward_share=1.0)
+    assert obj.forwards <= budget and sorted(res.ordering.tolist()) == list(range(N9))
+    free = objective(redundant_pair)
+    assert free.forwards <= scan(free, forward_share=0.37, pool=1).info["plan"]
+
+
+A4, B4 = {1, 2, 3, 4}, {5, 6, 7, 8}
+
+
+def above_full(s: frozenset) -> float:
+    """Showing 0 with the regions of B and without those of A scores ABOVE the full image, so the
+    insertion side's room is negative: with λ2 = 0 only the insertion side may be scanned.
+    Greedy (insight only): 0 (0.8), then 5, 6, 7, 8 (+0.01 each), then 1-4."""
+    if 0 in s:
+        return 0.8 - 0.05 * len(s & A4) + 0.01 * len(s & B4)
+    return 0.3 + 0.05 * len(s & A4) - 0.01 * len(s & B4)
+
+
+def test_a_side_without_weight_is_never_scanned():
+    obj = objective(above_full, lambda2=0.0)
+    res = scan(obj, forward_share=1.0)
+    assert res.ordering.tolist() == [0, 5, 6, 7, 8, 1, 2, 3, 4]
+
+
+def test_whole_number_floats_are_counts():
+    res = scan(objective(modular), pool=3.0, chunk=2.0)
+    assert res.ordering.tolist() == list(range(N9))[::-1]
