@@ -109,6 +109,13 @@ class Objective:
                 f"({self.scorer.forwards} used)"
             )
 
+    def _shown_table(self, subsets: Sequence[Sequence[int]]) -> np.ndarray:
+        """``bool[len(subsets), n_regions]``: each subset's regions marked as shown."""
+        table = np.zeros((len(subsets), self.n_regions), dtype=bool)
+        for row, subset in enumerate(subsets):
+            table[row, np.asarray(list(subset), dtype=np.int64)] = True
+        return table
+
     def evaluate_side(self, subsets: Sequence[Sequence[int]], side: str) -> np.ndarray:
         """Score ONE image per subset: its regions shown alone (``side="insertion"``) or removed
         (``side="deletion"``): ``float64[len(subsets), K]``. Half the cost of :meth:`evaluate`,
@@ -119,9 +126,7 @@ class Objective:
         if not subsets:
             return np.zeros((0, k))
         self._charge(len(subsets))
-        table = np.zeros((len(subsets), self.n_regions), dtype=bool)
-        for row, subset in enumerate(subsets):
-            table[row, np.asarray(list(subset), dtype=np.int64)] = True
+        table = self._shown_table(subsets)
         return self._score(table if side == "insertion" else ~table)
 
     def evaluate(self, subsets: Sequence[Sequence[int]]) -> Evaluation:
@@ -131,9 +136,7 @@ class Objective:
             empty = np.zeros((0, k))
             return Evaluation(empty, empty, np.zeros(0))
         self._charge(2 * len(subsets))
-        table = np.zeros((len(subsets), self.n_regions), dtype=bool)
-        for row, subset in enumerate(subsets):
-            table[row, np.asarray(list(subset), dtype=np.int64)] = True
+        table = self._shown_table(subsets)
         ins = np.empty((len(subsets), k))
         dele = np.empty((len(subsets), k))
         # Insertion and deletion rows of a chunk go out together so batches stay full.

@@ -482,10 +482,9 @@ def scan(
     def fits(cost: int, after: int, spare: int = 0) -> bool:
         """Can ``cost`` be paid now, with the replay of every prefix not known after it (and
         ``spare`` forwards left in the plan)?"""
-        need = cost + replay_cost((n - 1) - len(known) - after)
-        if objective.forwards + need + spare > plan:
+        if objective.forwards + cost + replay_cost((n - 1) - len(known) - after) + spare > plan:
             return False
-        if not objective.can_afford(need):
+        if not _reserve(objective, cost, known, after):
             info["budget_cut"] = True
             return False
         return True
@@ -568,7 +567,7 @@ def scan(
         elif len(subsets) < len(block):
             break
     bar.close()
-    return _finish(objective, chosen + [r for r in queue if r not in chosen], known, info)
+    return _finish(objective, chosen + queue, known, info)  # the queue holds the regions not chosen
 
 
 def region_adjacency(labels: np.ndarray) -> np.ndarray:
